@@ -1,0 +1,42 @@
+//! Moltres: one SQL query or DataFrame over PostgreSQL, MySQL/MariaDB, SQLite
+//! and files (CSV, Parquet, JSON; local or object storage), on Apache
+//! DataFusion.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")]
+//! # async fn main() -> moltres::Result<()> {
+//! use moltres::Moltres;
+//!
+//! let db = Moltres::builder().build().await?;
+//! let df = db
+//!     .sql(
+//!         "SELECT c.name, count(*) AS trips
+//!          FROM '../testdata/trips.csv' t JOIN '../testdata/cities.parquet' c ON t.city_id = c.id
+//!          GROUP BY c.name ORDER BY trips DESC, c.name",
+//!     )
+//!     .await?;
+//! let batches = df.collect().await?;
+//! assert!(batches.iter().map(|b| b.num_rows()).sum::<usize>() > 0);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Results are DataFusion [`DataFrame`](datafusion::prelude::DataFrame)s:
+//! `collect()`, `execute_stream()`, `show()`, `write_parquet()` and the rest
+//! of DataFusion's API apply as they are.
+
+pub mod config;
+mod error;
+mod plan_metrics;
+mod session;
+mod sources;
+pub mod statements;
+
+pub use config::{MemoryLimit, Settings};
+pub use error::{Error, Result};
+pub use plan_metrics::PlanMetrics;
+pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder};
+pub use sources::{SourceInfo, redact_url};
+
+pub use datafusion;
+pub use moltres_connectors as connectors;

@@ -1,0 +1,386 @@
+//! [`Moltres`], the embedded engine, and its [`MoltresBuilder`].
+
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::{CatalogProviderList, DynamicFileCatalog, MemorySchemaProvider};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::memory_pool::{
+    FairSpillPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
+};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
+use moltres_connectors::files::{
+    CheckedCsvFormatFactory, LazyObjectStoreRegistry, PathTableFactory, ReadFileFunction,
+    SessionHandle, SkippedRows,
+};
+use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
+
+use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
+use crate::error::{Error, Result};
+use crate::sources::{SourceCatalogList, SourceInfo, SourceRegistry};
+use crate::statements::{MoltresStatement, parse_moltres_statement, split_statements};
+
+/// The catalog unqualified names resolve in.
+pub const DEFAULT_CATALOG: &str = "moltres";
+/// The schema unqualified names resolve in.
+pub const DEFAULT_SCHEMA: &str = "public";
+
+/// A Moltres session: a DataFusion [`SessionContext`] with a memory budget,
+/// spilling, file sources and attached databases.
+///
+/// ```
+/// # #[tokio::main(flavor = "multi_thread")]
+/// # async fn main() -> moltres::Result<()> {
+/// let db = moltres::Moltres::builder()
+///     .memory_limit(moltres::MemoryLimit::Bytes(512 << 20))
+///     .build()
+///     .await?;
+/// let df = db.sql("SELECT 1 + 1 AS two").await?;
+/// let batches = df.collect().await?;
+/// assert_eq!(batches[0].num_rows(), 1);
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone)]
+pub struct Moltres {
+    ctx: SessionContext,
+    registry: Arc<SourceRegistry>,
+    catalogs: Arc<SourceCatalogList>,
+    settings: Arc<Settings>,
+    skipped_rows: Arc<SkippedRows>,
+}
+
+impl std::fmt::Debug for Moltres {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Moltres")
+            .field("settings", &self.settings)
+            .field("sources", &self.registry.list())
+            .finish()
+    }
+}
+
+/// Builds a [`Moltres`] session. Values set here override the environment,
+/// which overrides the config file (see [`crate::config`]).
+#[derive(Debug, Clone)]
+pub struct MoltresBuilder {
+    explicit: SettingsLayer,
+    config_file: Option<PathBuf>,
+    use_env: bool,
+    kinds: Vec<Arc<dyn SourceKind>>,
+}
+
+impl Default for MoltresBuilder {
+    fn default() -> Self {
+        Self {
+            explicit: SettingsLayer::default(),
+            config_file: None,
+            use_env: true,
+            kinds: vec![Arc::new(FilesKind)],
+        }
+    }
+}
+
+impl MoltresBuilder {
+    /// Memory queries may use before sorts, aggregates and joins spill.
+    pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
+        self.explicit.memory_limit = Some(limit);
+        self
+    }
+
+    /// Where spill files go (must exist).
+    pub fn spill_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.explicit.spill_dir = Some(dir.into());
+        self
+    }
+
+    /// Rows per record batch.
+    pub fn batch_size(mut self, rows: usize) -> Self {
+        self.explicit.batch_size = Some(rows);
+        self
+    }
+
+    /// Parallelism of scans, joins and aggregates.
+    pub fn target_partitions(mut self, partitions: usize) -> Self {
+        self.explicit.target_partitions = Some(partitions);
+        self
+    }
+
+    /// Reads settings and sources from this TOML file (instead of `MOLTRES_CONFIG`).
+    pub fn config_file(mut self, path: impl Into<PathBuf>) -> Self {
+        self.config_file = Some(path.into());
+        self
+    }
+
+    /// Ignores `MOLTRES_*` environment variables (settings come from code and
+    /// the config file only).
+    pub fn without_env(mut self) -> Self {
+        self.use_env = false;
+        self
+    }
+
+    /// Adds a kind of source that `ATTACH` can dispatch to by URL scheme.
+    pub fn with_source_kind(mut self, kind: Arc<dyn SourceKind>) -> Self {
+        self.kinds.push(kind);
+        self
+    }
+
+    /// Resolves the settings, builds the runtime and attaches the sources the
+    /// config file names. Fails naming the first invalid setting.
+    pub async fn build(self) -> Result<Moltres> {
+        for (name, value) in [
+            ("batch_size", self.explicit.batch_size),
+            ("target_partitions", self.explicit.target_partitions),
+        ] {
+            if value == Some(0) {
+                return Err(Error::Config {
+                    setting: name.to_string(),
+                    message: "must be at least 1".to_string(),
+                });
+            }
+        }
+        let env = |key: &str| std::env::var(key).ok();
+        let settings = config::resolve(
+            &self.explicit,
+            self.config_file.as_deref(),
+            self.use_env.then_some(&env as &dyn Fn(&str) -> Option<String>),
+        )?;
+        Moltres::from_settings(settings, self.kinds).await
+    }
+}
+
+impl Moltres {
+    /// A builder with defaults, the environment and `MOLTRES_CONFIG` in force.
+    pub fn builder() -> MoltresBuilder {
+        MoltresBuilder::default()
+    }
+
+    /// A session with settings from the environment and config file only.
+    pub async fn new() -> Result<Self> {
+        Self::builder().build().await
+    }
+
+    async fn from_settings(settings: Settings, kinds: Vec<Arc<dyn SourceKind>>) -> Result<Self> {
+        let pool: Arc<dyn MemoryPool> = match settings.memory_limit {
+            MemoryLimit::Unlimited => Arc::new(UnboundedMemoryPool::default()),
+            MemoryLimit::Bytes(bytes) => Arc::new(TrackConsumersPool::new(
+                FairSpillPool::new(bytes),
+                NonZeroUsize::new(5).expect("5 is not zero"),
+            )),
+        };
+        let disk_mode = match &settings.spill_dir {
+            Some(dir) => DiskManagerMode::Directories(vec![dir.clone()]),
+            None => DiskManagerMode::OsTmpDirectory,
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_pool(pool)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(disk_mode))
+            .with_object_store_registry(Arc::new(LazyObjectStoreRegistry::new()))
+            .build_arc()?;
+        let skipped_rows = Arc::new(SkippedRows::default());
+        let config = SessionConfig::new()
+            .with_batch_size(settings.batch_size)
+            .with_target_partitions(settings.target_partitions)
+            .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
+            .with_create_default_catalog_and_schema(true)
+            .with_information_schema(true)
+            .with_extension(Arc::clone(&skipped_rows));
+        let catalogs = Arc::new(SourceCatalogList::default());
+        let path_tables = Arc::new(PathTableFactory::new());
+        let mut state = SessionStateBuilder::new()
+            .with_config(config)
+            .with_runtime_env(runtime)
+            .with_default_features()
+            .with_catalog_list(Arc::new(DynamicFileCatalog::new(
+                Arc::clone(&catalogs) as Arc<dyn CatalogProviderList>,
+                Arc::clone(&path_tables) as _,
+            )))
+            .build();
+        state.register_file_format(Arc::new(CheckedCsvFormatFactory::new()), true)?;
+        for (name, function) in ReadFileFunction::all() {
+            state.register_udtf(name, function);
+        }
+        let ctx = SessionContext::new_with_state(state);
+        path_tables.bind(SessionHandle::new(ctx.state_weak_ref()));
+
+        let db = Moltres {
+            ctx,
+            registry: Arc::new(SourceRegistry::new(kinds)),
+            catalogs,
+            settings: Arc::new(settings),
+            skipped_rows,
+        };
+        for source in db.settings.sources.clone() {
+            db.attach_with_options(&source.url, &source.name, source.read_only, source.options)
+                .await?;
+        }
+        Ok(db)
+    }
+
+    /// Runs one statement or a script of statements separated by `;` and
+    /// returns the last statement's result as a DataFusion [`DataFrame`]
+    /// (earlier statements run to completion first).
+    ///
+    /// Besides DataFusion SQL this understands `ATTACH 'url' AS name
+    /// [(READ_ONLY)]`, `DETACH name` and `SHOW SOURCES`.
+    pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        let statements = split_statements(sql)?;
+        let Some((last, earlier)) = statements.split_last() else {
+            return Err(Error::Statement("no SQL statement given".to_string()));
+        };
+        for statement in earlier {
+            self.statement(statement).await?.collect().await?;
+        }
+        self.statement(last).await
+    }
+
+    /// Runs exactly one statement (no splitting).
+    pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
+        match parse_moltres_statement(sql)? {
+            Some(MoltresStatement::Attach {
+                url,
+                alias,
+                read_only,
+                options,
+            }) => {
+                self.attach_with_options(&url, &alias, read_only, options)
+                    .await?;
+                Ok(self.ctx.read_empty()?)
+            }
+            Some(MoltresStatement::Detach { alias, if_exists }) => {
+                match self.detach(&alias) {
+                    Err(_) if if_exists => {}
+                    other => other?,
+                }
+                Ok(self.ctx.read_empty()?)
+            }
+            Some(MoltresStatement::ShowSources) => {
+                Ok(self.ctx.read_batch(self.registry.to_batch()?)?)
+            }
+            None => Ok(self.ctx.sql(sql).await?),
+        }
+    }
+
+    /// A table by name (`t`, `schema.t`, `source.t`, `source.schema.t`, or a
+    /// quoted path such as `'testdata/x.parquet'`).
+    pub async fn table(&self, name: &str) -> Result<DataFrame> {
+        Ok(self.ctx.table(name).await?)
+    }
+
+    /// Attaches the source at `url` as `alias`.
+    pub async fn attach(&self, url: &str, alias: &str, read_only: bool) -> Result<()> {
+        self.attach_with_options(url, alias, read_only, Default::default())
+            .await
+    }
+
+    /// Attaches with source-specific options.
+    pub async fn attach_with_options(
+        &self,
+        url: &str,
+        alias: &str,
+        read_only: bool,
+        options: std::collections::BTreeMap<String, String>,
+    ) -> Result<()> {
+        let default_catalog = self.default_catalog()?;
+        if self.catalogs.catalog(alias).is_some()
+            || default_catalog.schema(alias).is_some() && self.registry.get(alias).is_none()
+        {
+            return Err(Error::Statement(format!(
+                "cannot attach as '{alias}': a catalog or schema of that name exists"
+            )));
+        }
+        let request = AttachRequest {
+            alias: alias.to_string(),
+            url: url.to_string(),
+            read_only,
+            options,
+            session: SessionHandle::new(self.ctx.state_weak_ref()),
+        };
+        let attached = self.registry.attach(&request).await?;
+        let default_schema = attached
+            .catalog
+            .schema(&attached.default_schema)
+            .unwrap_or_else(|| Arc::new(MemorySchemaProvider::new()));
+        self.catalogs
+            .register_catalog(alias.to_string(), attached.catalog);
+        default_catalog.register_schema(alias, default_schema)?;
+        Ok(())
+    }
+
+    /// Detaches `alias`; its tables are no longer reachable.
+    pub fn detach(&self, alias: &str) -> Result<()> {
+        if self.registry.detach(alias).is_none() {
+            return Err(Error::Statement(format!(
+                "no source named '{alias}' is attached (see SHOW SOURCES)"
+            )));
+        }
+        self.catalogs.deregister_catalog(alias);
+        self.default_catalog()?.deregister_schema(alias, true)?;
+        Ok(())
+    }
+
+    fn default_catalog(&self) -> Result<Arc<dyn datafusion::catalog::CatalogProvider>> {
+        self.catalogs.catalog(DEFAULT_CATALOG).ok_or_else(|| {
+            Error::Statement(format!("the default catalog '{DEFAULT_CATALOG}' is missing"))
+        })
+    }
+
+    /// The attached sources (passwords redacted).
+    pub fn sources(&self) -> Vec<SourceInfo> {
+        self.registry.list()
+    }
+
+    /// Every table: (catalog, schema, table), sources first by name. The
+    /// default catalog's per-source alias schemas are not repeated.
+    pub async fn tables(&self) -> Result<Vec<(String, String, String)>> {
+        let mut out = Vec::new();
+        for catalog_name in self.catalogs.catalog_names() {
+            let Some(catalog) = self.catalogs.catalog(&catalog_name) else {
+                continue;
+            };
+            for schema_name in catalog.schema_names() {
+                if catalog_name == DEFAULT_CATALOG
+                    && (self.registry.get(&schema_name).is_some()
+                        || schema_name == "information_schema")
+                {
+                    continue;
+                }
+                let Some(schema) = catalog.schema(&schema_name) else {
+                    continue;
+                };
+                let mut names = schema.table_names();
+                names.sort();
+                for table in names {
+                    out.push((catalog_name.clone(), schema_name.clone(), table));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The Arrow schema of a table or query result.
+    pub async fn describe(&self, name: &str) -> Result<SchemaRef> {
+        let df = self.table(name).await?;
+        Ok(Arc::new(df.schema().as_arrow().clone()))
+    }
+
+    /// Malformed CSV rows skipped (with `skip_bad_rows`) since the last call:
+    /// the count and up to five messages naming file and line.
+    pub fn take_skipped_rows(&self) -> (u64, Vec<String>) {
+        self.skipped_rows.take()
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The underlying DataFusion context, for everything DataFusion offers
+    /// (registering UDFs, `read_parquet`, ...).
+    pub fn context(&self) -> &SessionContext {
+        &self.ctx
+    }
+}

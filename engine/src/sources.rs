@@ -1,0 +1,290 @@
+//! The source registry: which kinds of source exist (keyed by URL scheme),
+//! which sources are attached, and the catalog list they live in.
+//!
+//! An attached source `pg` is registered twice: as catalog `pg` (so
+//! `pg.schema.table` works) and as schema `pg` of the session's default
+//! catalog, pointing at the source's default schema (so `pg.table` works).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, RwLock};
+
+use datafusion::arrow::array::{BooleanArray, StringArray};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::catalog::{CatalogProvider, CatalogProviderList};
+use moltres_connectors::source::{AttachRequest, AttachedSource, SourceKind};
+
+use crate::error::{Error, Result};
+
+/// A catalog list whose catalogs can be removed again (`DETACH`).
+#[derive(Debug, Default)]
+pub struct SourceCatalogList {
+    catalogs: RwLock<HashMap<String, Arc<dyn CatalogProvider>>>,
+}
+
+impl SourceCatalogList {
+    /// Removes the catalog `name`.
+    pub fn deregister_catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(name)
+    }
+}
+
+impl CatalogProviderList for SourceCatalogList {
+    fn register_catalog(
+        &self,
+        name: String,
+        catalog: Arc<dyn CatalogProvider>,
+    ) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name, catalog)
+    }
+
+    fn catalog_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .catalogs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .cloned()
+            .collect();
+        names.sort();
+        names
+    }
+
+    fn catalog(&self, name: &str) -> Option<Arc<dyn CatalogProvider>> {
+        self.catalogs
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+            .cloned()
+    }
+}
+
+/// One attached source, as `SHOW SOURCES` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The alias.
+    pub name: String,
+    /// The kind (`files`, `postgres`, ...).
+    pub kind: String,
+    /// The URL with any password replaced by `***`.
+    pub url: String,
+    /// Writes are refused.
+    pub read_only: bool,
+    /// The schema `name.table` resolves to.
+    pub default_schema: String,
+}
+
+/// Kinds of source by scheme, and the attached sources.
+#[derive(Debug)]
+pub struct SourceRegistry {
+    kinds: Vec<Arc<dyn SourceKind>>,
+    attached: RwLock<BTreeMap<String, SourceInfo>>,
+}
+
+impl SourceRegistry {
+    /// A registry knowing `kinds`.
+    pub fn new(kinds: Vec<Arc<dyn SourceKind>>) -> Self {
+        Self {
+            kinds,
+            attached: RwLock::default(),
+        }
+    }
+
+    /// Every scheme some kind serves, sorted.
+    pub fn schemes(&self) -> Vec<&'static str> {
+        let mut schemes: Vec<&'static str> = self
+            .kinds
+            .iter()
+            .flat_map(|k| k.schemes().iter().copied())
+            .collect();
+        schemes.sort();
+        schemes.dedup();
+        schemes
+    }
+
+    /// The kind serving `url` (a plain path is `file`).
+    pub fn kind_for(&self, url: &str) -> Result<Arc<dyn SourceKind>> {
+        let scheme = url_scheme(url).unwrap_or("file").to_ascii_lowercase();
+        self.kinds
+            .iter()
+            .find(|k| k.schemes().contains(&scheme.as_str()))
+            .cloned()
+            .ok_or_else(|| {
+                Error::Statement(format!(
+                    "cannot attach '{}': unknown scheme '{scheme}'; supported schemes: {} (or a local path)",
+                    redact_url(url),
+                    self.schemes().join(", ")
+                ))
+            })
+    }
+
+    /// Attaches through the kind serving `request.url`; returns the catalog to register.
+    pub async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
+        if self.get(&request.alias).is_some() {
+            return Err(Error::Statement(format!(
+                "a source named '{}' is already attached; DETACH it first",
+                request.alias
+            )));
+        }
+        let kind = self.kind_for(&request.url)?;
+        let attached = kind.attach(request).await.map_err(|e| {
+            Error::DataFusion(datafusion::error::DataFusionError::Context(
+                format!(
+                    "cannot attach {} source '{}' as {}",
+                    kind.name(),
+                    redact_url(&request.url),
+                    request.alias
+                ),
+                Box::new(e),
+            ))
+        })?;
+        self.attached
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(
+                request.alias.clone(),
+                SourceInfo {
+                    name: request.alias.clone(),
+                    kind: kind.name().to_string(),
+                    url: redact_url(&request.url),
+                    read_only: request.read_only,
+                    default_schema: attached.default_schema.clone(),
+                },
+            );
+        Ok(attached)
+    }
+
+    /// Forgets `alias`; returns what was attached.
+    pub fn detach(&self, alias: &str) -> Option<SourceInfo> {
+        self.attached
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(alias)
+    }
+
+    /// The source attached as `alias`.
+    pub fn get(&self, alias: &str) -> Option<SourceInfo> {
+        self.attached
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(alias)
+            .cloned()
+    }
+
+    /// Every attached source, by name.
+    pub fn list(&self) -> Vec<SourceInfo> {
+        self.attached
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// `SHOW SOURCES` as a record batch: name, kind, url, read_only, default_schema.
+    pub fn to_batch(&self) -> Result<RecordBatch> {
+        let sources = self.list();
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("name", DataType::Utf8, false),
+            Field::new("kind", DataType::Utf8, false),
+            Field::new("url", DataType::Utf8, false),
+            Field::new("read_only", DataType::Boolean, false),
+            Field::new("default_schema", DataType::Utf8, false),
+        ]));
+        let column = |f: fn(&SourceInfo) -> &str| {
+            Arc::new(StringArray::from_iter_values(sources.iter().map(f)))
+        };
+        Ok(RecordBatch::try_new(
+            schema,
+            vec![
+                column(|s| &s.name),
+                column(|s| &s.kind),
+                column(|s| &s.url),
+                Arc::new(BooleanArray::from_iter(
+                    sources.iter().map(|s| Some(s.read_only)),
+                )),
+                column(|s| &s.default_schema),
+            ],
+        )
+        .map_err(datafusion::error::DataFusionError::from)?)
+    }
+}
+
+/// The scheme of `url` (`postgres` in `postgres://...`, `sqlite` in
+/// `sqlite:x.db`), or `None` for a plain path (including `C:\...`).
+pub fn url_scheme(url: &str) -> Option<&str> {
+    let (scheme, _) = url.split_once(':')?;
+    let valid = scheme.len() > 1
+        && scheme.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+        && scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '+' | '-' | '.'));
+    valid.then_some(scheme)
+}
+
+/// `url` with its password (userinfo or a `password=` parameter) replaced by `***`.
+pub fn redact_url(url: &str) -> String {
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_string();
+    };
+    let mut changed = false;
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
+        changed = true;
+    }
+    if parsed
+        .query_pairs()
+        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
+    {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case("password") {
+                    (k.into_owned(), "***".to_string())
+                } else {
+                    (k.into_owned(), v.into_owned())
+                }
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
+        changed = true;
+    }
+    if changed {
+        parsed.to_string()
+    } else {
+        url.to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact_url("postgres://bob:s3cret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
+        assert_eq!(
+            redact_url("mysql://db/x?user=a&password=s3cret"),
+            "mysql://db/x?user=a&password=***"
+        );
+        assert_eq!(redact_url("testdata/"), "testdata/");
+        assert_eq!(redact_url("s3://bucket/prefix/"), "s3://bucket/prefix/");
+    }
+
+    #[test]
+    fn finds_schemes() {
+        assert_eq!(url_scheme("postgres://x"), Some("postgres"));
+        assert_eq!(url_scheme("sqlite:x.db"), Some("sqlite"));
+        assert_eq!(url_scheme("C:\\data"), None);
+        assert_eq!(url_scheme("testdata/x.csv"), None);
+    }
+}
