@@ -1,1 +1,10 @@
+//! Moltres integration tests: one test binary (each binary links all of
+//! DataFusion), one module per topic. SQL behaviour lives in `slt/*.slt`
+//! files run by `slt.rs`; the shell is tested by running the real binary.
 
+mod cli;
+mod common;
+mod files;
+mod session;
+mod slt;
+mod spill;

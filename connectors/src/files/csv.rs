@@ -24,8 +24,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use bytes::Bytes;
-use datafusion::arrow::csv::reader::ReaderBuilder;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::Session;
 use datafusion::common::config::CsvOptions;
@@ -53,10 +51,9 @@ use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan};
 use datafusion::datasource::listing::PartitionedFile;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{
-    CopyOptions, GetOptions, GetResult, GetResultPayload, ListResult, MultipartUpload, ObjectMeta,
-    ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
-};
+use object_store::{GetOptions, ObjectMeta, ObjectStore};
+
+use super::record_filter::RecordFilterStore;
 
 /// The option (in `OPTIONS (...)`, `read_csv(..., skip_bad_rows => true)` or a
 /// TOML source) that turns on skipping of malformed rows.
@@ -76,7 +73,7 @@ pub struct SkippedRows {
 }
 
 impl SkippedRows {
-    fn record(&self, message: String) {
+    pub(super) fn record(&self, message: String) {
         self.count.fetch_add(1, Ordering::Relaxed);
         let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
         if samples.len() < MAX_SAMPLES {
@@ -213,11 +210,14 @@ impl FileFormat for CheckedCsvFormat {
             // Infer from the records whose field count matches the header, so
             // a malformed row cannot stop the read it is meant to skip.
             let options = config_csv_options(&self.options, state);
-            let filtered: Arc<dyn ObjectStore> = Arc::new(BadRowFilterStore {
+            let filtered: Arc<dyn ObjectStore> = Arc::new(RecordFilterStore {
                 inner: Arc::clone(store),
                 compression: self.options.compression.into(),
                 file_schema: None,
                 options: Arc::new(options.clone()),
+                skip_bad_rows: true,
+                // Inference applies null_regex itself.
+                rewrite_nulls: false,
                 log: Arc::new(SkippedRows::default()),
                 display_prefix: if local { "/".into() } else { String::new() },
             });
@@ -257,19 +257,23 @@ impl FileFormat for CheckedCsvFormat {
         else {
             return Ok(plan);
         };
-        let skip = self.skip_bad_rows.then(|| {
+        // DataFusion's CSV reader ignores null_regex (it only uses it for
+        // inference), so null strings are rewritten to empty fields, which
+        // Arrow reads as NULL, on the same path that skips bad rows.
+        let rewrite = (self.skip_bad_rows || self.options.null_regex.is_some()).then(|| {
             let log = state
                 .config()
                 .get_extension::<SkippedRows>()
                 .unwrap_or_default();
-            SkipBadRows {
+            RecordRewrite {
                 options: Arc::new(config_csv_options(&self.options, state)),
+                skip_bad_rows: self.skip_bad_rows,
                 log,
             }
         });
         let source = CheckedCsvSource {
             inner: Arc::clone(&config.file_source),
-            skip,
+            rewrite,
         };
         let config = FileScanConfigBuilder::from(config.clone())
             .with_source(Arc::new(source))
@@ -334,10 +338,11 @@ fn config_csv_options(options: &CsvOptions, state: &dyn Session) -> CsvOptions {
     options
 }
 
-/// What skipping needs at read time.
+/// Read-time rewriting of the CSV bytes (see [`RecordFilter`]).
 #[derive(Debug, Clone)]
-struct SkipBadRows {
+struct RecordRewrite {
     options: Arc<CsvOptions>,
+    skip_bad_rows: bool,
     log: Arc<SkippedRows>,
 }
 
@@ -346,14 +351,14 @@ struct SkipBadRows {
 #[derive(Clone)]
 pub struct CheckedCsvSource {
     inner: Arc<dyn FileSource>,
-    skip: Option<SkipBadRows>,
+    rewrite: Option<RecordRewrite>,
 }
 
 impl fmt::Debug for CheckedCsvSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("CheckedCsvSource")
             .field("file_type", &self.inner.file_type())
-            .field("skip_bad_rows", &self.skip.is_some())
+            .field("rewrite", &self.rewrite)
             .finish()
     }
 }
@@ -362,7 +367,7 @@ impl CheckedCsvSource {
     fn wrap(&self, inner: Arc<dyn FileSource>) -> Arc<dyn FileSource> {
         Arc::new(Self {
             inner,
-            skip: self.skip.clone(),
+            rewrite: self.rewrite.clone(),
         })
     }
 }
@@ -375,18 +380,20 @@ impl FileSource for CheckedCsvSource {
         partition: usize,
     ) -> Result<Arc<dyn FileOpener>> {
         let display_prefix = display_prefix(base_config);
-        let inner = match &self.skip {
+        let inner = match &self.rewrite {
             None => self
                 .inner
                 .create_file_opener(Arc::clone(&object_store), base_config, partition)?,
-            Some(skip) => {
-                // The filter hands DataFusion decompressed, clean bytes.
-                let filtered: Arc<dyn ObjectStore> = Arc::new(BadRowFilterStore {
+            Some(rewrite) => {
+                // The filter hands DataFusion decompressed, rewritten bytes.
+                let filtered: Arc<dyn ObjectStore> = Arc::new(RecordFilterStore {
                     inner: Arc::clone(&object_store),
                     compression: base_config.file_compression_type,
                     file_schema: Some(Arc::clone(self.inner.table_schema().file_schema())),
-                    options: Arc::clone(&skip.options),
-                    log: Arc::clone(&skip.log),
+                    options: Arc::clone(&rewrite.options),
+                    skip_bad_rows: rewrite.skip_bad_rows,
+                    rewrite_nulls: true,
+                    log: Arc::clone(&rewrite.log),
                     display_prefix: display_prefix.clone(),
                 });
                 let mut config = base_config.clone();
@@ -427,15 +434,17 @@ impl FileSource for CheckedCsvSource {
 
     fn fmt_extra(&self, t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
         self.inner.fmt_extra(t, f)?;
-        if self.skip.is_some() {
+        if let Some(rewrite) = &self.rewrite
+            && rewrite.skip_bad_rows
+        {
             write!(f, ", skip_bad_rows=true")?;
         }
         Ok(())
     }
 
     fn supports_repartitioning(&self) -> bool {
-        // Skipping filters whole files; byte ranges would split records.
-        self.skip.is_none() && self.inner.supports_repartitioning()
+        // Rewriting reads whole files; byte ranges would split records.
+        self.rewrite.is_none() && self.inner.supports_repartitioning()
     }
 
     fn repartitioned(
@@ -445,7 +454,7 @@ impl FileSource for CheckedCsvSource {
         output_ordering: Option<LexOrdering>,
         config: &FileScanConfig,
     ) -> Result<Option<FileScanConfig>> {
-        if self.skip.is_some() {
+        if self.rewrite.is_some() {
             return Ok(None);
         }
         self.inner.repartitioned(
@@ -568,37 +577,52 @@ impl FileOpener for NamedFileOpener {
     }
 }
 
+/// Lines of the file before the first record of a byte range starting at
+/// `start`: DataFusion begins a range at the first line that starts at or
+/// after `start`, so a line cut by `start` counts as before.
 async fn count_lines_before(
     store: &Arc<dyn ObjectStore>,
     location: &Path,
-    end: u64,
+    start: u64,
 ) -> Result<usize> {
     let mut stream = store
         .get_opts(
             location,
             GetOptions {
-                range: Some((0..end).into()),
+                range: Some((0..start).into()),
                 ..Default::default()
             },
         )
         .await?
         .into_stream();
     let mut lines = 0;
+    let mut last = b'\n';
     while let Some(chunk) = stream.try_next().await? {
         lines += chunk.iter().filter(|b| **b == b'\n').count();
+        if let Some(byte) = chunk.last() {
+            last = *byte;
+        }
     }
-    Ok(lines)
+    Ok(lines + usize::from(last != b'\n'))
 }
 
-/// `CSV file '<name>': <message>`, with `line N` shifted by `lines_before`.
+/// `CSV file '<name>': <message>` with the file's line number.
+///
+/// Arrow counts "incorrect number of fields for line N" from 1 but "... at
+/// line N" (a value that does not parse) from 0, both including the header
+/// and from the start of the byte range read.
 fn name_error(name: &str, lines_before: usize, error: DataFusionError) -> DataFusionError {
     let message = error.strip_backtrace();
-    let message = message
-        .strip_prefix("Arrow error: ")
-        .unwrap_or(&message)
-        .to_string();
-    let message = if lines_before > 0 {
-        shift_line_number(&message, lines_before)
+    let message = message.strip_prefix("Arrow error: ").unwrap_or(&message);
+    let message = message.strip_prefix("Parser error: ").unwrap_or(message);
+    let message = message.strip_prefix("Csv error: ").unwrap_or(message).to_string();
+    let offset = if message.contains(" at line ") {
+        lines_before + 1
+    } else {
+        lines_before
+    };
+    let message = if offset > 0 {
+        shift_line_number(&message, offset)
     } else {
         message
     };
@@ -607,7 +631,9 @@ fn name_error(name: &str, lines_before: usize, error: DataFusionError) -> DataFu
 
 /// Adds `offset` to the number after the first "line " in `message`.
 fn shift_line_number(message: &str, offset: usize) -> String {
-    let Some(at) = message.find("line ") else {
+    let Some(at) = message.find("line ").filter(|at| {
+        message[at + 5..].starts_with(|c: char| c.is_ascii_digit())
+    }) else {
         return message.to_string();
     };
     let digits_start = at + "line ".len();
@@ -626,412 +652,9 @@ fn shift_line_number(message: &str, offset: usize) -> String {
     }
 }
 
-/// An object store view that serves CSV files decompressed and without the
-/// records DataFusion could not decode. Only reads go through it.
-#[derive(Debug)]
-struct BadRowFilterStore {
-    inner: Arc<dyn ObjectStore>,
-    compression: FileCompressionType,
-    /// `None` checks field counts only (against the header), for inference.
-    file_schema: Option<SchemaRef>,
-    options: Arc<CsvOptions>,
-    log: Arc<SkippedRows>,
-    display_prefix: String,
-}
-
-impl fmt::Display for BadRowFilterStore {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "BadRowFilter({})", self.inner)
-    }
-}
-
-fn read_only_error() -> object_store::Error {
-    object_store::Error::NotImplemented {
-        operation: "write through the CSV bad-row filter".into(),
-        implementer: "BadRowFilterStore".into(),
-    }
-}
-
-#[async_trait]
-impl ObjectStore for BadRowFilterStore {
-    async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
-        Err(read_only_error())
-    }
-
-    async fn put_multipart_opts(
-        &self,
-        _: &Path,
-        _: PutMultipartOptions,
-    ) -> object_store::Result<Box<dyn MultipartUpload>> {
-        Err(read_only_error())
-    }
-
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
-        let result = self.inner.get_opts(location, options).await?;
-        let meta = result.meta.clone();
-        let range = result.range.clone();
-        let attributes = result.attributes.clone();
-        let raw = result
-            .into_stream()
-            .map_err(DataFusionError::from)
-            .boxed();
-        let decompressed = self
-            .compression
-            .convert_stream(raw)
-            .map_err(to_store_error)?;
-        let mut filter = RecordFilter::try_new(
-            format!("{}{}", self.display_prefix, location),
-            self.file_schema.clone(),
-            &self.options,
-            Arc::clone(&self.log),
-        )
-        .map_err(to_store_error)?;
-        let filtered = async_stream_filter(decompressed, move |chunk| match chunk {
-            Some(bytes) => filter.push(&bytes),
-            None => filter.finish(),
-        });
-        Ok(GetResult {
-            payload: GetResultPayload::Stream(filtered),
-            meta,
-            range,
-            attributes,
-        })
-    }
-
-    fn delete_stream(
-        &self,
-        locations: futures::stream::BoxStream<'static, object_store::Result<Path>>,
-    ) -> futures::stream::BoxStream<'static, object_store::Result<Path>> {
-        self.inner.delete_stream(locations)
-    }
-
-    fn list(&self, prefix: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
-        self.inner.list(prefix)
-    }
-
-    async fn list_with_delimiter(&self, prefix: Option<&Path>) -> object_store::Result<ListResult> {
-        self.inner.list_with_delimiter(prefix).await
-    }
-
-    async fn copy_opts(&self, _: &Path, _: &Path, _: CopyOptions) -> object_store::Result<()> {
-        Err(read_only_error())
-    }
-}
-
-fn to_store_error(e: DataFusionError) -> object_store::Error {
-    object_store::Error::Generic {
-        store: "csv",
-        source: Box::new(e),
-    }
-}
-
-/// Maps a byte stream through `f`, which is called once per chunk and once
-/// more with `None` at the end.
-fn async_stream_filter<F>(
-    input: futures::stream::BoxStream<'static, Result<Bytes>>,
-    mut f: F,
-) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>>
-where
-    F: FnMut(Option<Bytes>) -> Result<Bytes> + Send + 'static,
-{
-    let input = input.map(Some).chain(futures::stream::iter([None]));
-    input
-        .map(move |item| match item {
-            Some(Ok(bytes)) => f(Some(bytes)).map_err(to_store_error),
-            Some(Err(e)) => Err(to_store_error(e)),
-            None => f(None).map_err(to_store_error),
-        })
-        .try_filter(|bytes| futures::future::ready(!bytes.is_empty()))
-        .boxed()
-}
-
-/// Splits CSV bytes into records, checks each against the schema with Arrow's
-/// own decoder, and re-emits the good ones. The header passes through.
-struct RecordFilter {
-    name: String,
-    reader: csv_core::Reader,
-    /// Records are decoded against it; `None` checks field counts only.
-    schema: Option<SchemaRef>,
-    /// Fields per record: the schema's, else the header's.
-    expected_fields: Option<usize>,
-    delimiter: u8,
-    quote: u8,
-    has_header: bool,
-    allow_truncated: bool,
-    null_regex: Option<regex::Regex>,
-    log: Arc<SkippedRows>,
-    /// The record being read: field bytes and field ends.
-    field_bytes: Vec<u8>,
-    field_ends: Vec<usize>,
-    record_bytes_used: usize,
-    record_ends_used: usize,
-    /// Complete records waiting to be checked: (line, serialized record).
-    pending: Vec<(u64, Vec<u8>)>,
-    records_seen: u64,
-}
-
-/// Records checked together; a batch that fails is re-checked row by row.
-const CHECK_BATCH: usize = 1024;
-
-impl RecordFilter {
-    fn try_new(
-        name: String,
-        schema: Option<SchemaRef>,
-        options: &CsvOptions,
-        log: Arc<SkippedRows>,
-    ) -> Result<Self> {
-        let mut builder = csv_core::ReaderBuilder::new();
-        builder.delimiter(options.delimiter).quote(options.quote);
-        if let Some(escape) = options.escape {
-            builder.escape(Some(escape));
-        }
-        if let Some(comment) = options.comment {
-            builder.comment(Some(comment));
-        }
-        if let Some(terminator) = options.terminator {
-            builder.terminator(csv_core::Terminator::Any(terminator));
-        }
-        if let Some(double_quote) = options.double_quote {
-            builder.double_quote(double_quote);
-        }
-        let null_regex = options
-            .null_regex
-            .as_deref()
-            .map(regex::Regex::new)
-            .transpose()
-            .map_err(|e| DataFusionError::Configuration(format!("CSV null_regex: {e}")))?;
-        Ok(Self {
-            name,
-            reader: builder.build(),
-            expected_fields: schema.as_ref().map(|s| s.fields().len()),
-            schema,
-            delimiter: options.delimiter,
-            quote: options.quote,
-            has_header: options.has_header.unwrap_or(true),
-            allow_truncated: options.truncated_rows.unwrap_or(false),
-            null_regex,
-            log,
-            field_bytes: vec![0; 1024],
-            field_ends: vec![0; 64],
-            record_bytes_used: 0,
-            record_ends_used: 0,
-            pending: Vec::new(),
-            records_seen: 0,
-        })
-    }
-
-    fn push(&mut self, input: &[u8]) -> Result<Bytes> {
-        let mut out = Vec::with_capacity(input.len());
-        self.parse(input, &mut out)?;
-        Ok(Bytes::from(out))
-    }
-
-    fn finish(&mut self) -> Result<Bytes> {
-        let mut out = Vec::new();
-        self.parse(&[], &mut out)?;
-        self.check_pending(&mut out)?;
-        Ok(Bytes::from(out))
-    }
-
-    /// Feeds `input` (empty = end of file) to the record reader.
-    fn parse(&mut self, mut input: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let at_end = input.is_empty();
-        loop {
-            let line = self.reader.line();
-            let (result, read, written, ends) = self.reader.read_record(
-                input,
-                &mut self.field_bytes[self.record_bytes_used..],
-                &mut self.field_ends[self.record_ends_used..],
-            );
-            input = &input[read..];
-            self.record_bytes_used += written;
-            self.record_ends_used += ends;
-            match result {
-                csv_core::ReadRecordResult::InputEmpty => {
-                    if !at_end {
-                        return Ok(());
-                    }
-                }
-                csv_core::ReadRecordResult::OutputFull => {
-                    let len = self.field_bytes.len();
-                    self.field_bytes.resize(len * 2, 0);
-                }
-                csv_core::ReadRecordResult::OutputEndsFull => {
-                    let len = self.field_ends.len();
-                    self.field_ends.resize(len * 2, 0);
-                }
-                csv_core::ReadRecordResult::Record => {
-                    self.complete_record(line, out)?;
-                }
-                csv_core::ReadRecordResult::End => return Ok(()),
-            }
-        }
-    }
-
-    fn complete_record(&mut self, line: u64, out: &mut Vec<u8>) -> Result<()> {
-        let fields = self.record_ends_used;
-        let serialized = self.serialize_current();
-        self.record_bytes_used = 0;
-        self.record_ends_used = 0;
-        self.records_seen += 1;
-        let expected = *self.expected_fields.get_or_insert(fields);
-        if self.records_seen == 1 && self.has_header {
-            out.extend_from_slice(&serialized);
-            return Ok(());
-        }
-        if fields != expected && !(self.allow_truncated && fields < expected) {
-            self.log.record(format!(
-                "CSV file '{}', line {line}: expected {expected} fields, found {fields}",
-                self.name,
-            ));
-            return Ok(());
-        }
-        if self.schema.is_none() {
-            out.extend_from_slice(&serialized);
-            return Ok(());
-        }
-        self.pending.push((line, serialized));
-        if self.pending.len() >= CHECK_BATCH {
-            self.check_pending(out)?;
-        }
-        Ok(())
-    }
-
-    /// The current record, quoted, with a newline.
-    fn serialize_current(&self) -> Vec<u8> {
-        let mut record = Vec::with_capacity(self.record_bytes_used + 3 * self.record_ends_used);
-        let mut start = 0;
-        for (i, end) in self.field_ends[..self.record_ends_used].iter().enumerate() {
-            if i > 0 {
-                record.push(self.delimiter);
-            }
-            let field = &self.field_bytes[start..*end];
-            record.push(self.quote);
-            for byte in field {
-                if *byte == self.quote {
-                    record.push(self.quote);
-                }
-                record.push(*byte);
-            }
-            record.push(self.quote);
-            start = *end;
-        }
-        record.push(b'\n');
-        record
-    }
-
-    fn decoder_builder(&self, schema: SchemaRef) -> ReaderBuilder {
-        let mut builder = ReaderBuilder::new(schema)
-            .with_header(false)
-            .with_delimiter(self.delimiter)
-            .with_quote(self.quote)
-            .with_truncated_rows(self.allow_truncated);
-        if let Some(regex) = &self.null_regex {
-            builder = builder.with_null_regex(regex.clone());
-        }
-        builder
-    }
-
-    /// Decodes `bytes` with Arrow's CSV decoder; the error if it fails.
-    fn decode(&self, bytes: &[u8], rows: usize) -> std::result::Result<(), String> {
-        let Some(schema) = &self.schema else {
-            return Ok(());
-        };
-        let mut decoder = self
-            .decoder_builder(Arc::clone(schema))
-            .with_batch_size(rows.max(1))
-            .build_decoder();
-        let mut offset = 0;
-        while offset < bytes.len() {
-            let read = decoder.decode(&bytes[offset..]).map_err(|e| e.to_string())?;
-            if read == 0 {
-                break;
-            }
-            offset += read;
-            decoder.flush().map_err(|e| e.to_string())?;
-        }
-        decoder.flush().map_err(|e| e.to_string())?;
-        Ok(())
-    }
-
-    /// Arrow's "Error while parsing value 'x' as type 'Int64' for column 0 at
-    /// line 0. Row data: ..." (lines counted within a one-row decode) without
-    /// the meaningless line, and with the column's name.
-    fn describe_parse_error(&self, reason: &str) -> String {
-        let reason = reason.strip_prefix("Parser error: ").unwrap_or(reason);
-        let reason = reason.split(" at line 0").next().unwrap_or(reason);
-        let Some((head, column)) = reason.rsplit_once("for column ") else {
-            return reason.to_string();
-        };
-        match (column.trim().parse::<usize>(), &self.schema) {
-            (Ok(i), Some(schema)) if i < schema.fields().len() => {
-                format!("{head}for column '{}'", schema.field(i).name())
-            }
-            _ => reason.to_string(),
-        }
-    }
-
-    fn check_pending(&mut self, out: &mut Vec<u8>) -> Result<()> {
-        if self.pending.is_empty() {
-            return Ok(());
-        }
-        let pending = std::mem::take(&mut self.pending);
-        let joined: Vec<u8> = pending.iter().flat_map(|(_, r)| r.iter().copied()).collect();
-        if self.decode(&joined, pending.len()).is_ok() {
-            out.extend_from_slice(&joined);
-            return Ok(());
-        }
-        for (line, record) in pending {
-            match self.decode(&record, 1) {
-                Ok(()) => out.extend_from_slice(&record),
-                Err(reason) => {
-                    let reason = self.describe_parse_error(&reason);
-                    self.log.record(format!(
-                        "CSV file '{}', line {line}: {reason}",
-                        self.name
-                    ))
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use datafusion::arrow::datatypes::{DataType, Field, Schema};
-
-    fn filter(log: Arc<SkippedRows>) -> RecordFilter {
-        let schema = Arc::new(Schema::new(vec![
-            Field::new("id", DataType::Int64, true),
-            Field::new("name", DataType::Utf8, true),
-        ]));
-        let options = CsvOptions {
-            has_header: Some(true),
-            ..Default::default()
-        };
-        RecordFilter::try_new("t.csv".into(), Some(schema), &options, log).unwrap()
-    }
-
-    #[test]
-    fn drops_bad_records_across_chunks() {
-        let log = Arc::new(SkippedRows::default());
-        let mut f = filter(Arc::clone(&log));
-        let mut out = Vec::new();
-        out.extend_from_slice(&f.push(b"id,name\n1,a\nx,b\n3,\"c").unwrap());
-        out.extend_from_slice(&f.push(b"\"\"d\"\n4\n5,e,extra\n6,f\n").unwrap());
-        out.extend_from_slice(&f.finish().unwrap());
-        assert_eq!(
-            String::from_utf8(out).unwrap(),
-            "\"id\",\"name\"\n\"1\",\"a\"\n\"3\",\"c\"\"d\"\n\"6\",\"f\"\n"
-        );
-        let (count, samples) = log.take();
-        assert_eq!(count, 3);
-        assert!(samples[0].contains("line 5"), "{samples:?}");
-        assert!(samples[1].contains("line 6"), "{samples:?}");
-        assert!(samples[2].contains("line 3"), "{samples:?}");
-    }
 
     #[test]
     fn shifts_line_numbers() {

@@ -11,6 +11,7 @@
 mod csv;
 mod directory;
 mod object_stores;
+mod record_filter;
 mod table_functions;
 mod url_table;
 
