@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod files;
+mod object_store;
 mod session;
 mod slt;
 mod spill;

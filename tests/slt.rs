@@ -17,7 +17,12 @@ struct MoltresDb {
 fn column_type(data_type: &DataType) -> DefaultColumnType {
     if data_type.is_integer() {
         DefaultColumnType::Integer
-    } else if data_type.is_floating() || matches!(data_type, DataType::Decimal128(..) | DataType::Decimal256(..)) {
+    } else if data_type.is_floating()
+        || matches!(
+            data_type,
+            DataType::Decimal128(..) | DataType::Decimal256(..)
+        )
+    {
         DefaultColumnType::FloatingPoint
     } else {
         DefaultColumnType::Text
@@ -51,14 +56,22 @@ impl AsyncDB for MoltresDb {
                         .iter()
                         .map(|f| {
                             let value = f.value(row).to_string();
-                            if value.is_empty() { "(empty)".to_string() } else { value }
+                            if value.is_empty() {
+                                "(empty)".to_string()
+                            } else {
+                                value
+                            }
                         })
                         .collect(),
                 );
             }
         }
         Ok(DBOutput::Rows {
-            types: schema.fields().iter().map(|f| column_type(f.data_type())).collect(),
+            types: schema
+                .fields()
+                .iter()
+                .map(|f| column_type(f.data_type()))
+                .collect(),
             rows,
         })
     }

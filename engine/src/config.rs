@@ -89,7 +89,11 @@ pub fn parse_bytes(text: &str) -> std::result::Result<usize, String> {
         "gb" => 1e9,
         "t" | "tib" => 1024.0_f64.powi(4),
         "tb" => 1e12,
-        other => return Err(format!("'{text}': unknown unit '{other}' (use KiB, MiB, GiB, KB, MB, GB)")),
+        other => {
+            return Err(format!(
+                "'{text}': unknown unit '{other}' (use KiB, MiB, GiB, KB, MB, GB)"
+            ));
+        }
     };
     let bytes = number * multiplier;
     if bytes < 1.0 {
@@ -206,9 +210,15 @@ fn config_error(setting: &str, message: impl Into<String>) -> Error {
 
 fn parse_count(setting: &str, text: &str) -> Result<usize> {
     match text.trim().parse::<usize>() {
-        Ok(0) => Err(config_error(setting, format!("'{text}' must be at least 1"))),
+        Ok(0) => Err(config_error(
+            setting,
+            format!("'{text}' must be at least 1"),
+        )),
         Ok(n) => Ok(n),
-        Err(_) => Err(config_error(setting, format!("'{text}' is not a positive integer"))),
+        Err(_) => Err(config_error(
+            setting,
+            format!("'{text}' is not a positive integer"),
+        )),
     }
 }
 
@@ -271,7 +281,10 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(SettingsLayer, Vec<Source
             }
             "sources" => {
                 let Some(entries) = value.as_table() else {
-                    return Err(config_error(&setting, "must be a table of [sources.NAME] entries"));
+                    return Err(config_error(
+                        &setting,
+                        "must be a table of [sources.NAME] entries",
+                    ));
                 };
                 for (name, entry) in entries {
                     sources.push(parse_source(name, entry, origin)?);
@@ -309,16 +322,24 @@ fn parse_source(name: &str, entry: &toml::Value, origin: &str) -> Result<SourceC
         match key.as_str() {
             "url" => url = value.as_str().map(str::to_string),
             "read_only" => {
-                read_only = value
-                    .as_bool()
-                    .ok_or_else(|| config_error(&format!("sources.{name}.read_only in {origin}"), "must be true or false"))?
+                read_only = value.as_bool().ok_or_else(|| {
+                    config_error(
+                        &format!("sources.{name}.read_only in {origin}"),
+                        "must be true or false",
+                    )
+                })?
             }
             other => {
                 options.insert(other.to_ascii_lowercase(), value_text(value));
             }
         }
     }
-    let url = url.ok_or_else(|| config_error(&format!("sources.{name}.url in {origin}"), "missing (a string)"))?;
+    let url = url.ok_or_else(|| {
+        config_error(
+            &format!("sources.{name}.url in {origin}"),
+            "missing (a string)",
+        )
+    })?;
     Ok(SourceConfig {
         name: name.to_string(),
         url,
@@ -327,11 +348,14 @@ fn parse_source(name: &str, entry: &toml::Value, origin: &str) -> Result<SourceC
     })
 }
 
+/// Looks up an environment variable (the process environment, or a map in tests).
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
 /// Combines the layers: explicit > environment > file > defaults.
 pub fn resolve(
     explicit: &SettingsLayer,
     explicit_config_file: Option<&Path>,
-    env: Option<&dyn Fn(&str) -> Option<String>>,
+    env: Option<EnvLookup<'_>>,
 ) -> Result<Settings> {
     let (env_layer, env_file) = match env {
         Some(get) => env_layer(get)?,
@@ -370,8 +394,15 @@ mod tests {
         assert_eq!(parse_bytes("512 m").unwrap(), 512 << 20);
         assert_eq!(parse_bytes("1048576").unwrap(), 1 << 20);
         assert!(parse_bytes("lots").is_err());
-        assert!(parse_bytes("12 parsecs").unwrap_err().contains("unknown unit"));
-        assert_eq!(MemoryLimit::parse("unlimited").unwrap(), MemoryLimit::Unlimited);
+        assert!(
+            parse_bytes("12 parsecs")
+                .unwrap_err()
+                .contains("unknown unit")
+        );
+        assert_eq!(
+            MemoryLimit::parse("unlimited").unwrap(),
+            MemoryLimit::Unlimited
+        );
     }
 
     fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + use<> {
@@ -392,7 +423,10 @@ mod tests {
             "memory_limit = '1GiB'\nbatch_size = 100\npartitions = 3\n[sources.files]\nurl = 'testdata/'\nread_only = true\n",
         )
         .unwrap();
-        let get = env(&[("MOLTRES_BATCH_SIZE", "200"), ("MOLTRES_CONFIG", file.to_str().unwrap())]);
+        let get = env(&[
+            ("MOLTRES_BATCH_SIZE", "200"),
+            ("MOLTRES_CONFIG", file.to_str().unwrap()),
+        ]);
         let explicit = SettingsLayer {
             target_partitions: Some(7),
             ..Default::default()

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, DynamicFileCatalog, MemorySchemaProvider};
+use datafusion::common::TableReference;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
@@ -146,7 +147,8 @@ impl MoltresBuilder {
         let settings = config::resolve(
             &self.explicit,
             self.config_file.as_deref(),
-            self.use_env.then_some(&env as &dyn Fn(&str) -> Option<String>),
+            self.use_env
+                .then_some(&env as &dyn Fn(&str) -> Option<String>),
         )?;
         Moltres::from_settings(settings, self.kinds).await
     }
@@ -267,7 +269,12 @@ impl Moltres {
     /// A table by name (`t`, `schema.t`, `source.t`, `source.schema.t`, or a
     /// quoted path such as `'testdata/x.parquet'`).
     pub async fn table(&self, name: &str) -> Result<DataFrame> {
-        Ok(self.ctx.table(name).await?)
+        let unquoted = name.strip_prefix('\'').and_then(|n| n.strip_suffix('\''));
+        match unquoted {
+            // A path: one name, not split at its dots.
+            Some(path) => Ok(self.ctx.table(TableReference::bare(path)).await?),
+            None => Ok(self.ctx.table(name).await?),
+        }
     }
 
     /// Attaches the source at `url` as `alias`.
@@ -285,9 +292,12 @@ impl Moltres {
         options: std::collections::BTreeMap<String, String>,
     ) -> Result<()> {
         let default_catalog = self.default_catalog()?;
-        if self.catalogs.catalog(alias).is_some()
-            || default_catalog.schema(alias).is_some() && self.registry.get(alias).is_none()
-        {
+        if self.registry.get(alias).is_some() {
+            return Err(Error::Statement(format!(
+                "a source named '{alias}' is already attached; DETACH it first"
+            )));
+        }
+        if self.catalogs.catalog(alias).is_some() || default_catalog.schema(alias).is_some() {
             return Err(Error::Statement(format!(
                 "cannot attach as '{alias}': a catalog or schema of that name exists"
             )));
@@ -324,7 +334,9 @@ impl Moltres {
 
     fn default_catalog(&self) -> Result<Arc<dyn datafusion::catalog::CatalogProvider>> {
         self.catalogs.catalog(DEFAULT_CATALOG).ok_or_else(|| {
-            Error::Statement(format!("the default catalog '{DEFAULT_CATALOG}' is missing"))
+            Error::Statement(format!(
+                "the default catalog '{DEFAULT_CATALOG}' is missing"
+            ))
         })
     }
 

@@ -69,7 +69,14 @@ pub fn split_statements(sql: &str) -> Result<Vec<String>> {
                     has_content = true;
                 }
                 // A comment at the start of a statement is kept out of its text.
-                if has_content || !matches!(token, Token::Whitespace(Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_))) {
+                if has_content
+                    || !matches!(
+                        token,
+                        Token::Whitespace(
+                            Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
+                        )
+                    )
+                {
                     current.push_str(&token.to_string());
                 }
             }
@@ -153,7 +160,9 @@ impl Parser {
 
     fn word(&mut self, word: &str) -> bool {
         match self.peek() {
-            Some(Token::Word(w)) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) => {
+            Some(Token::Word(w))
+                if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(word) =>
+            {
                 self.at += 1;
                 true
             }
@@ -193,9 +202,7 @@ impl Parser {
 
     fn string(&mut self, usage: &str) -> Result<String> {
         match self.peek() {
-            Some(Token::SingleQuotedString(s))
-            | Some(Token::DoubleQuotedString(s))
-            => {
+            Some(Token::SingleQuotedString(s)) | Some(Token::DoubleQuotedString(s)) => {
                 let s = s.clone();
                 self.at += 1;
                 Ok(s)
@@ -287,7 +294,13 @@ mod tests {
         let s = parse_moltres_statement("ATTACH 'testdata/' AS Files (READ_ONLY, delimiter ';')")
             .unwrap()
             .unwrap();
-        let MoltresStatement::Attach { url, alias, read_only, options } = s else {
+        let MoltresStatement::Attach {
+            url,
+            alias,
+            read_only,
+            options,
+        } = s
+        else {
             panic!("not attach")
         };
         assert_eq!(url, "testdata/");
@@ -298,9 +311,15 @@ mod tests {
         assert!(err.to_string().contains("ATTACH 'url' AS name"), "{err}");
         assert_eq!(
             parse_moltres_statement("detach if exists \"Pg\"").unwrap(),
-            Some(MoltresStatement::Detach { alias: "Pg".into(), if_exists: true })
+            Some(MoltresStatement::Detach {
+                alias: "Pg".into(),
+                if_exists: true
+            })
         );
-        assert_eq!(parse_moltres_statement("show sources").unwrap(), Some(MoltresStatement::ShowSources));
+        assert_eq!(
+            parse_moltres_statement("show sources").unwrap(),
+            Some(MoltresStatement::ShowSources)
+        );
         assert_eq!(parse_moltres_statement("show tables").unwrap(), None);
         assert_eq!(parse_moltres_statement("select 1").unwrap(), None);
     }

@@ -52,9 +52,11 @@ pub async fn run(args: Args) -> i32 {
     };
     let stdout_tty = std::io::stdout().is_terminal();
     let stdin_tty = std::io::stdin().is_terminal();
-    let format = args
-        .format
-        .unwrap_or(if stdout_tty { Format::Table } else { Format::Csv });
+    let format = args.format.unwrap_or(if stdout_tty {
+        Format::Table
+    } else {
+        Format::Csv
+    });
     let mut shell = Shell::new(db, format);
     shell.max_rows = args.max_rows;
     shell.timing = stdout_tty && !args.quiet;

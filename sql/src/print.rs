@@ -143,6 +143,7 @@ pub async fn print_stream(
     }
     drop(stream);
     if schema.fields().is_empty() {
+        // DDL, ATTACH and the like: nothing to print.
         return Ok(printed);
     }
     sink.finish()?;
@@ -163,113 +164,105 @@ pub fn print_batches(
     sink.finish()
 }
 
-enum SinkState<'a> {
-    Table(Vec<RecordBatch>),
-    Csv(Option<datafusion::arrow::csv::Writer<&'a mut dyn Write>>, u8),
+/// Where rows go, per format.
+enum Sink<'a> {
+    /// Buffered until the end, to size the columns.
+    Table {
+        out: &'a mut dyn Write,
+        schema: SchemaRef,
+        batches: Vec<RecordBatch>,
+    },
+    /// CSV or TSV; `wrote` tracks whether the header is out.
+    Csv {
+        writer: Box<datafusion::arrow::csv::Writer<&'a mut dyn Write>>,
+        schema: SchemaRef,
+        wrote: bool,
+    },
     Json(datafusion::arrow::json::ArrayWriter<&'a mut dyn Write>),
     Ndjson(datafusion::arrow::json::LineDelimitedWriter<&'a mut dyn Write>),
-    Done,
-}
-
-struct Sink<'a> {
-    schema: SchemaRef,
-    state: SinkState<'a>,
-    out: Option<&'a mut dyn Write>,
 }
 
 impl<'a> Sink<'a> {
     fn new(format: Format, schema: SchemaRef, out: &'a mut dyn Write) -> Self {
-        let (state, out) = match format {
-            Format::Table => (SinkState::Table(Vec::new()), Some(out)),
-            Format::Csv => (SinkState::Csv(None, b','), Some(out)),
-            Format::Tsv => (SinkState::Csv(None, b'\t'), Some(out)),
-            Format::Json => (
-                SinkState::Json(datafusion::arrow::json::ArrayWriter::new(out)),
-                None,
-            ),
-            Format::Ndjson => (
-                SinkState::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(out)),
-                None,
-            ),
-        };
-        Self { schema, state, out }
-    }
-
-    fn csv_writer(&mut self) -> Result<(), PrintError> {
-        if let SinkState::Csv(writer @ None, delimiter) = &mut self.state
-            && let Some(out) = self.out.take()
-        {
-            *writer = Some(
+        let csv = |delimiter: u8, out| Sink::Csv {
+            writer: Box::new(
                 datafusion::arrow::csv::WriterBuilder::new()
                     .with_header(true)
-                    .with_delimiter(*delimiter)
+                    .with_delimiter(delimiter)
                     .with_null(String::new())
                     .build(out),
-            );
+            ),
+            schema: schema.clone(),
+            wrote: false,
+        };
+        match format {
+            Format::Table => Sink::Table {
+                out,
+                schema,
+                batches: Vec::new(),
+            },
+            Format::Csv => csv(b',', out),
+            Format::Tsv => csv(b'\t', out),
+            Format::Json => Sink::Json(datafusion::arrow::json::ArrayWriter::new(out)),
+            Format::Ndjson => Sink::Ndjson(datafusion::arrow::json::LineDelimitedWriter::new(out)),
         }
-        Ok(())
     }
 
     fn write(&mut self, batch: RecordBatch) -> Result<(), PrintError> {
         if batch.num_columns() == 0 {
             return Ok(());
         }
-        self.csv_writer()?;
-        match &mut self.state {
-            SinkState::Table(batches) => batches.push(batch),
-            SinkState::Csv(Some(writer), _) => writer.write(&batch)?,
-            SinkState::Json(writer) => writer.write(&batch)?,
-            SinkState::Ndjson(writer) => writer.write(&batch)?,
-            SinkState::Csv(None, _) | SinkState::Done => {}
+        match self {
+            Sink::Table { batches, .. } => batches.push(batch),
+            Sink::Csv { writer, wrote, .. } => {
+                writer.write(&batch)?;
+                *wrote = true;
+            }
+            Sink::Json(writer) => writer.write(&batch)?,
+            Sink::Ndjson(writer) => writer.write(&batch)?,
         }
         Ok(())
     }
 
-    fn finish(mut self) -> Result<(), PrintError> {
-        if self.schema.fields().is_empty() {
-            return Ok(());
-        }
-        match std::mem::replace(&mut self.state, SinkState::Done) {
-            SinkState::Table(mut batches) => {
+    fn finish(self) -> Result<(), PrintError> {
+        match self {
+            Sink::Table {
+                out,
+                schema,
+                mut batches,
+            } => {
+                if schema.fields().is_empty() {
+                    return Ok(());
+                }
                 if batches.is_empty() {
-                    batches.push(RecordBatch::new_empty(self.schema.clone()));
+                    batches.push(RecordBatch::new_empty(schema));
                 }
                 let options = FormatOptions::default().with_null("NULL");
                 let table = pretty_format_batches_with_options(&batches, &options)?;
-                if let Some(out) = self.out.take() {
-                    writeln!(out, "{table}")?;
-                    out.flush()?;
-                }
+                writeln!(out, "{table}")?;
+                out.flush()?;
             }
-            SinkState::Csv(writer, delimiter) => {
+            Sink::Csv {
+                mut writer,
+                schema,
+                wrote,
+            } => {
                 // A result with no rows still gets its header line.
-                let writer = match writer {
-                    Some(w) => w,
-                    None => {
-                        self.state = SinkState::Csv(None, delimiter);
-                        self.csv_writer()?;
-                        let SinkState::Csv(Some(mut w), _) =
-                            std::mem::replace(&mut self.state, SinkState::Done)
-                        else {
-                            return Ok(());
-                        };
-                        w.write(&RecordBatch::new_empty(self.schema.clone()))?;
-                        w
-                    }
-                };
+                if !wrote && !schema.fields().is_empty() {
+                    writer.write(&RecordBatch::new_empty(schema))?;
+                }
                 writer.into_inner().flush()?;
             }
-            SinkState::Json(mut writer) => {
+            Sink::Json(mut writer) => {
                 writer.finish()?;
                 let out = writer.into_inner();
                 writeln!(out)?;
                 out.flush()?;
             }
-            SinkState::Ndjson(mut writer) => {
+            Sink::Ndjson(mut writer) => {
                 writer.finish()?;
                 writer.into_inner().flush()?;
             }
-            SinkState::Done => {}
         }
         Ok(())
     }

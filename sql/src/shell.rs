@@ -173,7 +173,10 @@ impl Shell {
     fn report_skipped_rows(&self) {
         let (count, samples) = self.db.take_skipped_rows();
         if count > 0 {
-            eprintln!("warning: skipped {count} malformed CSV row{}", if count == 1 { "" } else { "s" });
+            eprintln!(
+                "warning: skipped {count} malformed CSV row{}",
+                if count == 1 { "" } else { "s" }
+            );
             for sample in samples {
                 eprintln!("  {sample}");
             }
@@ -216,10 +219,16 @@ impl Shell {
                 let batch = RecordBatch::try_new(
                     Arc::clone(&schema),
                     vec![
-                        Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.name().clone()))),
-                        Arc::new(StringArray::from_iter_values(fields.iter().map(|f| f.data_type().to_string()))),
                         Arc::new(StringArray::from_iter_values(
-                            fields.iter().map(|f| if f.is_nullable() { "YES" } else { "NO" }),
+                            fields.iter().map(|f| f.name().clone()),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            fields.iter().map(|f| f.data_type().to_string()),
+                        )),
+                        Arc::new(StringArray::from_iter_values(
+                            fields
+                                .iter()
+                                .map(|f| if f.is_nullable() { "YES" } else { "NO" }),
                         )),
                     ],
                 )?;
@@ -231,7 +240,9 @@ impl Shell {
                     "" => !self.timing,
                     "on" => true,
                     "off" => false,
-                    other => return Err(Failed(format!("\\timing takes on or off, not '{other}'"))),
+                    other => {
+                        return Err(Failed(format!("\\timing takes on or off, not '{other}'")));
+                    }
                 };
                 eprintln!("timing is {}", if self.timing { "on" } else { "off" });
             }
@@ -290,10 +301,16 @@ impl Progress {
                 let m = PlanMetrics::of(&plan);
                 let mut message = format!("rows read {}", m.rows_read);
                 if m.bytes_read > 0 {
-                    message.push_str(&format!(", bytes read {}", format_bytes(m.bytes_read as u64)));
+                    message.push_str(&format!(
+                        ", bytes read {}",
+                        format_bytes(m.bytes_read as u64)
+                    ));
                 }
                 if m.spilled_bytes > 0 {
-                    message.push_str(&format!(", spilled {}", format_bytes(m.spilled_bytes as u64)));
+                    message.push_str(&format!(
+                        ", spilled {}",
+                        format_bytes(m.spilled_bytes as u64)
+                    ));
                 }
                 shown.set_message(message);
                 tokio::time::sleep(Duration::from_millis(250)).await;

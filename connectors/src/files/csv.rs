@@ -35,9 +35,9 @@ use datafusion::datasource::file_format::FileFormat;
 use datafusion::datasource::file_format::FileFormatFactory;
 use datafusion::datasource::file_format::csv::{CsvFormat, CsvFormatFactory};
 use datafusion::datasource::file_format::file_compression_type::FileCompressionType;
+use datafusion::datasource::listing::PartitionedFile;
 use datafusion::datasource::physical_plan::{
-    FileOpenFuture, FileOpener, FileScanConfig, FileScanConfigBuilder, FileSinkConfig,
-    FileSource,
+    FileOpenFuture, FileOpener, FileScanConfig, FileScanConfigBuilder, FileSinkConfig, FileSource,
 };
 use datafusion::datasource::source::DataSourceExec;
 use datafusion::datasource::table_schema::TableSchema;
@@ -48,7 +48,6 @@ use datafusion::physical_plan::metrics::ExecutionPlanMetricsSet;
 use datafusion::physical_plan::projection::ProjectionExprs;
 use datafusion::physical_plan::sort_pushdown::SortOrderPushdownResult;
 use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan};
-use datafusion::datasource::listing::PartitionedFile;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectMeta, ObjectStore};
@@ -90,8 +89,7 @@ impl SkippedRows {
     /// reason), and resets the log.
     pub fn take(&self) -> (u64, Vec<String>) {
         let count = self.count.swap(0, Ordering::Relaxed);
-        let samples =
-            std::mem::take(&mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()));
+        let samples = std::mem::take(&mut *self.samples.lock().unwrap_or_else(|e| e.into_inner()));
         (count, samples)
     }
 }
@@ -314,7 +312,11 @@ fn inference_error(error: DataFusionError, objects: &[ObjectMeta], local: bool) 
         }
         other => return other,
     };
-    let name = if local { format!("/{location}") } else { location };
+    let name = if local {
+        format!("/{location}")
+    } else {
+        location
+    };
     let message = cause.strip_backtrace();
     let message = message
         .strip_prefix("Arrow error: ")
@@ -381,9 +383,10 @@ impl FileSource for CheckedCsvSource {
     ) -> Result<Arc<dyn FileOpener>> {
         let display_prefix = display_prefix(base_config);
         let inner = match &self.rewrite {
-            None => self
-                .inner
-                .create_file_opener(Arc::clone(&object_store), base_config, partition)?,
+            None => {
+                self.inner
+                    .create_file_opener(Arc::clone(&object_store), base_config, partition)?
+            }
             Some(rewrite) => {
                 // The filter hands DataFusion decompressed, rewritten bytes.
                 let filtered: Arc<dyn ObjectStore> = Arc::new(RecordFilterStore {
@@ -398,7 +401,8 @@ impl FileSource for CheckedCsvSource {
                 });
                 let mut config = base_config.clone();
                 config.file_compression_type = FileCompressionType::UNCOMPRESSED;
-                self.inner.create_file_opener(filtered, &config, partition)?
+                self.inner
+                    .create_file_opener(filtered, &config, partition)?
             }
         };
         Ok(Arc::new(NamedFileOpener {
@@ -482,17 +486,15 @@ impl FileSource for CheckedCsvSource {
         order: &[PhysicalSortExpr],
         eq_properties: &datafusion::physical_expr::EquivalenceProperties,
     ) -> Result<SortOrderPushdownResult<Arc<dyn FileSource>>> {
-        Ok(
-            match self.inner.try_pushdown_sort(order, eq_properties)? {
-                SortOrderPushdownResult::Exact { inner } => SortOrderPushdownResult::Exact {
-                    inner: self.wrap(inner),
-                },
-                SortOrderPushdownResult::Inexact { inner } => SortOrderPushdownResult::Inexact {
-                    inner: self.wrap(inner),
-                },
-                SortOrderPushdownResult::Unsupported => SortOrderPushdownResult::Unsupported,
+        Ok(match self.inner.try_pushdown_sort(order, eq_properties)? {
+            SortOrderPushdownResult::Exact { inner } => SortOrderPushdownResult::Exact {
+                inner: self.wrap(inner),
             },
-        )
+            SortOrderPushdownResult::Inexact { inner } => SortOrderPushdownResult::Inexact {
+                inner: self.wrap(inner),
+            },
+            SortOrderPushdownResult::Unsupported => SortOrderPushdownResult::Unsupported,
+        })
     }
 
     fn reorder_files(&self, files: Vec<PartitionedFile>) -> Vec<PartitionedFile> {
@@ -615,7 +617,10 @@ fn name_error(name: &str, lines_before: usize, error: DataFusionError) -> DataFu
     let message = error.strip_backtrace();
     let message = message.strip_prefix("Arrow error: ").unwrap_or(&message);
     let message = message.strip_prefix("Parser error: ").unwrap_or(message);
-    let message = message.strip_prefix("Csv error: ").unwrap_or(message).to_string();
+    let message = message
+        .strip_prefix("Csv error: ")
+        .unwrap_or(message)
+        .to_string();
     let offset = if message.contains(" at line ") {
         lines_before + 1
     } else {
@@ -631,9 +636,10 @@ fn name_error(name: &str, lines_before: usize, error: DataFusionError) -> DataFu
 
 /// Adds `offset` to the number after the first "line " in `message`.
 fn shift_line_number(message: &str, offset: usize) -> String {
-    let Some(at) = message.find("line ").filter(|at| {
-        message[at + 5..].starts_with(|c: char| c.is_ascii_digit())
-    }) else {
+    let Some(at) = message
+        .find("line ")
+        .filter(|at| message[at + 5..].starts_with(|c: char| c.is_ascii_digit()))
+    else {
         return message.to_string();
     };
     let digits_start = at + "line ".len();

@@ -58,7 +58,9 @@ impl DirectorySource {
                 continue;
             }
             let stem = file.split('.').next().unwrap_or(file).to_string();
-            tables.entry(stem).or_insert_with(|| format!("{base}{file}"));
+            tables
+                .entry(stem)
+                .or_insert_with(|| format!("{base}{file}"));
         }
         for prefix in listing.common_prefixes {
             if let Some(name) = prefix.filename()
@@ -69,8 +71,13 @@ impl DirectorySource {
                     .or_insert_with(|| format!("{base}{name}/"));
             }
         }
-        if tables.is_empty() && !std::path::Path::new(location).is_dir() && !location.contains("://") {
-            return Err(DataFusionError::Plan(format!("no such directory: '{location}'")));
+        if tables.is_empty()
+            && !std::path::Path::new(location).is_dir()
+            && !location.contains("://")
+        {
+            return Err(DataFusionError::Plan(format!(
+                "no such directory: '{location}'"
+            )));
         }
         Ok(Self {
             session,

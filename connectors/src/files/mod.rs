@@ -163,7 +163,11 @@ impl FileOptions {
     }
 
     /// DataFusion `format.*` options for `kind`.
-    fn to_format_options(&self, kind: FileKind, info: &FileNameInfo) -> Result<HashMap<String, String>> {
+    fn to_format_options(
+        &self,
+        kind: FileKind,
+        info: &FileNameInfo,
+    ) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
         if let Some(c) = info.compression
             && kind != FileKind::Parquet
@@ -179,7 +183,10 @@ impl FileOptions {
         for (key, value) in &self.pairs {
             let key = canonical_key(key);
             let (key, value) = match key.as_str() {
-                "null" => ("null_regex".to_string(), format!("^{}$", regex::escape(value))),
+                "null" => (
+                    "null_regex".to_string(),
+                    format!("^{}$", regex::escape(value)),
+                ),
                 "delimiter" if value == "\\t" || value.eq_ignore_ascii_case("tab") => {
                     (key, "\t".to_string())
                 }
@@ -210,6 +217,20 @@ fn canonical_key(key: &str) -> String {
     .to_string()
 }
 
+/// Parses a path or URL; unlike DataFusion's parser, globs work in URLs
+/// (`s3://bucket/logs/*.json`) as well as in local paths.
+pub fn parse_table_url(path: &str) -> Result<ListingTableUrl> {
+    const GLOB_CHARS: &[char] = &['*', '?', '['];
+    if path.contains("://")
+        && let Some(first_glob) = path.find(GLOB_CHARS)
+        && let Some(separator) = path[..first_glob].rfind('/')
+    {
+        let (base, glob) = path.split_at(separator + 1);
+        return ListingTableUrl::parse(base)?.with_glob(glob);
+    }
+    ListingTableUrl::parse(path)
+}
+
 /// Opens `path` (a file, a directory or a glob; local, `s3://` or `http(s)://`)
 /// as a table. The format comes from `kind` or else the file extension.
 pub async fn open_file_table(
@@ -232,7 +253,7 @@ async fn open_file_table_inner(
     kind: Option<FileKind>,
     options: &FileOptions,
 ) -> Result<Arc<dyn TableProvider>> {
-    let url = ListingTableUrl::parse(path)?;
+    let url = parse_table_url(path)?;
     let store = state.runtime_env().object_store(&url)?;
     let single_file = !url.is_collection() && url.get_glob().is_none();
 
@@ -267,9 +288,11 @@ async fn open_file_table_inner(
     if let Some(c) = options.get("compression") {
         format_options.insert("format.compression".to_string(), c.to_string());
     }
-    let factory = state.get_file_format_factory(kind.extension()).ok_or_else(|| {
-        DataFusionError::Internal(format!("no {} format registered", kind.extension()))
-    })?;
+    let factory = state
+        .get_file_format_factory(kind.extension())
+        .ok_or_else(|| {
+            DataFusionError::Internal(format!("no {} format registered", kind.extension()))
+        })?;
     let format = factory.create(state, &format_options)?;
     // A single file is read whatever its extension; in a directory only files
     // with the first file's extension are.
@@ -278,8 +301,7 @@ async fn open_file_table_inner(
     } else {
         format!(".{}", name_info.extension)
     };
-    let listing_options = ListingOptions::new(format)
-        .with_file_extension(extension);
+    let listing_options = ListingOptions::new(format).with_file_extension(extension);
     let config = ListingTableConfig::new(url).with_listing_options(listing_options);
     let config = if single_file {
         config

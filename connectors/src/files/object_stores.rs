@@ -8,6 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::object_store::ObjectStoreRegistry;
+use object_store::ClientOptions;
 use object_store::ObjectStore;
 use object_store::aws::AmazonS3Builder;
 use object_store::http::HttpBuilder;
@@ -33,7 +34,11 @@ impl LazyObjectStoreRegistry {
 
 /// `scheme://host` identifies one store (one bucket, one web server).
 fn store_key(url: &Url) -> String {
-    format!("{}://{}", url.scheme(), &url[url::Position::BeforeHost..url::Position::AfterPort])
+    format!(
+        "{}://{}",
+        url.scheme(),
+        &url[url::Position::BeforeHost..url::Position::AfterPort]
+    )
 }
 
 fn build_store(url: &Url) -> Result<Arc<dyn ObjectStore>> {
@@ -62,9 +67,14 @@ fn build_store(url: &Url) -> Result<Arc<dyn ObjectStore>> {
         }
         "http" | "https" => {
             let base = store_key(url);
-            let store = HttpBuilder::new().with_url(&base).build().map_err(|e| {
-                DataFusionError::Configuration(format!("cannot open '{base}': {e}"))
-            })?;
+            let client = ClientOptions::new().with_allow_http(url.scheme() == "http");
+            let store = HttpBuilder::new()
+                .with_url(&base)
+                .with_client_options(client)
+                .build()
+                .map_err(|e| {
+                    DataFusionError::Configuration(format!("cannot open '{base}': {e}"))
+                })?;
             Ok(Arc::new(store))
         }
         other => Err(DataFusionError::Configuration(format!(
@@ -75,7 +85,11 @@ fn build_store(url: &Url) -> Result<Arc<dyn ObjectStore>> {
 }
 
 impl ObjectStoreRegistry for LazyObjectStoreRegistry {
-    fn register_store(&self, url: &Url, store: Arc<dyn ObjectStore>) -> Option<Arc<dyn ObjectStore>> {
+    fn register_store(
+        &self,
+        url: &Url,
+        store: Arc<dyn ObjectStore>,
+    ) -> Option<Arc<dyn ObjectStore>> {
         self.stores
             .write()
             .unwrap_or_else(|e| e.into_inner())
@@ -87,12 +101,19 @@ impl ObjectStoreRegistry for LazyObjectStoreRegistry {
             .write()
             .unwrap_or_else(|e| e.into_inner())
             .remove(&store_key(url))
-            .ok_or_else(|| DataFusionError::Execution(format!("no object store registered for {url}")))
+            .ok_or_else(|| {
+                DataFusionError::Execution(format!("no object store registered for {url}"))
+            })
     }
 
     fn get_store(&self, url: &Url) -> Result<Arc<dyn ObjectStore>> {
         let key = store_key(url);
-        if let Some(store) = self.stores.read().unwrap_or_else(|e| e.into_inner()).get(&key) {
+        if let Some(store) = self
+            .stores
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
             return Ok(Arc::clone(store));
         }
         let mut stores = self.stores.write().unwrap_or_else(|e| e.into_inner());

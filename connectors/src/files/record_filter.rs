@@ -56,7 +56,12 @@ fn read_only_error() -> object_store::Error {
 
 #[async_trait]
 impl ObjectStore for RecordFilterStore {
-    async fn put_opts(&self, _: &Path, _: PutPayload, _: PutOptions) -> object_store::Result<PutResult> {
+    async fn put_opts(
+        &self,
+        _: &Path,
+        _: PutPayload,
+        _: PutOptions,
+    ) -> object_store::Result<PutResult> {
         Err(read_only_error())
     }
 
@@ -68,15 +73,16 @@ impl ObjectStore for RecordFilterStore {
         Err(read_only_error())
     }
 
-    async fn get_opts(&self, location: &Path, options: GetOptions) -> object_store::Result<GetResult> {
+    async fn get_opts(
+        &self,
+        location: &Path,
+        options: GetOptions,
+    ) -> object_store::Result<GetResult> {
         let result = self.inner.get_opts(location, options).await?;
         let meta = result.meta.clone();
         let range = result.range.clone();
         let attributes = result.attributes.clone();
-        let raw = result
-            .into_stream()
-            .map_err(DataFusionError::from)
-            .boxed();
+        let raw = result.into_stream().map_err(DataFusionError::from).boxed();
         let decompressed = self
             .compression
             .convert_stream(raw)
@@ -108,7 +114,10 @@ impl ObjectStore for RecordFilterStore {
         self.inner.delete_stream(locations)
     }
 
-    fn list(&self, prefix: Option<&Path>) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
+    fn list(
+        &self,
+        prefix: Option<&Path>,
+    ) -> futures::stream::BoxStream<'static, object_store::Result<ObjectMeta>> {
         self.inner.list(prefix)
     }
 
@@ -352,7 +361,9 @@ impl RecordFilter {
             .build_decoder();
         let mut offset = 0;
         while offset < bytes.len() {
-            let read = decoder.decode(&bytes[offset..]).map_err(|e| e.to_string())?;
+            let read = decoder
+                .decode(&bytes[offset..])
+                .map_err(|e| e.to_string())?;
             if read == 0 {
                 break;
             }
@@ -385,7 +396,10 @@ impl RecordFilter {
             return Ok(());
         }
         let pending = std::mem::take(&mut self.pending);
-        let joined: Vec<u8> = pending.iter().flat_map(|(_, r)| r.iter().copied()).collect();
+        let joined: Vec<u8> = pending
+            .iter()
+            .flat_map(|(_, r)| r.iter().copied())
+            .collect();
         if self.decode(&joined, pending.len()).is_ok() {
             out.extend_from_slice(&joined);
             return Ok(());
@@ -395,10 +409,8 @@ impl RecordFilter {
                 Ok(()) => out.extend_from_slice(&record),
                 Err(reason) => {
                     let reason = self.describe_parse_error(&reason);
-                    self.log.record(format!(
-                        "CSV file '{}', line {line}: {reason}",
-                        self.name
-                    ))
+                    self.log
+                        .record(format!("CSV file '{}', line {line}: {reason}", self.name))
                 }
             }
         }
@@ -442,5 +454,4 @@ mod tests {
         assert!(samples[1].contains("line 6"), "{samples:?}");
         assert!(samples[2].contains("line 3"), "{samples:?}");
     }
-
 }

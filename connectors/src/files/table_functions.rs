@@ -45,7 +45,10 @@ impl ReadFileFunction {
             Expr::Literal(ScalarValue::Utf8(Some(s)), _)
             | Expr::Literal(ScalarValue::LargeUtf8(Some(s)), _)
             | Expr::Literal(ScalarValue::Utf8View(Some(s)), _) => Ok(s.clone()),
-            other => plan_err!("{}: arguments must be string literals, got {other}; {usage}", self.name),
+            other => plan_err!(
+                "{}: arguments must be string literals, got {other}; {usage}",
+                self.name
+            ),
         });
         let Some(path) = strings.next() else {
             return plan_err!("{}: missing path; {usage}", self.name);

@@ -1,0 +1,321 @@
+//! The `moltres` shell, tested by running the real binary: formats, exit
+//! codes, stdout/stderr separation, scripts, meta commands, configuration,
+//! and the interactive REPL in a pseudo-terminal.
+
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+
+use crate::common;
+
+fn moltres() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_moltres"));
+    cmd.current_dir(common::root());
+    for (key, _) in std::env::vars() {
+        if key.starts_with("MOLTRES_") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd
+}
+
+fn run(args: &[&str]) -> Output {
+    moltres().args(args).output().expect("moltres runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+const Q: &str = "SELECT 1 AS a, 'x,y' AS b UNION ALL SELECT 2, NULL ORDER BY a";
+
+#[test]
+fn csv_is_the_default_off_a_terminal_and_stdout_holds_only_results() {
+    let out = run(&["-c", Q]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "a,b\n1,\"x,y\"\n2,\n");
+    assert_eq!(stderr(&out), "", "nothing but results off a terminal");
+}
+
+#[test]
+fn every_format() {
+    let cases = [
+        ("csv", "a,b\n1,\"x,y\"\n2,\n"),
+        ("tsv", "a\tb\n1\tx,y\n2\t\n"),
+        ("json", "[{\"a\":1,\"b\":\"x,y\"},{\"a\":2}]\n"),
+        ("ndjson", "{\"a\":1,\"b\":\"x,y\"}\n{\"a\":2}\n"),
+        (
+            "table",
+            "+---+------+\n| a | b    |\n+---+------+\n| 1 | x,y  |\n| 2 | NULL |\n+---+------+\n",
+        ),
+    ];
+    for (format, expected) in cases {
+        let out = run(&["--format", format, "-c", Q]);
+        assert_eq!(out.status.code(), Some(0), "{format}: {}", stderr(&out));
+        assert_eq!(stdout(&out), expected, "format {format}");
+    }
+}
+
+#[test]
+fn empty_results_keep_their_header() {
+    let out = run(&["-c", "SELECT 1 AS a, 'b' AS b WHERE false"]);
+    assert_eq!(stdout(&out), "a,b\n");
+    let out = run(&["--format", "json", "-c", "SELECT 1 AS a WHERE false"]);
+    assert_eq!(stdout(&out), "[]\n");
+}
+
+#[test]
+fn a_failing_statement_exits_1_and_stops_the_script() {
+    let out = run(&[
+        "-c",
+        "SELECT 1 AS first; SELECT * FROM 'testdata/missing.csv'; SELECT 3 AS never",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stdout(&out),
+        "first\n1\n",
+        "earlier results stay, later statements do not run"
+    );
+    let err = stderr(&out);
+    assert!(err.starts_with("Error: "), "{err}");
+    assert!(err.contains("testdata/missing.csv"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn syntax_errors_and_bad_flags() {
+    let out = run(&["-c", "SELEC 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("SELEC"), "{}", stderr(&out));
+    let out = run(&["--format", "xml", "-c", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(2), "bad flags are usage errors");
+    assert!(
+        stderr(&out).contains("unknown format 'xml'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn files_and_stdin_scripts() {
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("q.sql");
+    std::fs::write(
+        &script,
+        "-- a comment\nSELECT count(*) AS n\n  FROM 'testdata/trips.csv';\nSELECT 'done' AS s\n",
+    )
+    .unwrap();
+    let out = run(&["-f", script.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(stdout(&out), "n\n2000\ns\ndone\n");
+
+    for args in [&["-f", "-"][..], &[][..]] {
+        let mut child = moltres()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(b"SELECT 40 + 2 AS answer;\n")
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(
+            stdout(&out),
+            "answer\n42\n",
+            "args {args:?}: {}",
+            stderr(&out)
+        );
+    }
+
+    let out = run(&["-f", "no/such/script.sql"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("no/such/script.sql"));
+}
+
+#[test]
+fn max_rows_cuts_and_says_so() {
+    let out = run(&[
+        "--max-rows",
+        "3",
+        "-c",
+        "SELECT trip_id FROM 'testdata/trips.csv' ORDER BY trip_id",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "trip_id\n1\n2\n3\n");
+    assert!(
+        stderr(&out).contains("only the first 3 rows"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn meta_commands_in_scripts() {
+    let out = run(&[
+        "-c",
+        "ATTACH 'testdata/' AS files (READ_ONLY)",
+        "-c",
+        "\\d",
+        "-c",
+        "\\d files.cities",
+        "-c",
+        "\\sources",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("files,main,trips\n"), "{text}");
+    assert!(text.contains("files,main,sales\n"), "{text}");
+    assert!(
+        text.contains(
+            "column,type,nullable\nid,Int64,YES\nname,Utf8View,YES\ncountry,Utf8View,YES\n"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("files,files,testdata/,true,main"), "{text}");
+
+    let out = run(&["-c", "\\nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("unknown command '\\nope'"));
+}
+
+#[test]
+fn settings_from_flags_environment_and_config_file() {
+    let out = moltres()
+        .env("MOLTRES_BATCH_SIZE", "lots")
+        .args(["-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("MOLTRES_BATCH_SIZE"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = run(&["--memory-limit", "a lot", "-c", "SELECT 1"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("--memory-limit"), "{}", stderr(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("moltres.toml");
+    std::fs::write(
+        &config,
+        "batch_size = 512\nmemory_limit = '256MiB'\n[sources.files]\nurl = 'testdata/'\nread_only = true\n",
+    )
+    .unwrap();
+    let out = moltres()
+        .env("MOLTRES_CONFIG", &config)
+        .args([
+            "-c",
+            "SELECT count(*) AS n FROM files.trips; SHOW datafusion.execution.batch_size",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        "n\n2000\nname,value\ndatafusion.execution.batch_size,512\n"
+    );
+
+    // The flag beats the environment, which beats the file.
+    let out = moltres()
+        .env("MOLTRES_CONFIG", &config)
+        .env("MOLTRES_BATCH_SIZE", "1024")
+        .args([
+            "--batch-size",
+            "2048",
+            "-c",
+            "SHOW datafusion.execution.batch_size",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "name,value\ndatafusion.execution.batch_size,2048\n"
+    );
+    let out = moltres()
+        .env("MOLTRES_CONFIG", &config)
+        .env("MOLTRES_BATCH_SIZE", "1024")
+        .args(["-c", "SHOW datafusion.execution.batch_size"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        stdout(&out),
+        "name,value\ndatafusion.execution.batch_size,1024\n"
+    );
+}
+
+#[test]
+fn skipped_rows_are_reported_on_stderr() {
+    let out = run(&[
+        "-c",
+        "SELECT count(*) AS n FROM read_csv('testdata/bad.csv', 'skip_bad_rows=true')",
+    ]);
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout(&out), "n\n4\n");
+    let err = stderr(&out);
+    assert!(err.contains("skipped 1 malformed CSV row"), "{err}");
+    assert!(
+        err.contains("bad.csv', line 3: expected 3 fields, found 2"),
+        "{err}"
+    );
+}
+
+mod repl {
+    use super::*;
+    use rexpect::session::spawn_command;
+
+    fn spawn(history: &std::path::Path) -> rexpect::session::PtySession {
+        let mut cmd = moltres();
+        cmd.env("MOLTRES_HISTORY", history).env("TERM", "xterm");
+        spawn_command(cmd, Some(30_000)).expect("spawn moltres in a pty")
+    }
+
+    #[test]
+    fn multi_line_statements_history_cancel_and_exit() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = dir.path().join("history");
+        let mut p = spawn(&history);
+        p.exp_string("moltres> ").unwrap();
+
+        // A statement spanning lines runs at the ';'.
+        p.send_line("SELECT count(*) AS n").unwrap();
+        p.send_line("FROM 'testdata/trips.csv';").unwrap();
+        p.exp_string("| 2000 |").unwrap();
+        p.exp_string("1 row in").unwrap();
+
+        // Errors do not end the session.
+        p.send_line("SELECT * FROM nowhere;").unwrap();
+        p.exp_string("Error: ").unwrap();
+
+        // Ctrl-C cancels a long query (after the progress line shows), not the shell.
+        p.send_line("SELECT count(*) FROM generate_series(1, 100000000000) a;")
+            .unwrap();
+        p.exp_string("rows read").unwrap();
+        p.send_control('c').unwrap();
+        p.exp_string("query cancelled").unwrap();
+        p.exp_string("moltres> ").unwrap();
+        p.send_line("SELECT 7 AS still_here;").unwrap();
+        p.exp_string("| 7 ").unwrap();
+
+        // Ctrl-D exits with status 0.
+        p.send_control('d').unwrap();
+        p.exp_eof().unwrap();
+        let status = p.process().wait().unwrap();
+        assert_eq!(
+            format!("{status:?}").rsplit(", ").next(),
+            Some("0)"),
+            "{status:?}"
+        );
+        let saved = std::fs::read_to_string(&history).unwrap();
+        assert!(saved.contains("SELECT 7 AS still_here;"), "{saved}");
+    }
+}
