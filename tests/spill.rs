@@ -41,7 +41,7 @@ fn write_csv(path: &std::path::Path) -> u64 {
 
 async fn session(spill_dir: &std::path::Path) -> Moltres {
     common::root();
-    let db = Moltres::builder()
+    Moltres::builder()
         .without_env()
         .memory_limit(MemoryLimit::Bytes(LIMIT))
         .spill_dir(spill_dir)
@@ -51,12 +51,7 @@ async fn session(spill_dir: &std::path::Path) -> Moltres {
         .batch_size(4096)
         .build()
         .await
-        .unwrap();
-    // The default 10 MiB merge reservation leaves little of a 16 MiB budget.
-    db.sql("SET datafusion.execution.sort_spill_reservation_bytes = 2097152")
-        .await
-        .unwrap();
-    db
+        .unwrap()
 }
 
 async fn run(

@@ -40,3 +40,8 @@ pub use sources::{SourceInfo, redact_url};
 
 pub use datafusion;
 pub use moltres_connectors as connectors;
+
+/// The README's Rust examples, compiled by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../../README.md")]
+struct ReadmeDoctests;

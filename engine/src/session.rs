@@ -190,6 +190,15 @@ impl Moltres {
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
             .with_extension(Arc::clone(&skipped_rows));
+        let mut config = config;
+        if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
+            // Each sorting partition reserves this much up front for its merge
+            // phase (DataFusion's default is 10 MiB); with a small budget that
+            // reservation alone would fail the query instead of letting it spill.
+            let per_partition = bytes / (4 * settings.target_partitions);
+            config.options_mut().execution.sort_spill_reservation_bytes =
+                per_partition.clamp(64 << 10, 10 << 20);
+        }
         let catalogs = Arc::new(SourceCatalogList::default());
         let path_tables = Arc::new(PathTableFactory::new());
         let mut state = SessionStateBuilder::new()

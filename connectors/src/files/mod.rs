@@ -288,6 +288,14 @@ async fn open_file_table_inner(
     if let Some(c) = options.get("compression") {
         format_options.insert("format.compression".to_string(), c.to_string());
     }
+    if kind == FileKind::Json
+        && options.get("newline_delimited").is_none()
+        && name_info.compression.is_none()
+        && starts_with_array(store.as_ref(), &first).await?
+    {
+        // A `[ {...}, ... ]` document rather than one object per line.
+        format_options.insert("format.newline_delimited".to_string(), "false".to_string());
+    }
     let factory = state
         .get_file_format_factory(kind.extension())
         .ok_or_else(|| {
@@ -310,6 +318,30 @@ async fn open_file_table_inner(
     };
     let config = config.infer_schema(state).await?;
     Ok(Arc::new(ListingTable::try_new(config)?))
+}
+
+/// True when the file's first non-blank byte is `[` (a JSON array document).
+async fn starts_with_array(
+    store: &dyn object_store::ObjectStore,
+    file: &object_store::ObjectMeta,
+) -> Result<bool> {
+    let end = file.size.min(4096);
+    if end == 0 {
+        return Ok(false);
+    }
+    let options = object_store::GetOptions {
+        range: Some((0..end).into()),
+        ..Default::default()
+    };
+    let head = store
+        .get_opts(&file.location, options)
+        .await?
+        .bytes()
+        .await?;
+    Ok(head
+        .iter()
+        .find(|b| !b.is_ascii_whitespace())
+        .is_some_and(|b| *b == b'['))
 }
 
 #[cfg(test)]
