@@ -6,6 +6,7 @@ mod cli;
 mod common;
 mod files;
 mod object_store;
+mod postgres;
 mod session;
 mod slt;
 mod spill;

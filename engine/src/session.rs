@@ -18,6 +18,7 @@ use moltres_connectors::files::{
     CheckedCsvFormatFactory, LazyObjectStoreRegistry, PathTableFactory, ReadFileFunction,
     SessionHandle, SkippedRows,
 };
+use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 
 use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
@@ -80,7 +81,7 @@ impl Default for MoltresBuilder {
             explicit: SettingsLayer::default(),
             config_file: None,
             use_env: true,
-            kinds: vec![Arc::new(FilesKind)],
+            kinds: vec![Arc::new(FilesKind), Arc::new(PostgresKind)],
         }
     }
 }

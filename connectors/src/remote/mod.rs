@@ -1,5 +1,75 @@
-//! What every SQL database connector shares: the remote table provider, the
-//! remote scan, the pushdown capability model and plan-to-SQL rendering.
+//! What every SQL database connector shares.
 //!
-//! Empty until the first database connector lands; database kinds plug into
-//! the engine through [`SourceKind`](crate::source::SourceKind).
+//! A connector implements [`RemoteDatabase`] (connect, list, describe, run SQL
+//! as a stream of Arrow batches) and a [`PushdownPolicy`]; this module turns
+//! that into DataFusion objects:
+//!
+//! * [`RemoteCatalog`] / [`RemoteSchema`]: schemas and tables, listed lazily
+//!   and cached until [`RemoteCatalog::refresh`];
+//! * [`RemoteTable`]: a `TableProvider` that asks the policy which filters the
+//!   database computes exactly as DataFusion does, and plans a scan;
+//! * [`RemoteScanExec`]: the scan, whose EXPLAIN line shows the source and the
+//!   exact SQL it sends;
+//! * [`RemoteSql`]: SQL text that can only be made from a logical plan by
+//!   DataFusion's `Unparser` with the source's dialect, never by pasting
+//!   strings together.
+
+mod catalog;
+mod error;
+mod exec;
+pub mod pushdown;
+mod sql;
+mod table;
+
+use std::fmt::Debug;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::unparser::dialect::Dialect;
+
+pub use catalog::{RemoteCatalog, RemoteSchema};
+pub use error::{RemoteError, RemoteErrorKind};
+pub use exec::RemoteScanExec;
+pub use pushdown::{Capability, PushdownPolicy};
+pub use sql::RemoteSql;
+pub use table::RemoteTable;
+
+/// Field metadata key marking a column the database sends as text: the scan
+/// selects `CAST(column AS TEXT)` (types with no Arrow mapping of their own).
+pub const CAST_TO_TEXT: &str = "moltres.cast_to_text";
+
+/// A database reachable over SQL.
+#[async_trait]
+pub trait RemoteDatabase: Debug + Send + Sync + 'static {
+    /// The alias it is attached as (for messages and EXPLAIN).
+    fn source_name(&self) -> &str;
+
+    /// How plans are rendered as this database's SQL.
+    fn dialect(&self) -> &dyn Dialect;
+
+    /// Which expressions the database computes exactly as DataFusion does.
+    fn pushdown(&self) -> &dyn PushdownPolicy;
+
+    /// The schema two-part names resolve to (`public`, the MySQL database, `main`).
+    fn default_schema(&self) -> &str;
+
+    /// Schemas with tables a user can read.
+    async fn schema_names(&self) -> Result<Vec<String>>;
+
+    /// Tables and views of `schema`.
+    async fn table_names(&self, schema: &str) -> Result<Vec<String>>;
+
+    /// The Arrow schema of `schema.table`, or `None` when it does not exist.
+    async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>>;
+
+    /// Runs `sql` and streams its rows as batches of at most `batch_size` rows
+    /// with `schema`. Dropping the stream cancels the query on the server.
+    fn execute(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<SendableRecordBatchStream>;
+}

@@ -1,0 +1,339 @@
+//! Connections to PostgreSQL: the pool (deadpool-postgres), URL settings, and
+//! running SQL as a stream of Arrow batches that is cancelled on the server
+//! when the stream is dropped.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use futures::StreamExt;
+use tokio_postgres::NoTls;
+use tokio_postgres::types::{FromSql, ToSql, Type};
+
+use super::types::ColumnDecoder;
+use crate::remote::{RemoteError, RemoteErrorKind};
+
+/// Connection settings read from the URL (`?key=value`) and attach options.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    /// `pool_max_size`: connections at most (default 8).
+    pub max_size: usize,
+    /// `pool_timeout`: seconds to wait for a free connection (default 30).
+    pub acquire_timeout: Duration,
+    /// `connect_timeout`: seconds to open a connection (default 10).
+    pub connect_timeout: Duration,
+}
+
+/// URL parameters Moltres reads itself; the rest go to the driver.
+const MOLTRES_PARAMS: &[&str] = &["pool_max_size", "pool_timeout", "connect_timeout"];
+
+fn seconds(name: &str, value: &str) -> Result<Duration> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0)
+        .map(Duration::from_secs_f64)
+        .ok_or_else(|| {
+            DataFusionError::Configuration(format!(
+                "{name} must be a positive number of seconds, got '{value}'"
+            ))
+        })
+}
+
+/// Splits a `postgres://` URL into the driver's config and pool settings.
+pub fn parse_url(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<(tokio_postgres::Config, PoolSettings)> {
+    let parsed = url::Url::parse(url).map_err(|e| {
+        DataFusionError::Configuration(format!(
+            "invalid PostgreSQL URL '{}': {e}",
+            crate::redact_url(url)
+        ))
+    })?;
+    let mut config = tokio_postgres::Config::new();
+    config.host(
+        parsed
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost"),
+    );
+    config.port(parsed.port().unwrap_or(5432));
+    let user = url_decode(parsed.username());
+    config.user(if user.is_empty() { "postgres" } else { &user });
+    if let Some(password) = parsed.password() {
+        config.password(url_decode(password));
+    }
+    let database = url_decode(parsed.path().trim_start_matches('/'));
+    if !database.is_empty() {
+        config.dbname(&database);
+    }
+    config.application_name("moltres");
+    let mut settings = PoolSettings {
+        max_size: 8,
+        acquire_timeout: Duration::from_secs(30),
+        connect_timeout: Duration::from_secs(10),
+    };
+    let pairs = parsed
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (key, value) in pairs {
+        match key.as_str() {
+            "pool_max_size" => {
+                settings.max_size = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    DataFusionError::Configuration(format!(
+                        "pool_max_size must be a positive integer, got '{value}'"
+                    ))
+                })?
+            }
+            "pool_timeout" => settings.acquire_timeout = seconds(&key, &value)?,
+            "connect_timeout" => settings.connect_timeout = seconds(&key, &value)?,
+            "sslmode" => match value.as_str() {
+                "disable" => {
+                    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+                }
+                "prefer" => {
+                    config.ssl_mode(tokio_postgres::config::SslMode::Prefer);
+                }
+                other => {
+                    return Err(DataFusionError::NotImplemented(format!(
+                        "sslmode={other}: TLS connections are not supported yet (use sslmode=disable or prefer)"
+                    )));
+                }
+            },
+            "application_name" => {
+                config.application_name(&value);
+            }
+            "unsupported_types" | "read_only" => {}
+            other if MOLTRES_PARAMS.contains(&other) => {}
+            other => {
+                return Err(DataFusionError::Configuration(format!(
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, application_name, connect_timeout, pool_max_size, pool_timeout, unsupported_types)"
+                )));
+            }
+        }
+    }
+    config.connect_timeout(settings.connect_timeout);
+    Ok((config, settings))
+}
+
+fn url_decode(text: &str) -> String {
+    url::form_urlencoded::parse(format!("x={text}").as_bytes())
+        .next()
+        .map(|(_, v)| v.into_owned())
+        .unwrap_or_default()
+}
+
+/// The pool for one attached database.
+pub fn build_pool(config: tokio_postgres::Config, settings: &PoolSettings) -> Result<Pool> {
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(settings.max_size)
+        .wait_timeout(Some(settings.acquire_timeout))
+        .create_timeout(Some(settings.connect_timeout))
+        .runtime(Runtime::Tokio1)
+        .build()
+        .map_err(|e| DataFusionError::Configuration(format!("PostgreSQL pool: {e}")))
+}
+
+/// Sorts a driver error into a [`RemoteError`].
+pub fn remote_error(source: &str, error: tokio_postgres::Error, sql: Option<&str>) -> RemoteError {
+    let (kind, message, code) = match error.as_db_error() {
+        Some(db) => {
+            let code = db.code().code().to_string();
+            let kind = match &code[..2] {
+                "08" => RemoteErrorKind::Connection,
+                "28" | "42" if code == "42501" => RemoteErrorKind::Authentication,
+                "28" => RemoteErrorKind::Authentication,
+                "3D" | "3F" => RemoteErrorKind::NotFound,
+                "42" if matches!(code.as_str(), "42P01" | "42703" | "42883" | "42704") => {
+                    RemoteErrorKind::NotFound
+                }
+                "42" => RemoteErrorKind::Syntax,
+                "57" => RemoteErrorKind::Timeout,
+                "22" => RemoteErrorKind::Data,
+                _ => RemoteErrorKind::Other,
+            };
+            (kind, db.message().to_string(), Some(code))
+        }
+        None => (RemoteErrorKind::Connection, error.to_string(), None),
+    };
+    let mut e = RemoteError::new(source, kind, message).with_cause(error);
+    if let Some(code) = code {
+        e = e.with_code(code);
+    }
+    if let Some(sql) = sql {
+        e = e.with_sql(sql);
+    }
+    e
+}
+
+/// Sorts a pool error into a [`RemoteError`].
+pub fn pool_error(source: &str, error: PoolError) -> RemoteError {
+    match error {
+        PoolError::Backend(e) => remote_error(source, e, None),
+        PoolError::Timeout(t) => RemoteError::new(
+            source,
+            RemoteErrorKind::Timeout,
+            format!(
+                "timed out waiting for a connection ({t:?}); see pool_timeout and connect_timeout"
+            ),
+        ),
+        other => RemoteError::new(source, RemoteErrorKind::Connection, other.to_string()),
+    }
+}
+
+/// Any value's raw binary bytes.
+struct Raw<'a>(&'a [u8]);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> Result<Self, Box<dyn std::error::Error + Sync + Send>> {
+        Ok(Raw(raw))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// Runs `sql` on a pooled connection and streams its rows as `schema`
+/// batches of `batch_size` rows. Dropping the stream cancels the query.
+pub fn query_stream(
+    pool: Pool,
+    source: Arc<str>,
+    sql: String,
+    schema: SchemaRef,
+    batch_size: usize,
+) -> SendableRecordBatchStream {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
+    let task_schema = Arc::clone(&schema);
+    tokio::spawn(async move {
+        if let Err(e) = run_query(&pool, &source, &sql, task_schema, batch_size, &tx).await {
+            let _ = tx.send(Err(e)).await;
+        }
+    });
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}
+
+async fn run_query(
+    pool: &Pool,
+    source: &str,
+    sql: &str,
+    schema: SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+) -> Result<()> {
+    let client = pool
+        .get()
+        .await
+        .map_err(|e| pool_error(source, e).with_sql(sql))?;
+    let cancel = client.cancel_token();
+    let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
+    let rows = tokio::select! {
+        rows = client.query_raw(sql, params) => rows.map_err(|e| remote_error(source, e, Some(sql)))?,
+        _ = tx.closed() => {
+            let _ = cancel.cancel_query(NoTls).await;
+            return Ok(());
+        }
+    };
+    futures::pin_mut!(rows);
+    let mut decoders: Option<Vec<ColumnDecoder>> = None;
+    let mut pending = 0;
+    loop {
+        let row = tokio::select! {
+            row = rows.next() => row,
+            _ = tx.closed() => {
+                // The reader went away (LIMIT satisfied, Ctrl-C, error elsewhere).
+                let _ = cancel.cancel_query(NoTls).await;
+                return Ok(());
+            }
+        };
+        let Some(row) = row else { break };
+        let row = row.map_err(|e| remote_error(source, e, Some(sql)))?;
+        let decoders = match &mut decoders {
+            Some(d) => d,
+            None => decoders.insert(make_decoders(
+                &schema,
+                |i| row.columns().get(i).map(|c| c.type_().name().to_string()),
+                source,
+            )?),
+        };
+        for (i, decoder) in decoders.iter_mut().enumerate() {
+            let raw: Option<Raw> = row
+                .try_get(i)
+                .map_err(|e| remote_error(source, e, Some(sql)))?;
+            decoder.push(raw.map(|r| r.0)).map_err(|reason| {
+                RemoteError::new(
+                    source,
+                    RemoteErrorKind::Data,
+                    format!("column '{}': {reason}", schema.field(i).name()),
+                )
+                .with_sql(sql)
+            })?;
+        }
+        pending += 1;
+        if pending == batch_size {
+            pending = 0;
+            let batch = finish(&schema, decoders)?;
+            if tx.send(Ok(batch)).await.is_err() {
+                let _ = cancel.cancel_query(NoTls).await;
+                return Ok(());
+            }
+        }
+    }
+    let decoders = match &mut decoders {
+        Some(d) => d,
+        None => decoders.insert(make_decoders(&schema, |_| None, source)?),
+    };
+    if pending > 0 || decoders.iter().all(|d| d.is_empty()) {
+        let batch = finish(&schema, decoders)?;
+        if batch.num_rows() > 0 {
+            let _ = tx.send(Ok(batch)).await;
+        }
+    }
+    Ok(())
+}
+
+fn make_decoders(
+    schema: &SchemaRef,
+    pg_type: impl Fn(usize) -> Option<String>,
+    source: &str,
+) -> Result<Vec<ColumnDecoder>> {
+    schema
+        .fields()
+        .iter()
+        .enumerate()
+        .map(|(i, field)| {
+            ColumnDecoder::try_new(field.data_type(), &pg_type(i).unwrap_or_default()).map_err(
+                |reason| {
+                    RemoteError::new(
+                        source,
+                        RemoteErrorKind::Data,
+                        format!("column '{}': {reason}", field.name()),
+                    )
+                    .into()
+                },
+            )
+        })
+        .collect()
+}
+
+fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder]) -> Result<RecordBatch> {
+    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
+    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+}

@@ -1,0 +1,167 @@
+//! PostgreSQL: `ATTACH 'postgres://user:pass@host:5432/db' AS pg`.
+//!
+//! * `connection.rs`: the pool, URL settings, rows streamed into Arrow;
+//! * `schema.rs`: schemas, tables and column types from `pg_catalog`;
+//! * `types.rs`: PostgreSQL types as Arrow types, binary decoders;
+//! * `dialect.rs`: the unparser dialect and the pushdown rules.
+//!
+//! URL parameters: `sslmode` (`disable`, `prefer`), `application_name`,
+//! `connect_timeout` and `pool_timeout` (seconds), `pool_max_size`,
+//! `unsupported_types` (`error`, `text`, `skip`); each may also be given as an
+//! ATTACH option.
+
+mod connection;
+mod dialect;
+mod schema;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::unparser::dialect::Dialect;
+use deadpool_postgres::Pool;
+
+pub use dialect::{PostgresDialect, PostgresPushdown};
+pub use schema::UnsupportedTypes;
+
+use crate::remote::{PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteSql};
+use crate::source::{AttachRequest, AttachedSource, SourceKind};
+
+/// The `postgres://` / `postgresql://` kind of source.
+#[derive(Debug, Default)]
+pub struct PostgresKind;
+
+#[async_trait]
+impl SourceKind for PostgresKind {
+    fn name(&self) -> &'static str {
+        "postgres"
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        &["postgres", "postgresql"]
+    }
+
+    async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
+        let source =
+            PostgresSource::connect(&request.alias, &request.url, &request.options).await?;
+        Ok(AttachedSource {
+            catalog: Arc::new(RemoteCatalog::new(Arc::new(source))),
+            default_schema: "public".to_string(),
+        })
+    }
+}
+
+/// One attached PostgreSQL database.
+pub struct PostgresSource {
+    name: Arc<str>,
+    pool: Pool,
+    dialect: PostgresDialect,
+    pushdown: PostgresPushdown,
+    unsupported: UnsupportedTypes,
+    server_version: String,
+}
+
+impl std::fmt::Debug for PostgresSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PostgresSource")
+            .field("name", &self.name)
+            .field("server_version", &self.server_version)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+impl PostgresSource {
+    /// Opens a pool and checks that the server answers (within `connect_timeout`).
+    pub async fn connect(
+        name: &str,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let (config, settings) = connection::parse_url(url, options)?;
+        let unsupported = url::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.query_pairs()
+                    .find(|(k, _)| k == "unsupported_types")
+                    .map(|(_, v)| v.into_owned())
+            })
+            .or_else(|| options.get("unsupported_types").cloned())
+            .map(|v| UnsupportedTypes::parse(&v))
+            .transpose()?
+            .unwrap_or(UnsupportedTypes::Error);
+        let pool = connection::build_pool(config, &settings)?;
+        let client = pool
+            .get()
+            .await
+            .map_err(|e| connection::pool_error(name, e))?;
+        let row = client
+            .query_one("SHOW server_version", &[])
+            .await
+            .map_err(|e| connection::remote_error(name, e, Some("SHOW server_version")))?;
+        let server_version: String = row.get(0);
+        drop(client);
+        Ok(Self {
+            name: Arc::from(name),
+            pool,
+            dialect: PostgresDialect {},
+            pushdown: PostgresPushdown,
+            unsupported,
+            server_version,
+        })
+    }
+
+    /// The server's version, as `SHOW server_version` reports it.
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+}
+
+#[async_trait]
+impl RemoteDatabase for PostgresSource {
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    fn pushdown(&self) -> &dyn PushdownPolicy {
+        &self.pushdown
+    }
+
+    fn default_schema(&self) -> &str {
+        "public"
+    }
+
+    async fn schema_names(&self) -> Result<Vec<String>> {
+        schema::schema_names(&self.pool, &self.name).await
+    }
+
+    async fn table_names(&self, schema: &str) -> Result<Vec<String>> {
+        schema::table_names(&self.pool, &self.name, schema).await
+    }
+
+    async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
+        schema::table_schema(&self.pool, &self.name, schema, table, self.unsupported).await
+    }
+
+    fn execute(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(connection::query_stream(
+            self.pool.clone(),
+            Arc::clone(&self.name),
+            sql.as_str().to_string(),
+            schema,
+            batch_size,
+        ))
+    }
+}

@@ -1,0 +1,135 @@
+//! Introspection: schemas, tables and column types from `pg_catalog`.
+//!
+//! The catalog queries are constant text with bound parameters.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Field, Schema, SchemaRef};
+use datafusion::common::{DataFusionError, Result};
+use deadpool_postgres::Pool;
+
+use super::connection::{pool_error, remote_error};
+use super::types::{CAST_TO_TEXT, Mapping, PgColumnType, mapping};
+use crate::remote::{RemoteError, RemoteErrorKind};
+
+/// What to do with a column whose type has no Arrow mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsupportedTypes {
+    /// Fail, naming the column and type (the default).
+    Error,
+    /// Read it as `CAST(col AS TEXT)`.
+    Text,
+    /// Leave the column out.
+    Skip,
+}
+
+impl UnsupportedTypes {
+    /// Parses the `unsupported_types` source option.
+    pub fn parse(value: &str) -> Result<Self> {
+        match value.to_ascii_lowercase().as_str() {
+            "error" => Ok(Self::Error),
+            "text" => Ok(Self::Text),
+            "skip" => Ok(Self::Skip),
+            other => Err(DataFusionError::Configuration(format!(
+                "unsupported_types must be error, text or skip, got '{other}'"
+            ))),
+        }
+    }
+}
+
+const SCHEMAS_SQL: &str = "SELECT nspname::text FROM pg_catalog.pg_namespace \
+     WHERE nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast') \
+       AND nspname NOT LIKE 'pg\\_temp\\_%' AND nspname NOT LIKE 'pg\\_toast\\_temp\\_%' \
+     ORDER BY 1";
+
+const TABLES_SQL: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1";
+
+const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text, t.typtype::text, a.atttypmod, \
+            a.attnotnull, et.typname::text, et.typtype::text \
+     FROM pg_catalog.pg_class c \
+     JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+     LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
+     LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
+     LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
+     WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
+     ORDER BY a.attnum";
+
+/// Schemas a user can see, without the system ones.
+pub async fn schema_names(pool: &Pool, source: &str) -> Result<Vec<String>> {
+    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let rows = client
+        .query(SCHEMAS_SQL, &[])
+        .await
+        .map_err(|e| remote_error(source, e, Some(SCHEMAS_SQL)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// Tables, views, materialized views and foreign tables of `schema`.
+pub async fn table_names(pool: &Pool, source: &str, schema: &str) -> Result<Vec<String>> {
+    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let rows = client
+        .query(TABLES_SQL, &[&schema])
+        .await
+        .map_err(|e| remote_error(source, e, Some(TABLES_SQL)))?;
+    Ok(rows.iter().map(|r| r.get(0)).collect())
+}
+
+/// The Arrow schema of `schema.table`; `None` when there is no such relation.
+pub async fn table_schema(
+    pool: &Pool,
+    source: &str,
+    schema: &str,
+    table: &str,
+    unsupported: UnsupportedTypes,
+) -> Result<Option<SchemaRef>> {
+    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let rows = client
+        .query(COLUMNS_SQL, &[&schema, &table])
+        .await
+        .map_err(|e| remote_error(source, e, Some(COLUMNS_SQL)))?;
+    if rows.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = Vec::new();
+    for row in &rows {
+        let Some(name) = row.get::<_, Option<String>>(0) else {
+            continue; // a relation without columns
+        };
+        let element: Option<String> = row.get(5);
+        let column_type = PgColumnType {
+            name: row.get(1),
+            kind: row.get(2),
+            typmod: row.get(3),
+            element: element.map(|e| (e, row.get::<_, Option<String>>(6).unwrap_or_default())),
+        };
+        let not_null: bool = row.get(4);
+        let (data_type, cast) = match mapping(&column_type) {
+            Some(Mapping::Native(dt)) => (dt, false),
+            Some(Mapping::CastToText) => (datafusion::arrow::datatypes::DataType::Utf8, true),
+            None => match unsupported {
+                UnsupportedTypes::Text => (datafusion::arrow::datatypes::DataType::Utf8, true),
+                UnsupportedTypes::Skip => continue,
+                UnsupportedTypes::Error => {
+                    return Err(RemoteError::new(
+                        source,
+                        RemoteErrorKind::Data,
+                        format!(
+                            "column {schema}.{table}.{name} has type {} which Moltres cannot read; \
+                             attach with (unsupported_types 'text') or (unsupported_types 'skip')",
+                            column_type.name
+                        ),
+                    )
+                    .into());
+                }
+            },
+        };
+        let mut field = Field::new(name, data_type, !not_null);
+        if cast {
+            field = field.with_metadata([(CAST_TO_TEXT.to_string(), "true".to_string())].into());
+        }
+        fields.push(field);
+    }
+    Ok(Some(Arc::new(Schema::new(fields))))
+}

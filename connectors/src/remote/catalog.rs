@@ -1,0 +1,164 @@
+//! A remote database's schemas and tables as a DataFusion catalog, listed
+//! lazily and cached until [`RemoteCatalog::refresh`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use async_trait::async_trait;
+use datafusion::catalog::{CatalogProvider, SchemaProvider, TableProvider};
+use datafusion::common::{DataFusionError, Result};
+
+use super::{RemoteDatabase, RemoteTable};
+use crate::files::block_on;
+
+/// The catalog of one attached database.
+#[derive(Debug)]
+pub struct RemoteCatalog {
+    database: Arc<dyn RemoteDatabase>,
+    schemas: RwLock<Option<Vec<String>>>,
+    providers: RwLock<HashMap<String, Arc<RemoteSchema>>>,
+}
+
+impl RemoteCatalog {
+    /// A catalog over `database`; nothing is listed until asked for.
+    pub fn new(database: Arc<dyn RemoteDatabase>) -> Self {
+        Self {
+            database,
+            schemas: RwLock::new(None),
+            providers: RwLock::default(),
+        }
+    }
+
+    /// Forgets every cached schema, table list and table definition.
+    pub fn refresh(&self) {
+        *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.providers
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The schema provider for `name` (whether or not it exists remotely).
+    pub fn schema_provider(&self, name: &str) -> Arc<RemoteSchema> {
+        let mut providers = self.providers.write().unwrap_or_else(|e| e.into_inner());
+        Arc::clone(providers.entry(name.to_string()).or_insert_with(|| {
+            Arc::new(RemoteSchema {
+                database: Arc::clone(&self.database),
+                schema: name.to_string(),
+                tables: RwLock::new(None),
+                definitions: RwLock::default(),
+            })
+        }))
+    }
+
+    fn list_schemas(&self) -> Result<Vec<String>> {
+        if let Some(names) = self
+            .schemas
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(names);
+        }
+        let database = Arc::clone(&self.database);
+        let names = block_on(async move { database.schema_names().await })??;
+        *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = Some(names.clone());
+        Ok(names)
+    }
+}
+
+impl CatalogProvider for RemoteCatalog {
+    fn schema_names(&self) -> Vec<String> {
+        self.list_schemas().unwrap_or_default()
+    }
+
+    fn schema(&self, name: &str) -> Option<Arc<dyn SchemaProvider>> {
+        let known = self.list_schemas().unwrap_or_default();
+        // Unknown schemas still resolve (to empty) so that a missing table
+        // produces DataFusion's "table not found" naming it.
+        if known.iter().any(|s| s == name) || name == self.database.default_schema() {
+            Some(self.schema_provider(name) as Arc<dyn SchemaProvider>)
+        } else {
+            None
+        }
+    }
+}
+
+/// One schema of a remote database.
+#[derive(Debug)]
+pub struct RemoteSchema {
+    database: Arc<dyn RemoteDatabase>,
+    schema: String,
+    tables: RwLock<Option<Vec<String>>>,
+    definitions: RwLock<HashMap<String, Arc<RemoteTable>>>,
+}
+
+impl RemoteSchema {
+    fn list_tables(&self) -> Result<Vec<String>> {
+        if let Some(names) = self
+            .tables
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Ok(names);
+        }
+        let database = Arc::clone(&self.database);
+        let schema = self.schema.clone();
+        let names = block_on(async move { database.table_names(&schema).await })??;
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Some(names.clone());
+        Ok(names)
+    }
+}
+
+#[async_trait]
+impl SchemaProvider for RemoteSchema {
+    fn table_names(&self) -> Vec<String> {
+        self.list_tables().unwrap_or_default()
+    }
+
+    async fn table(&self, name: &str) -> Result<Option<Arc<dyn TableProvider>>> {
+        if let Some(table) = self
+            .definitions
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(name)
+        {
+            return Ok(Some(Arc::clone(table) as Arc<dyn TableProvider>));
+        }
+        let Some(schema) = self
+            .database
+            .table_schema(&self.schema, name)
+            .await
+            .map_err(|e| {
+                DataFusionError::Context(
+                    format!(
+                        "reading the definition of {}.{}.{name}",
+                        self.database.source_name(),
+                        self.schema
+                    ),
+                    Box::new(e),
+                )
+            })?
+        else {
+            return Ok(None);
+        };
+        let table = Arc::new(RemoteTable::new(
+            Arc::clone(&self.database),
+            &self.schema,
+            name,
+            schema,
+        ));
+        self.definitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_string(), Arc::clone(&table));
+        Ok(Some(table))
+    }
+
+    fn table_exist(&self, name: &str) -> bool {
+        self.list_tables()
+            .map(|names| names.iter().any(|n| n == name))
+            .unwrap_or(false)
+    }
+}

@@ -1,0 +1,65 @@
+//! The pushdown capability model: per filter, whether the database computes
+//! exactly what DataFusion computes.
+//!
+//! * [`Capability::Exact`]: same rows; DataFusion drops its own filter.
+//! * [`Capability::Inexact`]: the database returns a superset; DataFusion
+//!   filters again (and no LIMIT is pushed above it).
+//! * [`Capability::Unsupported`] (the default): evaluated locally.
+//!
+//! A policy answers for one expression against the table's Arrow schema. The
+//! shared walker [`classify`] handles AND/OR/NOT so policies only judge leaves.
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
+
+/// How faithfully a database evaluates an expression.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Capability {
+    /// Not pushed.
+    Unsupported,
+    /// Pushed, and re-checked locally.
+    Inexact,
+    /// Pushed; the database's answer is DataFusion's answer.
+    Exact,
+}
+
+impl From<Capability> for TableProviderFilterPushDown {
+    fn from(c: Capability) -> Self {
+        match c {
+            Capability::Exact => TableProviderFilterPushDown::Exact,
+            Capability::Inexact => TableProviderFilterPushDown::Inexact,
+            Capability::Unsupported => TableProviderFilterPushDown::Unsupported,
+        }
+    }
+}
+
+/// A database's judgement of single predicates.
+pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
+    /// The capability for a predicate that is not AND/OR/NOT. Unsupported
+    /// unless the database is known to agree with DataFusion.
+    fn leaf(&self, _expr: &Expr, _schema: &Schema) -> Capability {
+        Capability::Unsupported
+    }
+}
+
+/// Pushes nothing.
+#[derive(Debug, Default)]
+pub struct NothingPushed;
+
+impl PushdownPolicy for NothingPushed {}
+
+/// Classifies `expr`: AND is as good as its weaker side, OR likewise (a
+/// superset on either side is a superset of the OR), NOT only of an Exact
+/// operand (NOT of a superset is a subset); other expressions go to the policy.
+pub fn classify(policy: &dyn PushdownPolicy, expr: &Expr, schema: &Schema) -> Capability {
+    match expr {
+        Expr::BinaryExpr(b) if matches!(b.op, Operator::And | Operator::Or) => {
+            classify(policy, &b.left, schema).min(classify(policy, &b.right, schema))
+        }
+        Expr::Not(inner) => match classify(policy, inner, schema) {
+            Capability::Exact => Capability::Exact,
+            _ => Capability::Unsupported,
+        },
+        other => policy.leaf(other, schema),
+    }
+}

@@ -1,0 +1,327 @@
+//! PostgreSQL through `ATTACH 'postgres://...'`, against the real server
+//! (`MOLTRES_TEST_POSTGRES_URL`, default `postgres://postgres@127.0.0.1:5432/test`).
+//! Each test works in a schema of its own and drops it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use moltres::Moltres;
+use tokio_postgres::NoTls;
+
+use crate::common::{self, query};
+
+fn url() -> String {
+    std::env::var("MOLTRES_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A schema of the test's own, dropped by [`Fixture::finish`].
+struct Fixture {
+    client: tokio_postgres::Client,
+    schema: String,
+    db: Moltres,
+}
+
+impl Fixture {
+    async fn new(setup: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let schema = format!(
+            "moltres_t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let (client, connection) = tokio_postgres::connect(&url(), NoTls)
+            .await
+            .unwrap_or_else(|e| {
+                panic!(
+                    "PostgreSQL is not reachable at {} ({e}); start it (.ci/run does) or set MOLTRES_TEST_POSTGRES_URL",
+                    url()
+                )
+            });
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; {setup}"
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("setting up {schema}: {e:?}"));
+        let db = common::session().await;
+        db.attach(&url(), "pg", false)
+            .await
+            .expect("attach PostgreSQL");
+        Fixture { client, schema, db }
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<String> {
+        let sql = sql.replace("$S", &self.schema);
+        query(&self.db, &sql)
+            .await
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect()
+    }
+
+    async fn explain(&self, sql: &str) -> String {
+        self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
+    }
+
+    async fn finish(self) {
+        self.client
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_with_nulls_and_extremes() {
+    let f = Fixture::new(
+        "CREATE TYPE mood AS ENUM ('sad', 'ok', 'happy');
+         CREATE TABLE t (
+            id int PRIMARY KEY, i2 smallint, i4 integer, i8 bigint, f4 real, f8 double precision,
+            n numeric(10,2), nbig numeric(50,10), nfree numeric, txt text, vc varchar(10), ch char(4),
+            nm name, b boolean, d date, tm time, ts timestamp, tstz timestamptz, iv interval,
+            by bytea, u uuid, j json, jb jsonb, ai int[], at text[], e mood, ip inet, m money);
+         SET TIME ZONE 'Europe/Lisbon';
+         INSERT INTO t VALUES
+           (1, -32768, -2147483648, -9223372036854775808, -3.5, 1e300, -99999999.99,
+            1234567890123456789012345678901234567890.0123456789, 123456789012345678901234567890.000000000000000000001,
+            'héllo ''quoted''', 'abc', 'ab', 'nm', true, '0001-01-01', '23:59:59.999999',
+            '1999-12-31 23:59:59.123456', '2026-03-29 01:30:00+00', '1 year 2 mons 3 days 04:05:06.789',
+            '\\x00ff', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '{\"a\": [1, 2]}', '{\"b\": null}',
+            '{1,NULL,3}', '{\"x\",\"y z\"}', 'happy', '192.168.0.1/24', 12.34),
+           (2, 32767, 2147483647, 9223372036854775807, 3.4e38, -1e-300, 0, 0, -0.5, '', '', '',
+            '', false, '9999-12-31', '00:00', '2262-04-11 23:47:16', '1970-01-01 00:00:00+00', '-1 day',
+            '\\x', '00000000-0000-0000-0000-000000000000', 'null', '[]', '{}', '{}', 'sad', '::1', -1),
+           (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    let types = f
+        .rows("SELECT arrow_typeof(i2), arrow_typeof(n), arrow_typeof(nbig), arrow_typeof(nfree), arrow_typeof(ts), arrow_typeof(tstz), arrow_typeof(iv), arrow_typeof(ai), arrow_typeof(ip) FROM pg.$S.t LIMIT 1")
+        .await;
+    assert_eq!(
+        types,
+        [
+            "Int16|Decimal128(10, 2)|Decimal256(50, 10)|Utf8|Timestamp(µs)|Timestamp(µs, \"UTC\")|Interval(MonthDayNano)|List(Int32)|Utf8"
+        ]
+    );
+    let rows = f.rows("SELECT * FROM pg.$S.t ORDER BY id").await;
+    // money's text depends on the server's lc_monetary: checked apart.
+    let (row0, money0) = rows[0].rsplit_once('|').unwrap();
+    let (row1, money1) = rows[1].rsplit_once('|').unwrap();
+    assert_eq!(
+        row0,
+        "1|-32768|-2147483648|-9223372036854775808|-3.5|1e300|-99999999.99|1234567890123456789012345678901234567890.0123456789|123456789012345678901234567890.000000000000000000001|héllo 'quoted'|abc|ab  |nm|true|0001-01-01|23:59:59.999999|1999-12-31T23:59:59.123456|2026-03-29T01:30:00Z|14 mons 3 days 4 hours 5 mins 6.789000000 secs|00ff|a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11|{\"a\": [1, 2]}|{\"b\": null}|[1, NULL, 3]|[x, y z]|happy|192.168.0.1/24"
+    );
+    assert!(money0.contains("12") && money0.contains("34"), "{money0}");
+    assert_eq!(
+        row1,
+        "2|32767|2147483647|9223372036854775807|3.4e38|-1e-300|0.00|0.0000000000|-0.5|||    ||false|9999-12-31|00:00:00|2262-04-11T23:47:16|1970-01-01T00:00:00Z|-1 days||00000000-0000-0000-0000-000000000000|null|[]|[]|[]|sad|::1/128"
+    );
+    assert!(money1.contains('1') && money1.contains('-'), "{money1}");
+    assert!(rows[2].starts_with("3|NULL|NULL|NULL"), "{}", rows[2]);
+    assert!(rows[2].ends_with("|NULL|NULL|NULL"), "{}", rows[2]);
+
+    // Zero rows keep the schema.
+    let empty =
+        f.db.sql(&format!("SELECT * FROM pg.{}.t WHERE id > 100", f.schema))
+            .await
+            .unwrap();
+    assert_eq!(empty.schema().fields().len(), 28);
+    assert_eq!(
+        empty
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .map(|b| b.num_rows())
+            .sum::<usize>(),
+        0
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pushdown_is_exact_or_local() {
+    let f = Fixture::new(
+        "CREATE TABLE items (id int, qty bigint, name text, price double precision, active boolean);
+         INSERT INTO items SELECT g, g % 7, 'item ' || g, g * 1.5, g % 2 = 0 FROM generate_series(1, 100) g;",
+    )
+    .await;
+    let plan = f
+        .explain("SELECT id, name FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND active")
+        .await;
+    // Integer and boolean predicates go to PostgreSQL; the text comparison stays local.
+    assert!(plan.contains("RemoteScanExec: source=pg"), "{plan}");
+    assert!(plan.contains("(\"items\".\"id\" > 90)"), "{plan}");
+    assert!(
+        plan.contains("(\"items\".\"qty\" = 1) OR (\"items\".\"qty\" = 2)"),
+        "{plan}"
+    );
+    assert!(plan.contains("WHERE \"items\".\"active\""), "{plan}");
+    assert!(plan.contains("FilterExec"), "{plan}");
+    assert!(plan.contains("FilterExec: name@1 != x"), "{plan}");
+    assert!(!plan.contains("'x'"), "{plan}");
+    let rows = f
+        .rows("SELECT id FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND active ORDER BY id")
+        .await;
+    assert_eq!(rows, ["92", "100"]);
+    // LIMIT goes remote when every filter is exact.
+    let plan = f
+        .explain("SELECT id FROM pg.$S.items WHERE id <= 50 LIMIT 3")
+        .await;
+    assert!(plan.contains("LIMIT 3"), "{plan}");
+    // Float comparisons stay local.
+    let plan = f
+        .explain("SELECT id FROM pg.$S.items WHERE price > 10")
+        .await;
+    assert!(!plan.contains("\"price\" >"), "{plan}");
+    assert_eq!(
+        f.rows("SELECT count(*) FROM pg.$S.items WHERE price > 10")
+            .await,
+        ["94"]
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_with_files_and_odd_names() {
+    let f = Fixture::new(
+        "CREATE TABLE \"City Names\" (\"ID\" int, \"select\" text);
+         INSERT INTO \"City Names\" VALUES (1, 'Lisboa'), (2, 'Porto'), (3, 'Madrid');",
+    )
+    .await;
+    let rows = f
+        .rows(
+            "SELECT n.\"select\", count(*) AS trips
+             FROM pg.$S.\"City Names\" n JOIN 'testdata/trips.csv' t ON t.city_id = n.\"ID\"
+             JOIN 'testdata/cities.parquet' c ON c.id = n.\"ID\"
+             WHERE c.country = 'PT'
+             GROUP BY n.\"select\" ORDER BY 1",
+        )
+        .await;
+    assert_eq!(rows, ["Lisboa|225", "Porto|272"]);
+    let tables = f.db.tables().await.unwrap();
+    assert!(
+        tables.contains(&("pg".into(), f.schema.clone(), "City Names".into())),
+        "{tables:?}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn default_schema_two_part_names_and_missing_tables() {
+    let f = Fixture::new("").await;
+    let table = format!("{}_public", f.schema);
+    f.client
+        .batch_execute(&format!(
+            "CREATE TABLE public.{table} (x int); INSERT INTO public.{table} VALUES (7)"
+        ))
+        .await
+        .unwrap();
+    assert_eq!(f.rows(&format!("SELECT x FROM pg.{table}")).await, ["7"]);
+    assert_eq!(
+        f.rows(&format!("SELECT x FROM pg.public.{table}")).await,
+        ["7"]
+    );
+    let err =
+        f.db.sql("SELECT * FROM pg.public.no_such_table")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("no_such_table"), "{err}");
+    f.client
+        .batch_execute(&format!("DROP TABLE public.{table}"))
+        .await
+        .unwrap();
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_connections_name_the_source_and_hide_the_password() {
+    let db = common::session().await;
+    let started = std::time::Instant::now();
+    let err = db
+        .attach(
+            "postgres://postgres:s3cret@127.0.0.1:1/test?connect_timeout=2",
+            "nowhere",
+            false,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        started.elapsed().as_secs() < 10,
+        "took {:?}",
+        started.elapsed()
+    );
+    assert!(err.contains("nowhere"), "{err}");
+    assert!(
+        err.contains("postgres://postgres:***@127.0.0.1:1/test"),
+        "{err}"
+    );
+    assert!(!err.contains("s3cret"), "{err}");
+
+    let bad_db = url().rsplit_once('/').unwrap().0.to_string() + "/no_such_database_moltres";
+    let err = db
+        .attach(&bad_db, "nodb", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("no_such_database_moltres") && err.contains("3D000"),
+        "{err}"
+    );
+
+    let err = db
+        .attach(&format!("{}?sslmode=verify-full", url()), "tls", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("sslmode=verify-full"), "{err}");
+    assert!(
+        db.sources().is_empty(),
+        "failed attaches leave nothing behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropping_a_result_cancels_the_remote_query() {
+    let f = Fixture::new(
+        // A nested loop streams its rows (a single generate_series would be
+        // materialised before the first row).
+        "CREATE VIEW endless AS SELECT a * 100000 + b AS n, md5(b::text) AS h \
+           FROM generate_series(1, 100000) a, generate_series(1, 100000) b;",
+    )
+    .await;
+    // The text filter is not pushed, so neither is the LIMIT: PostgreSQL starts
+    // the whole scan, and Moltres must stop it once five rows are found.
+    let started = std::time::Instant::now();
+    let rows = f
+        .rows("SELECT n FROM pg.$S.endless WHERE h <> 'x' LIMIT 5")
+        .await;
+    assert_eq!(rows.len(), 5);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    let mut still_running = 1;
+    for _ in 0..50 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        still_running = f
+            .client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE '%endless%' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if still_running == 0 {
+            break;
+        }
+    }
+    assert_eq!(still_running, 0, "the remote query was not cancelled");
+    f.finish().await;
+}
