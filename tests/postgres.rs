@@ -325,3 +325,91 @@ async fn dropping_a_result_cancels_the_remote_query() {
     assert_eq!(still_running, 0, "the remote query was not cancelled");
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_sql_passthrough() {
+    let f = Fixture::new(
+        "CREATE TABLE notes (id int, body text, addr inet);
+         INSERT INTO notes VALUES (1, 'one', '10.0.0.1'), (2, 'two', NULL);",
+    )
+    .await;
+    let rows = f
+        .rows(&format!(
+            "SELECT * FROM postgres_query('pg', 'SELECT count(*)::int AS n, string_agg(body, ''+'' ORDER BY id) AS bodies FROM {}.notes')",
+            f.schema
+        ))
+        .await;
+    assert_eq!(rows, ["2|one+two"]);
+
+    let err =
+        f.db.sql(&format!(
+            "SELECT * FROM postgres_query('pg', 'SELECT addr FROM {}.notes')",
+            f.schema
+        ))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("column 'addr'") && err.contains("addr::text"),
+        "{err}"
+    );
+    let err =
+        f.db.sql("SELECT * FROM postgres_query('nope', 'SELECT 1')")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("no source named 'nope'"), "{err}");
+    let err =
+        f.db.sql("SELECT * FROM postgres_query('pg', 'SELEC 1')")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("source 'pg'") && err.contains("42601") && err.contains("SELEC 1"),
+        "{err}"
+    );
+
+    // DDL through the library; the cached definition is refreshed.
+    assert_eq!(f.rows("SELECT count(*) FROM pg.$S.notes").await, ["2"]);
+    let pg = f.db.source("pg").unwrap();
+    pg.execute(&format!(
+        "ALTER TABLE {}.notes ADD COLUMN stars int DEFAULT 5",
+        f.schema
+    ))
+    .await
+    .unwrap();
+    assert_eq!(
+        pg.execute(&format!(
+            "UPDATE {}.notes SET stars = 3 WHERE id = 2",
+            f.schema
+        ))
+        .await
+        .unwrap(),
+        1
+    );
+    assert_eq!(
+        f.rows("SELECT id, stars FROM pg.$S.notes ORDER BY id")
+            .await,
+        ["1|5", "2|3"]
+    );
+    let batches = pg
+        .query("SELECT 40 + 2 AS answer")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(common::rows(&batches), [["42".to_string()]]);
+
+    f.db.detach("pg").unwrap();
+    f.db.attach(&url(), "pg", true).await.unwrap();
+    let err =
+        f.db.source("pg")
+            .unwrap()
+            .execute("DROP TABLE x")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("READ_ONLY"), "{err}");
+    f.finish().await;
+}

@@ -11,10 +11,11 @@ use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider};
+use datafusion::catalog::{CatalogProvider, MemoryCatalogProvider, TableFunctionImpl};
 use datafusion::common::Result;
 
 use crate::files::{DirectorySource, FileOptions, SessionHandle};
+use crate::remote::RemoteCatalog;
 
 /// What `ATTACH 'url' AS alias (OPTIONS)` asks for.
 #[derive(Debug, Clone)]
@@ -38,6 +39,8 @@ pub struct AttachedSource {
     pub catalog: Arc<dyn CatalogProvider>,
     /// The schema `alias.table` resolves to (public, the MySQL database, main).
     pub default_schema: String,
+    /// For databases: the catalog with its connection, for passthrough and refresh.
+    pub remote: Option<Arc<RemoteCatalog>>,
 }
 
 /// A kind of source (files, PostgreSQL, ...).
@@ -53,6 +56,11 @@ pub trait SourceKind: Debug + Send + Sync {
 
     /// Connects (or lists) and returns the source's catalog.
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource>;
+
+    /// Table functions this kind adds to every session (`postgres_query`, ...).
+    fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {
+        Vec::new()
+    }
 }
 
 /// Directories of files: `ATTACH 'testdata/' AS files`, `ATTACH 's3://bucket/prefix/' AS lake`.
@@ -81,6 +89,7 @@ impl SourceKind for FilesKind {
         Ok(AttachedSource {
             catalog: Arc::new(catalog),
             default_schema: "main".to_string(),
+            remote: None,
         })
     }
 }

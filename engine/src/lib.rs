@@ -36,7 +36,7 @@ pub use config::{MemoryLimit, Settings};
 pub use error::{Error, Result};
 pub use plan_metrics::PlanMetrics;
 pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder};
-pub use sources::{SourceInfo, redact_url};
+pub use sources::{Source, SourceInfo, redact_url};
 
 pub use datafusion;
 pub use moltres_connectors as connectors;

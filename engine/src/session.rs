@@ -19,11 +19,12 @@ use moltres_connectors::files::{
     SessionHandle, SkippedRows,
 };
 use moltres_connectors::postgres::PostgresKind;
+use moltres_connectors::remote::RemoteSources;
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 
 use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
 use crate::error::{Error, Result};
-use crate::sources::{SourceCatalogList, SourceInfo, SourceRegistry};
+use crate::sources::{Source, SourceCatalogList, SourceInfo, SourceRegistry};
 use crate::statements::{MoltresStatement, parse_moltres_statement, split_statements};
 
 /// The catalog unqualified names resolve in.
@@ -54,6 +55,7 @@ pub struct Moltres {
     catalogs: Arc<SourceCatalogList>,
     settings: Arc<Settings>,
     skipped_rows: Arc<SkippedRows>,
+    remote_sources: Arc<RemoteSources>,
 }
 
 impl std::fmt::Debug for Moltres {
@@ -184,13 +186,15 @@ impl Moltres {
             .with_object_store_registry(Arc::new(LazyObjectStoreRegistry::new()))
             .build_arc()?;
         let skipped_rows = Arc::new(SkippedRows::default());
+        let remote_sources = Arc::new(RemoteSources::default());
         let config = SessionConfig::new()
             .with_batch_size(settings.batch_size)
             .with_target_partitions(settings.target_partitions)
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
-            .with_extension(Arc::clone(&skipped_rows));
+            .with_extension(Arc::clone(&skipped_rows))
+            .with_extension(Arc::clone(&remote_sources));
         let mut config = config;
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             // Each sorting partition reserves this much up front for its merge
@@ -215,6 +219,11 @@ impl Moltres {
         for (name, function) in ReadFileFunction::all() {
             state.register_udtf(name, function);
         }
+        for kind in &kinds {
+            for (name, function) in kind.table_functions() {
+                state.register_udtf(&name, function);
+            }
+        }
         let ctx = SessionContext::new_with_state(state);
         path_tables.bind(SessionHandle::new(ctx.state_weak_ref()));
 
@@ -224,6 +233,7 @@ impl Moltres {
             catalogs,
             settings: Arc::new(settings),
             skipped_rows,
+            remote_sources,
         };
         for source in db.settings.sources.clone() {
             db.attach_with_options(&source.url, &source.name, source.read_only, source.options)
@@ -327,6 +337,9 @@ impl Moltres {
         self.catalogs
             .register_catalog(alias.to_string(), attached.catalog);
         default_catalog.register_schema(alias, default_schema)?;
+        if let Some(remote) = attached.remote {
+            self.remote_sources.insert(alias, remote);
+        }
         Ok(())
     }
 
@@ -338,6 +351,7 @@ impl Moltres {
             )));
         }
         self.catalogs.deregister_catalog(alias);
+        self.remote_sources.remove(alias);
         self.default_catalog()?.deregister_schema(alias, true)?;
         Ok(())
     }
@@ -347,6 +361,33 @@ impl Moltres {
             Error::Statement(format!(
                 "the default catalog '{DEFAULT_CATALOG}' is missing"
             ))
+        })
+    }
+
+    /// An attached database, for native SQL passthrough.
+    ///
+    /// ```no_run
+    /// # async fn f(db: moltres::Moltres) -> moltres::Result<()> {
+    /// db.attach("postgres://postgres@127.0.0.1/test", "pg", false).await?;
+    /// let pg = db.source("pg")?;
+    /// pg.execute("ALTER TABLE orders ADD COLUMN note text").await?;
+    /// let rows = pg.query("SELECT now() AS at, version() AS v").await?.collect().await?;
+    /// # Ok(()) }
+    /// ```
+    pub fn source(&self, name: &str) -> Result<Source> {
+        let info = self.registry.get(name).ok_or_else(|| {
+            Error::Statement(format!(
+                "no source named '{name}' is attached (see SHOW SOURCES)"
+            ))
+        })?;
+        let catalog = self
+            .remote_sources
+            .get(name)
+            .ok_or_else(|| Error::Statement(format!("source '{name}' is not a database")))?;
+        Ok(Source {
+            info,
+            catalog,
+            ctx: self.ctx.clone(),
         })
     }
 

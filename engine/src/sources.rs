@@ -12,6 +12,8 @@ use datafusion::arrow::array::{BooleanArray, StringArray};
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::{CatalogProvider, CatalogProviderList};
+use datafusion::prelude::{DataFrame, SessionContext};
+use moltres_connectors::remote::{RemoteCatalog, RemoteQueryTable};
 use moltres_connectors::source::{AttachRequest, AttachedSource, SourceKind};
 
 use crate::error::{Error, Result};
@@ -78,6 +80,48 @@ pub struct SourceInfo {
     pub read_only: bool,
     /// The schema `name.table` resolves to.
     pub default_schema: String,
+}
+
+/// An attached database, for native SQL ([`crate::Moltres::source`]).
+#[derive(Clone)]
+pub struct Source {
+    pub(crate) info: SourceInfo,
+    pub(crate) catalog: Arc<RemoteCatalog>,
+    pub(crate) ctx: SessionContext,
+}
+
+impl std::fmt::Debug for Source {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Source").field("info", &self.info).finish()
+    }
+}
+
+impl Source {
+    /// What `SHOW SOURCES` says about it.
+    pub fn info(&self) -> &SourceInfo {
+        &self.info
+    }
+
+    /// Runs a native query on the database; its rows as a DataFrame.
+    pub async fn query(&self, native: &str) -> Result<DataFrame> {
+        let table = RemoteQueryTable::try_new(self.catalog.database(), native).await?;
+        Ok(self.ctx.read_table(Arc::new(table))?)
+    }
+
+    /// Runs a native statement (DDL such as ALTER TABLE, or DML); returns the
+    /// rows affected. Refused on a source attached READ_ONLY.
+    pub async fn execute(&self, native: &str) -> Result<u64> {
+        if self.info.read_only {
+            return Err(Error::Statement(format!(
+                "source '{}' is attached READ_ONLY; statements that change it are refused",
+                self.info.name
+            )));
+        }
+        let affected = self.catalog.database().execute_statement(native).await?;
+        // The statement may have changed tables: forget cached definitions.
+        self.catalog.refresh();
+        Ok(affected)
+    }
 }
 
 /// Kinds of source by scheme, and the attached sources.

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
 use datafusion::sql::sqlparser::keywords::Keyword;
-use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
+use datafusion::sql::sqlparser::tokenizer::{Location, Token, Tokenizer};
 
 use crate::error::{Error, Result};
 
@@ -48,42 +48,51 @@ fn is_trivia(token: &Token) -> bool {
     matches!(token, Token::Whitespace(_))
 }
 
-/// Splits a script into statements at top-level semicolons. Statements that
-/// are only whitespace and comments are dropped.
+/// Splits a script into statements at top-level semicolons. Each statement is
+/// the script's own text (from its first token to its semicolon), so quoting
+/// and escapes are kept byte for byte; comments before a statement and
+/// statements that are only whitespace and comments are dropped.
 pub fn split_statements(sql: &str) -> Result<Vec<String>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Statement(format!("SQL syntax error: {e}")))?;
+    let line_starts: Vec<usize> = std::iter::once(0)
+        .chain(sql.match_indices('\n').map(|(i, _)| i + 1))
+        .collect();
+    // Locations count lines and characters from 1.
+    let offset = |location: Location| -> usize {
+        let Some(line_start) = (location.line as usize)
+            .checked_sub(1)
+            .and_then(|l| line_starts.get(l))
+        else {
+            return sql.len();
+        };
+        sql[*line_start..]
+            .char_indices()
+            .nth((location.column as usize).saturating_sub(1))
+            .map_or(sql.len(), |(i, _)| line_start + i)
+    };
     let mut statements = Vec::new();
-    let mut current = String::new();
-    let mut has_content = false;
-    for token in tokenize(sql)? {
-        match token {
+    let mut first: Option<usize> = None;
+    for token in tokens {
+        match token.token {
             Token::SemiColon => {
-                if has_content {
-                    statements.push(current.trim().to_string());
+                if let Some(start) = first.take() {
+                    let end = offset(token.span.start);
+                    statements.push(sql[start..end].trim_end().to_string());
                 }
-                current.clear();
-                has_content = false;
             }
             Token::EOF => {}
-            token => {
-                if !is_trivia(&token) {
-                    has_content = true;
-                }
-                // A comment at the start of a statement is kept out of its text.
-                if has_content
-                    || !matches!(
-                        token,
-                        Token::Whitespace(
-                            Whitespace::SingleLineComment { .. } | Whitespace::MultiLineComment(_)
-                        )
-                    )
-                {
-                    current.push_str(&token.to_string());
+            ref t if is_trivia(t) => {}
+            _ => {
+                if first.is_none() {
+                    first = Some(offset(token.span.start));
                 }
             }
         }
     }
-    if has_content {
-        statements.push(current.trim().to_string());
+    if let Some(start) = first {
+        statements.push(sql[start..].trim_end().to_string());
     }
     Ok(statements)
 }
@@ -278,6 +287,9 @@ mod tests {
     fn splits_on_top_level_semicolons() {
         let s = split_statements("select ';' as a; -- c;\n select 2;;\n/* x; */").unwrap();
         assert_eq!(s, vec!["select ';' as a", "select 2"]);
+        // Escaped quotes and multi-byte characters survive as written.
+        let s = split_statements("SELECT 'it''s', 'é;ü' ;\n\tSELECT $$a;b$$").unwrap();
+        assert_eq!(s, vec!["SELECT 'it''s', 'é;ü'", "SELECT $$a;b$$"]);
     }
 
     #[test]

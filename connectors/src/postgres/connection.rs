@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -289,22 +289,19 @@ async fn run_query(
         pending += 1;
         if pending == batch_size {
             pending = 0;
-            let batch = finish(&schema, decoders)?;
+            let batch = finish(&schema, decoders, batch_size)?;
             if tx.send(Ok(batch)).await.is_err() {
                 let _ = cancel.cancel_query(NoTls).await;
                 return Ok(());
             }
         }
     }
-    let decoders = match &mut decoders {
-        Some(d) => d,
-        None => decoders.insert(make_decoders(&schema, |_| None, source)?),
-    };
-    if pending > 0 || decoders.iter().all(|d| d.is_empty()) {
-        let batch = finish(&schema, decoders)?;
-        if batch.num_rows() > 0 {
-            let _ = tx.send(Ok(batch)).await;
-        }
+    // No rows at all is an empty stream; its schema is the table's.
+    if let Some(decoders) = decoders.as_mut()
+        && pending > 0
+    {
+        let batch = finish(&schema, decoders, pending)?;
+        let _ = tx.send(Ok(batch)).await;
     }
     Ok(())
 }
@@ -333,7 +330,14 @@ fn make_decoders(
         .collect()
 }
 
-fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder]) -> Result<RecordBatch> {
+/// The pending rows as a batch (`rows` matters when no column is selected,
+/// as for `count(*)`).
+fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder], rows: usize) -> Result<RecordBatch> {
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    Ok(RecordBatch::try_new(Arc::clone(schema), columns)?)
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
@@ -27,7 +28,9 @@ use deadpool_postgres::Pool;
 pub use dialect::{PostgresDialect, PostgresPushdown};
 pub use schema::UnsupportedTypes;
 
-use crate::remote::{PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteSql};
+use crate::remote::{
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `postgres://` / `postgresql://` kind of source.
@@ -47,10 +50,17 @@ impl SourceKind for PostgresKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source =
             PostgresSource::connect(&request.alias, &request.url, &request.options).await?;
+        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
         Ok(AttachedSource {
-            catalog: Arc::new(RemoteCatalog::new(Arc::new(source))),
+            catalog: Arc::clone(&catalog) as _,
             default_schema: "public".to_string(),
+            remote: Some(catalog),
         })
+    }
+
+    fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {
+        let function = RemoteQueryFunction::new("postgres");
+        vec![(function.name(), Arc::new(function))]
     }
 }
 
@@ -124,6 +134,26 @@ impl PostgresSource {
 impl RemoteDatabase for PostgresSource {
     fn source_name(&self) -> &str {
         &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "postgres"
+    }
+
+    async fn query_schema(&self, native: &str) -> Result<SchemaRef> {
+        schema::query_schema(&self.pool, &self.name, native).await
+    }
+
+    async fn execute_statement(&self, native: &str) -> Result<u64> {
+        let client = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| connection::pool_error(&self.name, e))?;
+        client
+            .execute(native, &[])
+            .await
+            .map_err(|e| connection::remote_error(&self.name, e, Some(native)).into())
     }
 
     fn dialect(&self) -> &dyn Dialect {

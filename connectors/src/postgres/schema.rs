@@ -133,3 +133,62 @@ pub async fn table_schema(
     }
     Ok(Some(Arc::new(Schema::new(fields))))
 }
+
+/// The result columns of a native query, from the server's description of
+/// the prepared statement (nothing runs). Types read through a text cast in
+/// tables cannot be cast inside someone else's query: they are an error
+/// naming the column, suggesting `::text` in the query.
+pub async fn query_schema(pool: &Pool, source: &str, native: &str) -> Result<SchemaRef> {
+    use tokio_postgres::types::Kind;
+    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let statement = client
+        .prepare(native)
+        .await
+        .map_err(|e| remote_error(source, e, Some(native)))?;
+    let kind_code = |kind: &Kind| match kind {
+        Kind::Enum(_) => "e",
+        Kind::Domain(_) => "d",
+        Kind::Composite(_) => "c",
+        Kind::Range(_) | Kind::Multirange(_) => "r",
+        Kind::Pseudo => "p",
+        _ => "b",
+    };
+    let mut fields = Vec::new();
+    for column in statement.columns() {
+        let pg_type = column.type_();
+        let column_type = PgColumnType {
+            name: pg_type.name().to_string(),
+            kind: kind_code(pg_type.kind()).to_string(),
+            // The wire description has no precision: numeric reads as exact text.
+            typmod: -1,
+            element: match pg_type.kind() {
+                Kind::Array(element) => Some((
+                    element.name().to_string(),
+                    kind_code(element.kind()).to_string(),
+                )),
+                _ => None,
+            },
+        };
+        match mapping(&column_type) {
+            Some(Mapping::Native(data_type)) => {
+                fields.push(Field::new(column.name(), data_type, true))
+            }
+            _ => {
+                return Err(RemoteError::new(
+                    source,
+                    RemoteErrorKind::Data,
+                    format!(
+                        "column '{}' of the query has type {}, which Moltres cannot read directly; \
+                         cast it in the query (e.g. {}::text)",
+                        column.name(),
+                        pg_type.name(),
+                        column.name()
+                    ),
+                )
+                .with_sql(native)
+                .into());
+            }
+        }
+    }
+    Ok(Arc::new(Schema::new(fields)))
+}

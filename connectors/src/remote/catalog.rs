@@ -29,6 +29,11 @@ impl RemoteCatalog {
         }
     }
 
+    /// The database behind the catalog.
+    pub fn database(&self) -> Arc<dyn RemoteDatabase> {
+        Arc::clone(&self.database)
+    }
+
     /// Forgets every cached schema, table list and table definition.
     pub fn refresh(&self) {
         *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = None;

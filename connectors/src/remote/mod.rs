@@ -17,6 +17,7 @@
 mod catalog;
 mod error;
 mod exec;
+mod passthrough;
 pub mod pushdown;
 mod sql;
 mod table;
@@ -32,6 +33,7 @@ use datafusion::sql::unparser::dialect::Dialect;
 pub use catalog::{RemoteCatalog, RemoteSchema};
 pub use error::{RemoteError, RemoteErrorKind};
 pub use exec::RemoteScanExec;
+pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
 pub use sql::RemoteSql;
 pub use table::RemoteTable;
@@ -45,6 +47,9 @@ pub const CAST_TO_TEXT: &str = "moltres.cast_to_text";
 pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     /// The alias it is attached as (for messages and EXPLAIN).
     fn source_name(&self) -> &str;
+
+    /// The kind of database (`postgres`, ...), as in `<kind>_query(...)`.
+    fn kind(&self) -> &'static str;
 
     /// How plans are rendered as this database's SQL.
     fn dialect(&self) -> &dyn Dialect;
@@ -63,6 +68,12 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
 
     /// The Arrow schema of `schema.table`, or `None` when it does not exist.
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>>;
+
+    /// The result columns of a native query, without running it.
+    async fn query_schema(&self, native: &str) -> Result<SchemaRef>;
+
+    /// Runs a native statement (DDL, DML); returns the rows affected.
+    async fn execute_statement(&self, native: &str) -> Result<u64>;
 
     /// Runs `sql` and streams its rows as batches of at most `batch_size` rows
     /// with `schema`. Dropping the stream cancels the query on the server.

@@ -7,9 +7,10 @@ use datafusion::logical_expr::LogicalPlan;
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::Dialect;
 
-/// SQL for a remote database. The only constructor renders a DataFusion
+/// SQL for a remote database. Moltres makes it only by rendering a DataFusion
 /// logical plan with the database's dialect, so identifiers and literals are
-/// always quoted by the dialect.
+/// always quoted by the dialect; [`RemoteSql::passthrough`] carries a user's
+/// own native SQL unchanged.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RemoteSql(String);
 
@@ -18,6 +19,12 @@ impl RemoteSql {
     pub fn from_plan(plan: &LogicalPlan, dialect: &dyn Dialect) -> Result<Self> {
         let statement = Unparser::new(dialect).plan_to_sql(plan)?;
         Ok(Self(statement.to_string()))
+    }
+
+    /// A user's own native SQL, sent as written (passthrough). Nothing of
+    /// Moltres's making is ever put into it.
+    pub fn passthrough(native: &str) -> Self {
+        Self(native.to_string())
     }
 
     /// The text sent to the database.
