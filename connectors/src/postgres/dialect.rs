@@ -4,7 +4,8 @@
 //! Exact today, and nothing else (everything else runs locally):
 //! comparisons (`=`, `<>`, `<`, `<=`, `>`, `>=`), `IN` lists and `BETWEEN`
 //! between integer columns and integer literals (or two integer columns);
-//! `IS [NOT] NULL` on any column; a boolean column itself; AND, OR and NOT of
+//! `IS [NOT] NULL` on any column; a boolean column itself; boolean literals
+//! (`TRUE`, `FALSE`, `NULL`); AND, OR and NOT of
 //! those. Integers compare the same everywhere; text depends on collations,
 //! floats on NaN ordering and timestamps on time zones, so those stay local
 //! until the differential tests prove a rule.
@@ -62,6 +63,8 @@ impl PushdownPolicy for PostgresPushdown {
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => column_type(inner, schema).is_some(),
             Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
+            // TRUE, FALSE and NULL mean the same in both.
+            Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
             Expr::InList(list) => {
                 is_integer_column(&list.expr, schema) && list.list.iter().all(is_integer_literal)
             }

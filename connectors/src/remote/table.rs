@@ -5,12 +5,18 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
-use datafusion::common::{Column, Result, TableReference};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, Result, TableReference};
 use datafusion::datasource::TableType;
+use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, LogicalPlanBuilder, LogicalTableSource, TableProviderFilterPushDown, cast,
 };
+use datafusion::physical_expr::expressions::Column as PhysicalColumn;
+use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_plan::filter::FilterExec;
+use datafusion::physical_plan::projection::ProjectionExec;
 
 use super::pushdown::{Capability, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql};
@@ -103,16 +109,59 @@ impl TableProvider for RemoteTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        let sql = self.scan_sql(projection, filters, limit)?;
-        let schema = match projection {
-            Some(indices) => Arc::new(self.schema.project(indices)?),
-            None => Arc::clone(&self.schema),
+        // DataFusion may rewrite a filter after accepting it (the simplifier
+        // turns `a IN (1, NULL)` into `a = 1 OR NULL`), so a filter handed to
+        // the scan is not always one the policy pushes. Those are applied
+        // here, locally, over the remote rows: a filter is never dropped.
+        let (remote, local): (Vec<Expr>, Vec<Expr>) = filters.iter().cloned().partition(|f| {
+            classify(self.database.pushdown(), f, &self.schema) != Capability::Unsupported
+        });
+        let wanted: Vec<usize> = match projection {
+            Some(indices) => indices.clone(),
+            None => (0..self.schema.fields().len()).collect(),
         };
-        Ok(Arc::new(RemoteScanExec::new(
+        let mut fetched = wanted.clone();
+        for filter in &local {
+            for column in filter.column_refs() {
+                let index = self.schema.index_of(&column.name)?;
+                if !fetched.contains(&index) {
+                    fetched.push(index);
+                }
+            }
+        }
+        let remote_limit = if local.is_empty() { limit } else { None };
+        let sql = self.scan_sql(Some(&fetched), &remote, remote_limit)?;
+        let fetched_schema = Arc::new(self.schema.project(&fetched)?);
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(RemoteScanExec::new(
             Arc::clone(&self.database),
             sql,
-            schema,
+            Arc::clone(&fetched_schema),
             state.config().batch_size(),
-        )))
+        ));
+        let Some(predicate) = conjunction(local) else {
+            return Ok(scan);
+        };
+        let predicate = predicate
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => {
+                        Transformed::yes(Expr::Column(Column::new_unqualified(c.name)))
+                    }
+                    other => Transformed::no(other),
+                })
+            })?
+            .data;
+        let df_schema = DFSchema::try_from(fetched_schema.as_ref().clone())?;
+        let physical = state.create_physical_expr(predicate, &df_schema)?;
+        let filtered: Arc<dyn ExecutionPlan> = Arc::new(FilterExec::try_new(physical, scan)?);
+        if fetched.len() == wanted.len() {
+            return Ok(filtered);
+        }
+        // Drop the columns fetched only for the filter.
+        let columns = (0..wanted.len()).map(|i| {
+            let name = fetched_schema.field(i).name();
+            ProjectionExpr::new(Arc::new(PhysicalColumn::new(name, i)), name.clone())
+        });
+        Ok(Arc::new(ProjectionExec::try_new(columns, filtered)?))
     }
 }
