@@ -531,3 +531,62 @@ async fn scans_apply_filters_they_cannot_push() {
     assert_eq!(ids, ["1", "3", "5"]);
     f.finish().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statement_timeout_and_a_connection_killed_mid_query() {
+    let f = Fixture::new(
+        "CREATE VIEW slow AS SELECT g AS n, pg_sleep(0.05)::text AS z FROM generate_series(1, 100000) g;
+         CREATE TABLE small (x int); INSERT INTO small VALUES (1), (2);",
+    )
+    .await;
+    f.db.attach(&format!("{}?statement_timeout=0.5", url()), "pgt", false)
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let err =
+        f.db.sql(&format!("SELECT count(*) FROM pgt.{}.slow", f.schema))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("57014") && err.contains("pgt"), "{err}");
+    assert!(
+        started.elapsed().as_secs() < 20,
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // The server ends the connection while rows are streaming: an error, not a hang.
+    let db = f.db.clone();
+    let sql = format!("SELECT n FROM pg.{}.slow", f.schema);
+    let reading = tokio::spawn(async move { db.sql(&sql).await.unwrap().collect().await });
+    let mut killed = 0;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        killed = f
+            .client
+            .query_one(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity \
+                 WHERE query LIKE '%slow%' AND state = 'active' AND pid <> pg_backend_pid()",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0);
+        if killed > 0 {
+            break;
+        }
+    }
+    assert!(killed > 0, "the query never showed up in pg_stat_activity");
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+        .await
+        .expect("the query hung after its connection was killed")
+        .unwrap();
+    let err = result.unwrap_err().to_string();
+    assert!(err.contains("source 'pg'"), "{err}");
+    // The pool replaces the dead connection.
+    assert_eq!(f.rows("SELECT sum(x) FROM pg.$S.small").await, ["3"]);
+    f.finish().await;
+}

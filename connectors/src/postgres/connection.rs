@@ -30,7 +30,12 @@ pub struct PoolSettings {
 }
 
 /// URL parameters Moltres reads itself; the rest go to the driver.
-const MOLTRES_PARAMS: &[&str] = &["pool_max_size", "pool_timeout", "connect_timeout"];
+const MOLTRES_PARAMS: &[&str] = &[
+    "pool_max_size",
+    "pool_timeout",
+    "connect_timeout",
+    "statement_timeout",
+];
 
 fn seconds(name: &str, value: &str) -> Result<Duration> {
     value
@@ -110,11 +115,16 @@ pub fn parse_url(
             "application_name" => {
                 config.application_name(&value);
             }
+            "statement_timeout" => {
+                // The server cancels any statement running longer (57014).
+                let timeout = seconds(&key, &value)?;
+                config.options(format!("-c statement_timeout={}", timeout.as_millis()));
+            }
             "unsupported_types" | "read_only" => {}
             other if MOLTRES_PARAMS.contains(&other) => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, application_name, connect_timeout, pool_max_size, pool_timeout, unsupported_types)"
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, unsupported_types)"
                 )));
             }
         }

@@ -6,7 +6,7 @@
 //! * `dialect.rs`: the unparser dialect and the pushdown rules.
 //!
 //! URL parameters: `sslmode` (`disable`, `prefer`), `application_name`,
-//! `connect_timeout` and `pool_timeout` (seconds), `pool_max_size`,
+//! `connect_timeout`, `statement_timeout` and `pool_timeout` (seconds), `pool_max_size`,
 //! `unsupported_types` (`error`, `text`, `skip`); each may also be given as an
 //! ATTACH option.
 
