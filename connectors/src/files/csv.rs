@@ -324,9 +324,13 @@ fn inference_error(error: DataFusionError, objects: &[ObjectMeta], local: bool) 
         .strip_prefix("Csv error: ")
         .unwrap_or(&message)
         .to_string();
-    DataFusionError::Execution(format!(
-        "CSV file '{name}': {message} (read it with skip_bad_rows=true to skip malformed rows)"
-    ))
+    // The hint only helps with malformed rows, not with unreadable files.
+    let hint = if message.contains("records") || message.contains("fields") {
+        " (read it with skip_bad_rows=true to skip malformed rows)"
+    } else {
+        ""
+    };
+    DataFusionError::Execution(format!("CSV file '{name}': {message}{hint}"))
 }
 
 /// The options with session defaults filled in, as DataFusion's reader sees them.
