@@ -274,11 +274,20 @@ async fn bad_connections_name_the_source_and_hide_the_password() {
     );
 
     let err = db
-        .attach(&format!("{}?sslmode=verify-full", url()), "tls", false)
+        .attach(&format!("{}?sslmode=verify-ca", url()), "tls", false)
         .await
         .unwrap_err()
         .to_string();
-    assert!(err.contains("sslmode=verify-full"), "{err}");
+    assert!(err.contains("sslmode=verify-ca is not supported"), "{err}");
+    let err = db
+        .attach(&format!("{}?nonsense=1", url()), "bad", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("unknown PostgreSQL URL parameter 'nonsense'"),
+        "{err}"
+    );
     assert!(
         db.sources().is_empty(),
         "failed attaches leave nothing behind"
@@ -589,4 +598,33 @@ async fn statement_timeout_and_a_connection_killed_mid_query() {
     // The pool replaces the dead connection.
     assert_eq!(f.rows("SELECT sum(x) FROM pg.$S.small").await, ["3"]);
     f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_modes() {
+    let db = common::session().await;
+    let ssl = "SELECT * FROM postgres_query('{alias}', 'SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')";
+    db.attach(&format!("{}?sslmode=require", url()), "tls", false)
+        .await
+        .unwrap();
+    assert_eq!(query(&db, &ssl.replace("{alias}", "tls")).await, [["true"]]);
+    db.attach(&format!("{}?sslmode=disable", url()), "plain", false)
+        .await
+        .unwrap();
+    assert_eq!(
+        query(&db, &ssl.replace("{alias}", "plain")).await,
+        [["false"]]
+    );
+    // The server's certificate (self-signed here) does not pass verification.
+    let err = db
+        .attach(
+            &format!("{}?sslmode=verify-full&connect_timeout=5", url()),
+            "strict",
+            false,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("strict") && err.contains("TLS"), "{err}");
+    assert!(err.to_lowercase().contains("certificate"), "{err}");
 }

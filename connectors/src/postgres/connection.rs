@@ -18,15 +18,38 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 use super::types::ColumnDecoder;
 use crate::remote::{RemoteError, RemoteErrorKind};
 
+/// How the connection is encrypted (`sslmode`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TlsMode {
+    /// Plain TCP.
+    Disable,
+    /// TLS when the server offers it, without verifying its certificate.
+    Prefer,
+    /// TLS or fail, without verifying the certificate (libpq's `require`).
+    Require,
+    /// TLS, certificate chain and host name verified against `sslrootcert`
+    /// (a PEM file) or the system's roots.
+    VerifyFull {
+        /// The `sslrootcert` file.
+        root_cert: Option<String>,
+    },
+}
+
 /// Connection settings read from the URL (`?key=value`) and attach options.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
+    /// `sslmode` (default `prefer`, as libpq).
+    pub tls: TlsMode,
     /// `pool_max_size`: connections at most (default 8).
     pub max_size: usize,
     /// `pool_timeout`: seconds to wait for a free connection (default 30).
     pub acquire_timeout: Duration,
     /// `connect_timeout`: seconds to open a connection (default 10).
     pub connect_timeout: Duration,
+    /// `pool_pre_ping`: check a pooled connection with a round trip before
+    /// handing it out (default true), so a connection the server dropped is
+    /// replaced instead of failing the next query.
+    pub pre_ping: bool,
 }
 
 /// URL parameters Moltres reads itself; the rest go to the driver.
@@ -35,6 +58,8 @@ const MOLTRES_PARAMS: &[&str] = &[
     "pool_timeout",
     "connect_timeout",
     "statement_timeout",
+    "sslrootcert",
+    "pool_pre_ping",
 ];
 
 fn seconds(name: &str, value: &str) -> Result<Duration> {
@@ -80,10 +105,13 @@ pub fn parse_url(
     }
     config.application_name("moltres");
     let mut settings = PoolSettings {
+        tls: TlsMode::Prefer,
         max_size: 8,
         acquire_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
+        pre_ping: true,
     };
+    let mut root_cert = None;
     let pairs = parsed
         .query_pairs()
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
@@ -98,20 +126,32 @@ pub fn parse_url(
                 })?
             }
             "pool_timeout" => settings.acquire_timeout = seconds(&key, &value)?,
+            "pool_pre_ping" => {
+                settings.pre_ping = match value.to_ascii_lowercase().as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    _ => {
+                        return Err(DataFusionError::Configuration(format!(
+                            "pool_pre_ping must be true or false, got '{value}'"
+                        )));
+                    }
+                }
+            }
             "connect_timeout" => settings.connect_timeout = seconds(&key, &value)?,
-            "sslmode" => match value.as_str() {
-                "disable" => {
-                    config.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            "sslmode" => {
+                settings.tls = match value.as_str() {
+                    "disable" => TlsMode::Disable,
+                    "prefer" => TlsMode::Prefer,
+                    "require" => TlsMode::Require,
+                    "verify-full" => TlsMode::VerifyFull { root_cert: None },
+                    other => {
+                        return Err(DataFusionError::Configuration(format!(
+                            "sslmode={other} is not supported; use disable, prefer, require or verify-full"
+                        )));
+                    }
                 }
-                "prefer" => {
-                    config.ssl_mode(tokio_postgres::config::SslMode::Prefer);
-                }
-                other => {
-                    return Err(DataFusionError::NotImplemented(format!(
-                        "sslmode={other}: TLS connections are not supported yet (use sslmode=disable or prefer)"
-                    )));
-                }
-            },
+            }
+            "sslrootcert" => root_cert = Some(value.clone()),
             "application_name" => {
                 config.application_name(&value);
             }
@@ -124,11 +164,19 @@ pub fn parse_url(
             other if MOLTRES_PARAMS.contains(&other) => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, unsupported_types)"
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, unsupported_types)"
                 )));
             }
         }
     }
+    if let TlsMode::VerifyFull { root_cert: rc } = &mut settings.tls {
+        *rc = root_cert;
+    }
+    config.ssl_mode(match settings.tls {
+        TlsMode::Disable => tokio_postgres::config::SslMode::Disable,
+        TlsMode::Prefer => tokio_postgres::config::SslMode::Prefer,
+        TlsMode::Require | TlsMode::VerifyFull { .. } => tokio_postgres::config::SslMode::Require,
+    });
     config.connect_timeout(settings.connect_timeout);
     Ok((config, settings))
 }
@@ -140,13 +188,108 @@ fn url_decode(text: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Accepts any server certificate (libpq's `prefer` and `require` encrypt
+/// without verifying); handshake signatures are still checked.
+#[derive(Debug)]
+struct UnverifiedCertificates(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for UnverifiedCertificates {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &rustls::pki_types::ServerName<'_>,
+        _ocsp: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The rustls connector for `mode`.
+fn tls_connector(mode: &TlsMode) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| DataFusionError::Configuration(format!("TLS: {e}")))?;
+    let config = match mode {
+        TlsMode::VerifyFull { root_cert } => {
+            let mut roots = rustls::RootCertStore::empty();
+            match root_cert {
+                Some(path) => {
+                    use rustls::pki_types::pem::PemObject;
+                    let certs =
+                        rustls::pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                            DataFusionError::Configuration(format!("sslrootcert '{path}': {e}"))
+                        })?;
+                    for cert in certs {
+                        let cert = cert.map_err(|e| {
+                            DataFusionError::Configuration(format!("sslrootcert '{path}': {e}"))
+                        })?;
+                        roots.add(cert).map_err(|e| {
+                            DataFusionError::Configuration(format!("sslrootcert '{path}': {e}"))
+                        })?;
+                    }
+                }
+                None => {
+                    for cert in rustls_native_certs::load_native_certs().certs {
+                        let _ = roots.add(cert);
+                    }
+                }
+            }
+            builder.with_root_certificates(roots).with_no_client_auth()
+        }
+        _ => builder
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(UnverifiedCertificates(provider)))
+            .with_no_client_auth(),
+    };
+    Ok(tokio_postgres_rustls::MakeRustlsConnect::new(config))
+}
+
 /// The pool for one attached database.
 pub fn build_pool(config: tokio_postgres::Config, settings: &PoolSettings) -> Result<Pool> {
     let manager = Manager::from_config(
         config,
-        NoTls,
+        tls_connector(&settings.tls)?,
         ManagerConfig {
-            recycling_method: RecyclingMethod::Fast,
+            recycling_method: if settings.pre_ping {
+                RecyclingMethod::Verified
+            } else {
+                RecyclingMethod::Fast
+            },
         },
     );
     Pool::builder(manager)
@@ -178,7 +321,16 @@ pub fn remote_error(source: &str, error: tokio_postgres::Error, sql: Option<&str
             };
             (kind, db.message().to_string(), Some(code))
         }
-        None => (RemoteErrorKind::Connection, error.to_string(), None),
+        None => {
+            // "error performing TLS handshake" alone does not say why.
+            let mut message = error.to_string();
+            let mut cause = std::error::Error::source(&error);
+            while let Some(e) = cause {
+                message.push_str(&format!(": {e}"));
+                cause = e.source();
+            }
+            (RemoteErrorKind::Connection, message, None)
+        }
     };
     let mut e = RemoteError::new(source, kind, message).with_cause(error);
     if let Some(code) = code {

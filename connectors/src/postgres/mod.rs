@@ -5,10 +5,11 @@
 //! * `types.rs`: PostgreSQL types as Arrow types, binary decoders;
 //! * `dialect.rs`: the unparser dialect and the pushdown rules.
 //!
-//! URL parameters: `sslmode` (`disable`, `prefer`), `application_name`,
-//! `connect_timeout`, `statement_timeout` and `pool_timeout` (seconds), `pool_max_size`,
-//! `unsupported_types` (`error`, `text`, `skip`); each may also be given as an
-//! ATTACH option.
+//! URL parameters: `sslmode` (`disable`, `prefer`, `require`, `verify-full`)
+//! and `sslrootcert`, `application_name`, `connect_timeout`,
+//! `statement_timeout` and `pool_timeout` (seconds), `pool_max_size`,
+//! `pool_pre_ping`, `unsupported_types` (`error`, `text`, `skip`); each may
+//! also be given as an ATTACH option.
 
 mod connection;
 mod dialect;
