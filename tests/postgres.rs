@@ -628,3 +628,72 @@ async fn tls_modes() {
     assert!(err.contains("strict") && err.contains("TLS"), "{err}");
     assert!(err.to_lowercase().contains("certificate"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_lifetime_replaces_connections() {
+    let db = common::session().await;
+    db.attach(&format!("{}?pool_max_size=1", url()), "kept", false)
+        .await
+        .unwrap();
+    db.attach(
+        &format!("{}?pool_max_size=1&pool_max_lifetime=0.3", url()),
+        "aged",
+        false,
+    )
+    .await
+    .unwrap();
+    let pid = |alias: &str| {
+        format!("SELECT * FROM postgres_query('{alias}', 'SELECT pg_backend_pid() AS pid')")
+    };
+    let first_kept = query(&db, &pid("kept")).await;
+    let first_aged = query(&db, &pid("aged")).await;
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(
+        query(&db, &pid("kept")).await,
+        first_kept,
+        "a pooled connection is reused"
+    );
+    assert_ne!(
+        query(&db, &pid("aged")).await,
+        first_aged,
+        "an expired connection is replaced"
+    );
+    let err = db
+        .attach(&format!("{}?pool_idle_timeout=soon", url()), "bad", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pool_idle_timeout must be a positive number of seconds"),
+        "{err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn definitions_are_cached_until_refresh() {
+    let f = Fixture::new("CREATE TABLE t (a int); INSERT INTO t VALUES (1);").await;
+    assert_eq!(f.rows("SELECT * FROM pg.$S.t").await, ["1"]);
+    f.client
+        .batch_execute(&format!(
+            "ALTER TABLE {s}.t ADD COLUMN b int DEFAULT 2; CREATE TABLE {s}.u (c int)",
+            s = f.schema
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rows("SELECT * FROM pg.$S.t").await,
+        ["1"],
+        "cached definition"
+    );
+    f.rows("REFRESH SOURCE pg").await;
+    assert_eq!(f.rows("SELECT * FROM pg.$S.t").await, ["1|2"]);
+    assert_eq!(f.rows("SELECT count(*) FROM pg.$S.u").await, ["0"]);
+    f.db.attach("testdata/", "files", true).await.unwrap();
+    let err =
+        f.db.sql("REFRESH SOURCE files")
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("DETACH and ATTACH"), "{err}");
+    f.finish().await;
+}

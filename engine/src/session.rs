@@ -279,6 +279,10 @@ impl Moltres {
                 }
                 Ok(self.ctx.read_empty()?)
             }
+            Some(MoltresStatement::Refresh { alias }) => {
+                self.refresh(&alias)?;
+                Ok(self.ctx.read_empty()?)
+            }
             Some(MoltresStatement::ShowSources) => {
                 Ok(self.ctx.read_batch(self.registry.to_batch()?)?)
             }
@@ -389,6 +393,23 @@ impl Moltres {
             catalog,
             ctx: self.ctx.clone(),
         })
+    }
+
+    /// Forgets the cached schemas, tables and column types of database
+    /// `name` (`REFRESH SOURCE name`); they are read again on next use.
+    pub fn refresh(&self, name: &str) -> Result<()> {
+        if self.registry.get(name).is_none() {
+            return Err(Error::Statement(format!(
+                "no source named '{name}' is attached (see SHOW SOURCES)"
+            )));
+        }
+        let catalog = self.remote_sources.get(name).ok_or_else(|| {
+            Error::Statement(format!(
+                "source '{name}' is a directory, listed once at ATTACH; DETACH and ATTACH it again"
+            ))
+        })?;
+        catalog.refresh();
+        Ok(())
     }
 
     /// The attached sources (passwords redacted).

@@ -36,6 +36,11 @@ pub enum MoltresStatement {
     },
     /// `SHOW SOURCES`
     ShowSources,
+    /// `REFRESH SOURCE name`: forget cached schemas, tables and columns.
+    Refresh {
+        /// The alias.
+        alias: String,
+    },
 }
 
 fn tokenize(sql: &str) -> Result<Vec<Token>> {
@@ -138,6 +143,12 @@ pub fn parse_moltres_statement(sql: &str) -> Result<Option<MoltresStatement>> {
         p.end("DETACH [IF EXISTS] name")?;
         return Ok(Some(MoltresStatement::Detach { alias, if_exists }));
     }
+    if p.word("REFRESH") && p.word("SOURCE") {
+        let alias = p.identifier("REFRESH SOURCE name")?;
+        p.end("REFRESH SOURCE name")?;
+        return Ok(Some(MoltresStatement::Refresh { alias }));
+    }
+    p.at = 0;
     if p.keyword(Keyword::SHOW) && p.word("SOURCES") {
         p.end("SHOW SOURCES")?;
         return Ok(Some(MoltresStatement::ShowSources));
@@ -333,6 +344,14 @@ mod tests {
             Some(MoltresStatement::ShowSources)
         );
         assert_eq!(parse_moltres_statement("show tables").unwrap(), None);
+        assert_eq!(
+            parse_moltres_statement("REFRESH SOURCE pg").unwrap(),
+            Some(MoltresStatement::Refresh { alias: "pg".into() })
+        );
+        assert_eq!(
+            parse_moltres_statement("REFRESH MATERIALIZED VIEW v").unwrap(),
+            None
+        );
         assert_eq!(parse_moltres_statement("select 1").unwrap(), None);
     }
 }

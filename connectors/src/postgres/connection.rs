@@ -10,7 +10,9 @@ use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
-use deadpool_postgres::{Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime};
+use deadpool_postgres::{
+    Hook, HookError, Manager, ManagerConfig, Pool, PoolError, RecyclingMethod, Runtime,
+};
 use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, ToSql, Type};
@@ -50,6 +52,11 @@ pub struct PoolSettings {
     /// handing it out (default true), so a connection the server dropped is
     /// replaced instead of failing the next query.
     pub pre_ping: bool,
+    /// `pool_idle_timeout`: seconds a connection may sit unused in the pool;
+    /// an older one is closed when next taken and a new one opened.
+    pub idle_timeout: Option<Duration>,
+    /// `pool_max_lifetime`: seconds after which a connection is replaced.
+    pub max_lifetime: Option<Duration>,
 }
 
 /// URL parameters Moltres reads itself; the rest go to the driver.
@@ -60,6 +67,8 @@ const MOLTRES_PARAMS: &[&str] = &[
     "statement_timeout",
     "sslrootcert",
     "pool_pre_ping",
+    "pool_idle_timeout",
+    "pool_max_lifetime",
 ];
 
 fn seconds(name: &str, value: &str) -> Result<Duration> {
@@ -110,6 +119,8 @@ pub fn parse_url(
         acquire_timeout: Duration::from_secs(30),
         connect_timeout: Duration::from_secs(10),
         pre_ping: true,
+        idle_timeout: None,
+        max_lifetime: None,
     };
     let mut root_cert = None;
     let pairs = parsed
@@ -126,6 +137,8 @@ pub fn parse_url(
                 })?
             }
             "pool_timeout" => settings.acquire_timeout = seconds(&key, &value)?,
+            "pool_idle_timeout" => settings.idle_timeout = Some(seconds(&key, &value)?),
+            "pool_max_lifetime" => settings.max_lifetime = Some(seconds(&key, &value)?),
             "pool_pre_ping" => {
                 settings.pre_ping = match value.to_ascii_lowercase().as_str() {
                     "true" | "1" | "yes" | "on" => true,
@@ -164,7 +177,7 @@ pub fn parse_url(
             other if MOLTRES_PARAMS.contains(&other) => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, unsupported_types)"
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types)"
                 )));
             }
         }
@@ -292,7 +305,17 @@ pub fn build_pool(config: tokio_postgres::Config, settings: &PoolSettings) -> Re
             },
         },
     );
+    let (idle, lifetime) = (settings.idle_timeout, settings.max_lifetime);
     Pool::builder(manager)
+        .pre_recycle(Hook::sync_fn(move |_, metrics| {
+            if idle.is_some_and(|idle| metrics.last_used() > idle) {
+                return Err(HookError::message("idle longer than pool_idle_timeout"));
+            }
+            if lifetime.is_some_and(|max| metrics.age() > max) {
+                return Err(HookError::message("older than pool_max_lifetime"));
+            }
+            Ok(())
+        }))
         .max_size(settings.max_size)
         .wait_timeout(Some(settings.acquire_timeout))
         .create_timeout(Some(settings.connect_timeout))
