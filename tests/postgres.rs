@@ -231,6 +231,22 @@ async fn default_schema_two_part_names_and_missing_tables() {
             .to_string();
     assert!(err.contains("no_such_table"), "{err}");
     f.client
+        .batch_execute(&format!("CREATE TABLE {}.\"Orders\" (id int)", f.schema))
+        .await
+        .unwrap();
+    let err =
+        f.db.sql(&format!("SELECT * FROM pg.{}.orders", f.schema))
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("did you mean \"Orders\""), "{err}");
+    let err =
+        f.db.sql(&format!("SELECT * FROM pg.{}.\"Ordrs\"", f.schema))
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(err.contains("did you mean \"Orders\""), "{err}");
+    f.client
         .batch_execute(&format!("DROP TABLE public.{table}"))
         .await
         .unwrap();

@@ -116,6 +116,43 @@ impl RemoteSchema {
     }
 }
 
+impl RemoteSchema {
+    /// Up to three table names close to `name`: equal ignoring case, or at
+    /// most two edits away (quoted identifiers keep their case in SQL).
+    fn close_names(&self, name: &str) -> Vec<String> {
+        let mut close: Vec<(usize, String)> = self
+            .list_tables()
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|candidate| {
+                let distance = if candidate.eq_ignore_ascii_case(name) {
+                    0
+                } else {
+                    edit_distance(&candidate.to_lowercase(), &name.to_lowercase())
+                };
+                (distance <= 2).then_some((distance, candidate))
+            })
+            .collect();
+        close.sort();
+        close.into_iter().take(3).map(|(_, n)| n).collect()
+    }
+}
+
+/// Levenshtein distance between two short strings.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut previous: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut current = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous[j] + usize::from(ca != *cb);
+            current.push(substitution.min(previous[j + 1] + 1).min(current[j] + 1));
+        }
+        previous = current;
+    }
+    previous[b.len()]
+}
+
 #[async_trait]
 impl SchemaProvider for RemoteSchema {
     fn table_names(&self) -> Vec<String> {
@@ -146,7 +183,19 @@ impl SchemaProvider for RemoteSchema {
                 )
             })?
         else {
-            return Ok(None);
+            return match self.close_names(name).as_slice() {
+                [] => Ok(None),
+                close => Err(DataFusionError::Plan(format!(
+                    "table '{}.{}.{name}' not found; did you mean {}?",
+                    self.database.source_name(),
+                    self.schema,
+                    close
+                        .iter()
+                        .map(|n| format!("\"{n}\""))
+                        .collect::<Vec<_>>()
+                        .join(" or ")
+                ))),
+            };
         };
         let table = Arc::new(RemoteTable::new(
             Arc::clone(&self.database),
@@ -165,5 +214,18 @@ impl SchemaProvider for RemoteSchema {
         self.list_tables()
             .map(|names| names.iter().any(|n| n == name))
             .unwrap_or(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::edit_distance;
+
+    #[test]
+    fn distances() {
+        assert_eq!(edit_distance("orders", "orders"), 0);
+        assert_eq!(edit_distance("ordrs", "orders"), 1);
+        assert_eq!(edit_distance("order_items", "orders"), 5);
+        assert_eq!(edit_distance("", "ab"), 2);
     }
 }
