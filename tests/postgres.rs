@@ -444,16 +444,17 @@ async fn native_sql_passthrough() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn differential_pushed_predicates_match_local_evaluation() {
     let f = Fixture::new(
-        "CREATE TABLE t (id int PRIMARY KEY, a smallint, b integer, c bigint, flag boolean, s text);
+        "CREATE TABLE t (id int PRIMARY KEY, a smallint, b integer, c bigint, flag boolean, s text,
+                         sc text COLLATE \"C\", vc varchar(10) COLLATE \"C\", ch char(3) COLLATE \"C\");
          INSERT INTO t VALUES
-           (1, -32768, -2147483648, -9223372036854775808, true, 'A'),
-           (2, 32767, 2147483647, 9223372036854775807, false, 'a'),
-           (3, 0, 0, 0, NULL, ''),
-           (4, -1, -1, -1, true, 'a '),
-           (5, 1, 1, 1, false, NULL),
-           (6, NULL, NULL, NULL, NULL, 'é'),
-           (7, 2, 3, 2, true, 'B'),
-           (8, 3, 2, 3, false, 'b');",
+           (1, -32768, -2147483648, -9223372036854775808, true, 'A', 'A', 'A', 'A'),
+           (2, 32767, 2147483647, 9223372036854775807, false, 'a', 'a', 'a', 'a'),
+           (3, 0, 0, 0, NULL, '', '', '', ''),
+           (4, -1, -1, -1, true, 'a ', 'a ', 'a ', 'a '),
+           (5, 1, 1, 1, false, NULL, NULL, NULL, NULL),
+           (6, NULL, NULL, NULL, NULL, 'é', 'é', 'é', 'é'),
+           (7, 2, 3, 2, true, 'B', 'it''s', 'a\\b', 'B'),
+           (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b');",
     )
     .await;
     f.db.sql(&format!(
@@ -498,6 +499,24 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         "a > 40000",
         "a = 1.0",
         "s = 'a'",
+        "sc = 'a'",
+        "sc <> 'a'",
+        "sc < 'b'",
+        "sc >= 'B'",
+        "sc > 'a '",
+        "sc <= ''",
+        "sc = ''",
+        "sc IN ('a', 'é', 'it''s')",
+        "sc NOT IN ('a', '')",
+        "sc = 'é'",
+        "sc > 'e'",
+        "sc = 'A' OR sc = 'a'",
+        "vc = 'a\\b'",
+        "vc < 'a'",
+        "vc BETWEEN 'a' AND 'b'",
+        "ch = 'a'",
+        "ch < 'b'",
+        "sc = vc",
     ];
     let mut pushed = 0;
     for predicate in predicates {
@@ -520,7 +539,7 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         }
     }
     // Most of these are pushed; the text, float and out-of-range ones stay local.
-    assert!(pushed >= 25, "only {pushed} predicates were pushed");
+    assert!(pushed >= 40, "only {pushed} predicates were pushed");
     f.finish().await;
 }
 

@@ -6,14 +6,18 @@
 //! between integer columns and integer literals (or two integer columns);
 //! `IS [NOT] NULL` on any column; a boolean column itself; boolean literals
 //! (`TRUE`, `FALSE`, `NULL`); AND, OR and NOT of
-//! those. Integers compare the same everywhere; text depends on collations,
-//! floats on NaN ordering and timestamps on time zones, so those stay local
-//! until the differential tests prove a rule.
+//! those; and the same comparisons and IN lists between `text`/`varchar`
+//! columns whose collation is `C` or `POSIX` (bytewise, as DataFusion) and
+//! string literals. Other collations (case, accents, ICU rules), `char(n)`
+//! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
+//! zones) stay local until a differential test proves a rule.
 
 use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
+use super::types::{CAST_TO_TEXT, PG_COLLATION, PG_TYPE};
 use crate::remote::{Capability, PushdownPolicy};
 
 /// DataFusion's PostgreSQL unparser dialect.
@@ -45,11 +49,46 @@ fn is_integer_operand(expr: &Expr, schema: &Schema) -> bool {
     is_integer_column(expr, schema) || is_integer_literal(expr)
 }
 
+/// A `text` or `varchar` column whose collation compares bytes (`C`,
+/// `POSIX`), exactly as DataFusion compares UTF-8 strings. Not `char(n)`
+/// (it ignores trailing spaces), `citext`, or types merely read as text.
+fn is_bytewise_text_column(expr: &Expr, schema: &Schema) -> bool {
+    let Expr::Column(c) = expr else { return false };
+    let Ok(field) = schema.field_with_name(&c.name) else {
+        return false;
+    };
+    let metadata = field.metadata();
+    matches!(
+        metadata.get(PG_TYPE).map(String::as_str),
+        Some("text" | "varchar")
+    ) && matches!(
+        metadata.get(PG_COLLATION).map(String::as_str),
+        Some("C" | "POSIX")
+    ) && !metadata.contains_key(CAST_TO_TEXT)
+}
+
+/// A string literal PostgreSQL can hold (no NUL character).
+fn is_text_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(
+            ScalarValue::Utf8(Some(s))
+            | ScalarValue::Utf8View(Some(s))
+            | ScalarValue::LargeUtf8(Some(s)),
+            _,
+        ) => !s.contains('\0'),
+        _ => false,
+    }
+}
+
+fn is_text_operand(expr: &Expr, schema: &Schema) -> bool {
+    is_bytewise_text_column(expr, schema) || is_text_literal(expr)
+}
+
 impl PushdownPolicy for PostgresPushdown {
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
         let exact = match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                matches!(
+                let comparison = matches!(
                     op,
                     Operator::Eq
                         | Operator::NotEq
@@ -57,9 +96,16 @@ impl PushdownPolicy for PostgresPushdown {
                         | Operator::LtEq
                         | Operator::Gt
                         | Operator::GtEq
-                ) && (is_integer_column(left, schema) || is_integer_column(right, schema))
+                );
+                let integers = (is_integer_column(left, schema)
+                    || is_integer_column(right, schema))
                     && is_integer_operand(left, schema)
-                    && is_integer_operand(right, schema)
+                    && is_integer_operand(right, schema);
+                let texts = (is_bytewise_text_column(left, schema)
+                    || is_bytewise_text_column(right, schema))
+                    && is_text_operand(left, schema)
+                    && is_text_operand(right, schema);
+                comparison && (integers || texts)
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => column_type(inner, schema).is_some(),
             Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
@@ -67,6 +113,8 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
             Expr::InList(list) => {
                 is_integer_column(&list.expr, schema) && list.list.iter().all(is_integer_literal)
+                    || is_bytewise_text_column(&list.expr, schema)
+                        && list.list.iter().all(is_text_literal)
             }
             Expr::Between(Between {
                 expr, low, high, ..

@@ -9,7 +9,7 @@ use datafusion::common::{DataFusionError, Result};
 use deadpool_postgres::Pool;
 
 use super::connection::{pool_error, remote_error};
-use super::types::{CAST_TO_TEXT, Mapping, PgColumnType, mapping};
+use super::types::{CAST_TO_TEXT, Mapping, PG_COLLATION, PG_TYPE, PgColumnType, mapping};
 use crate::remote::{RemoteError, RemoteErrorKind};
 
 /// What to do with a column whose type has no Arrow mapping.
@@ -47,12 +47,16 @@ const TABLES_SQL: &str = "SELECT c.relname::text FROM pg_catalog.pg_class c \
      WHERE n.nspname = $1 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') ORDER BY 1";
 
 const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text, t.typtype::text, a.atttypmod, \
-            a.attnotnull, et.typname::text, et.typtype::text \
+            a.attnotnull, et.typname::text, et.typtype::text, \
+            CASE WHEN co.collname = 'default' \
+                 THEN (SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()) \
+                 ELSE co.collname::text END \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
      LEFT JOIN pg_catalog.pg_type t ON t.oid = a.atttypid \
      LEFT JOIN pg_catalog.pg_type et ON et.oid = t.typelem AND t.typcategory = 'A' \
+     LEFT JOIN pg_catalog.pg_collation co ON co.oid = a.attcollation \
      WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'v', 'm', 'p', 'f') \
      ORDER BY a.attnum";
 
@@ -125,10 +129,16 @@ pub async fn table_schema(
                 }
             },
         };
-        let mut field = Field::new(name, data_type, !not_null);
+        let mut metadata = std::collections::HashMap::new();
         if cast {
-            field = field.with_metadata([(CAST_TO_TEXT.to_string(), "true".to_string())].into());
+            metadata.insert(CAST_TO_TEXT.to_string(), "true".to_string());
         }
+        // What the pushdown rules need to know about text columns.
+        metadata.insert(PG_TYPE.to_string(), column_type.name.clone());
+        if let Some(collation) = row.get::<_, Option<String>>(7) {
+            metadata.insert(PG_COLLATION.to_string(), collation);
+        }
+        let field = Field::new(name, data_type, !not_null).with_metadata(metadata);
         fields.push(field);
     }
     Ok(Some(Arc::new(Schema::new(fields))))

@@ -40,6 +40,12 @@ use datafusion::arrow::datatypes::{
 
 pub use crate::remote::CAST_TO_TEXT;
 
+/// Field metadata key: the column's PostgreSQL type name (`text`, `bpchar`, ...).
+pub const PG_TYPE: &str = "moltres.pg_type";
+/// Field metadata key: the column's collation (`C`, `en_US.utf8`, ...), with
+/// the database default resolved.
+pub const PG_COLLATION: &str = "moltres.pg_collation";
+
 /// What the catalog says about one column's type.
 #[derive(Debug, Clone)]
 pub struct PgColumnType {
