@@ -67,3 +67,31 @@ pub async fn query(db: &Moltres, sql: &str) -> Vec<Vec<String>> {
         .unwrap_or_else(|e| panic!("{sql}: {e}"));
     rows(&batches)
 }
+
+/// The PostgreSQL server the tests use (`MOLTRES_TEST_POSTGRES_URL`).
+pub fn postgres_url() -> String {
+    std::env::var("MOLTRES_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+}
+
+/// A fresh schema named `schema` on the test server, filled by `setup`
+/// (which runs with the schema as search path). Fails saying so when the
+/// server cannot be reached.
+pub async fn postgres_schema(schema: &str, setup: &str) -> tokio_postgres::Client {
+    let url = postgres_url();
+    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is not reachable at {url} ({e}); start it (.ci/run does) or set MOLTRES_TEST_POSTGRES_URL"
+            )
+        });
+    tokio::spawn(connection);
+    client
+        .batch_execute(&format!(
+            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; {setup}"
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("setting up {schema}: {e:?}"));
+    client
+}

@@ -5,13 +5,11 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use moltres::Moltres;
-use tokio_postgres::NoTls;
 
 use crate::common::{self, query};
 
 fn url() -> String {
-    std::env::var("MOLTRES_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into())
+    common::postgres_url()
 }
 
 /// A schema of the test's own, dropped by [`Fixture::finish`].
@@ -29,21 +27,7 @@ impl Fixture {
             std::process::id(),
             N.fetch_add(1, Ordering::Relaxed)
         );
-        let (client, connection) = tokio_postgres::connect(&url(), NoTls)
-            .await
-            .unwrap_or_else(|e| {
-                panic!(
-                    "PostgreSQL is not reachable at {} ({e}); start it (.ci/run does) or set MOLTRES_TEST_POSTGRES_URL",
-                    url()
-                )
-            });
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; {setup}"
-            ))
-            .await
-            .unwrap_or_else(|e| panic!("setting up {schema}: {e:?}"));
+        let client = common::postgres_schema(&schema, setup).await;
         let db = common::session().await;
         db.attach(&url(), "pg", false)
             .await

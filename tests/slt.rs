@@ -121,22 +121,12 @@ async fn run_slt(name: &str) {
 /// filled from `<name>.setup.sql`, attached as `pg`, named `${SCHEMA}` in the
 /// file and `<schema>` in results, and dropped afterwards.
 async fn run_postgres_slt(name: &str) {
-    let url = std::env::var("MOLTRES_TEST_POSTGRES_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+    let url = common::postgres_url();
     let root = common::root().join("tests/slt");
     let setup =
         std::fs::read_to_string(root.join(name.replace(".slt", ".setup.sql"))).expect("setup file");
     let schema = format!("moltres_slt_{}", std::process::id());
-    let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap_or_else(|e| panic!("PostgreSQL is not reachable at {url} ({e})"));
-    tokio::spawn(connection);
-    client
-        .batch_execute(&format!(
-            "DROP SCHEMA IF EXISTS {schema} CASCADE; CREATE SCHEMA {schema}; SET search_path = {schema}; {setup}"
-        ))
-        .await
-        .unwrap_or_else(|e| panic!("setting up {schema}: {e:?}"));
+    let client = common::postgres_schema(&schema, &setup).await;
     let (make_url, make_schema) = (url.clone(), schema.clone());
     let mut runner = sqllogictest::Runner::new(move || {
         let (url, schema) = (make_url.clone(), make_schema.clone());

@@ -57,18 +57,10 @@ impl RemoteCatalog {
     }
 
     fn list_schemas(&self) -> Result<Vec<String>> {
-        if let Some(names) = self
-            .schemas
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Ok(names);
-        }
         let database = Arc::clone(&self.database);
-        let names = block_on(async move { database.schema_names().await })??;
-        *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = Some(names.clone());
-        Ok(names)
+        cached_names(&self.schemas, move || async move {
+            database.schema_names().await
+        })
     }
 }
 
@@ -100,19 +92,11 @@ pub struct RemoteSchema {
 
 impl RemoteSchema {
     fn list_tables(&self) -> Result<Vec<String>> {
-        if let Some(names) = self
-            .tables
-            .read()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            return Ok(names);
-        }
         let database = Arc::clone(&self.database);
         let schema = self.schema.clone();
-        let names = block_on(async move { database.table_names(&schema).await })??;
-        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = Some(names.clone());
-        Ok(names)
+        cached_names(&self.tables, move || async move {
+            database.table_names(&schema).await
+        })
     }
 }
 
@@ -136,6 +120,21 @@ impl RemoteSchema {
         close.sort();
         close.into_iter().take(3).map(|(_, n)| n).collect()
     }
+}
+
+/// The names in `cache`, loaded (synchronously, for DataFusion's sync
+/// catalog calls) the first time or after a refresh.
+fn cached_names<F, Fut>(cache: &RwLock<Option<Vec<String>>>, load: F) -> Result<Vec<String>>
+where
+    F: FnOnce() -> Fut,
+    Fut: Future<Output = Result<Vec<String>>> + Send,
+{
+    if let Some(names) = cache.read().unwrap_or_else(|e| e.into_inner()).clone() {
+        return Ok(names);
+    }
+    let names = block_on(load())??;
+    *cache.write().unwrap_or_else(|e| e.into_inner()) = Some(names.clone());
+    Ok(names)
 }
 
 /// Levenshtein distance between two short strings.
