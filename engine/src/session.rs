@@ -187,7 +187,7 @@ impl Moltres {
             .build_arc()?;
         let skipped_rows = Arc::new(SkippedRows::default());
         let remote_sources = Arc::new(RemoteSources::default());
-        let config = SessionConfig::new()
+        let mut config = SessionConfig::new()
             .with_batch_size(settings.batch_size)
             .with_target_partitions(settings.target_partitions)
             .with_default_catalog_and_schema(DEFAULT_CATALOG, DEFAULT_SCHEMA)
@@ -195,7 +195,6 @@ impl Moltres {
             .with_information_schema(true)
             .with_extension(Arc::clone(&skipped_rows))
             .with_extension(Arc::clone(&remote_sources));
-        let mut config = config;
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             // Each sorting partition reserves this much up front for its merge
             // phase (DataFusion's default is 10 MiB); with a small budget that
@@ -247,7 +246,7 @@ impl Moltres {
     /// (earlier statements run to completion first).
     ///
     /// Besides DataFusion SQL this understands `ATTACH 'url' AS name
-    /// [(READ_ONLY)]`, `DETACH name` and `SHOW SOURCES`.
+    /// [(READ_ONLY)]`, `DETACH name`, `SHOW SOURCES` and `REFRESH SOURCE name`.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
         let statements = split_statements(sql)?;
         let Some((last, earlier)) = statements.split_last() else {
