@@ -8,7 +8,8 @@
 //! (`TRUE`, `FALSE`, `NULL`); AND, OR and NOT of
 //! those; and the same comparisons and IN lists between `text`/`varchar`
 //! columns whose collation is `C` or `POSIX` (bytewise, as DataFusion) and
-//! string literals. Other collations (case, accents, ICU rules), `char(n)`
+//! string literals, and `LIKE` / `NOT LIKE` on such columns with a pattern
+//! that has no backslash. Other collations (case, accents, ICU rules), `char(n)`
 //! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
 //! zones) stay local until a differential test proves a rule.
 
@@ -111,6 +112,20 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
             // TRUE, FALSE and NULL mean the same in both.
             Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
+            // LIKE on bytewise text with a pattern free of backslashes (the
+            // one escape rule the two could read differently); not ILIKE,
+            // whose case folding differs outside ASCII.
+            Expr::Like(like) => {
+                !like.case_insensitive
+                    && like.escape_char.is_none()
+                    && is_bytewise_text_column(&like.expr, schema)
+                    && is_text_literal(&like.pattern)
+                    && !matches!(
+                        like.pattern.as_ref(),
+                        Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)), _)
+                            if p.contains('\\')
+                    )
+            }
             Expr::InList(list) => {
                 is_integer_column(&list.expr, schema) && list.list.iter().all(is_integer_literal)
                     || is_bytewise_text_column(&list.expr, schema)
