@@ -155,11 +155,11 @@ async fn pushdown_is_exact_or_local() {
         .explain("SELECT id FROM pg.$S.items WHERE id <= 50 LIMIT 3")
         .await;
     assert!(plan.contains("LIMIT 3"), "{plan}");
-    // Float comparisons stay local.
+    // Float comparisons with a literal of the column's type go too.
     let plan = f
         .explain("SELECT id FROM pg.$S.items WHERE price > 10")
         .await;
-    assert!(!plan.contains("\"price\" >"), "{plan}");
+    assert!(plan.contains("(\"items\".\"price\" > 10.0)"), "{plan}");
     assert_eq!(
         f.rows("SELECT count(*) FROM pg.$S.items WHERE price > 10")
             .await,
@@ -429,16 +429,17 @@ async fn native_sql_passthrough() {
 async fn differential_pushed_predicates_match_local_evaluation() {
     let f = Fixture::new(
         "CREATE TABLE t (id int PRIMARY KEY, a smallint, b integer, c bigint, flag boolean, s text,
-                         sc text COLLATE \"C\", vc varchar(10) COLLATE \"C\", ch char(3) COLLATE \"C\");
+                         sc text COLLATE \"C\", vc varchar(10) COLLATE \"C\", ch char(3) COLLATE \"C\",
+                         f8 double precision, f4 real);
          INSERT INTO t VALUES
-           (1, -32768, -2147483648, -9223372036854775808, true, 'A', 'A', 'A', 'A'),
-           (2, 32767, 2147483647, 9223372036854775807, false, 'a', 'a', 'a', 'a'),
-           (3, 0, 0, 0, NULL, '', '', '', ''),
-           (4, -1, -1, -1, true, 'a ', 'a ', 'a ', 'a '),
-           (5, 1, 1, 1, false, NULL, NULL, NULL, NULL),
-           (6, NULL, NULL, NULL, NULL, 'é', 'é', 'é', 'é'),
-           (7, 2, 3, 2, true, 'B', 'it''s', 'a\\b', 'B'),
-           (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b');",
+           (1, -32768, -2147483648, -9223372036854775808, true, 'A', 'A', 'A', 'A', 'NaN', 'NaN'),
+           (2, 32767, 2147483647, 9223372036854775807, false, 'a', 'a', 'a', 'a', '-0', '-0'),
+           (3, 0, 0, 0, NULL, '', '', '', '', 0, 0),
+           (4, -1, -1, -1, true, 'a ', 'a ', 'a ', 'a ', 'Infinity', 'Infinity'),
+           (5, 1, 1, 1, false, NULL, NULL, NULL, NULL, '-Infinity', '-Infinity'),
+           (6, NULL, NULL, NULL, NULL, 'é', 'é', 'é', 'é', NULL, NULL),
+           (7, 2, 3, 2, true, 'B', 'it''s', 'a\\b', 'B', 1.5, 1.5),
+           (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b', 1e-300, 0.1);",
     )
     .await;
     f.db.sql(&format!(
@@ -512,6 +513,20 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         "vc LIKE 'a\\\\%'",
         "sc ILIKE 'A%'",
         "ch LIKE 'a%'",
+        "f8 = 0",
+        "f8 = -0.0",
+        "f8 < 0",
+        "f8 <= 0",
+        "f8 > 1",
+        "f8 >= 1e308",
+        "f8 <> 1.5",
+        "f8 > 1e-301",
+        "f8 = CAST('NaN' AS DOUBLE)",
+        "f8 > CAST('Infinity' AS DOUBLE)",
+        "f8 IN (0, 1.5)",
+        "f4 > 0.1",
+        "f4 = 1.5",
+        "f4 < f8",
     ];
     let mut pushed = 0;
     for predicate in predicates {
@@ -534,7 +549,7 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         }
     }
     // Most of these are pushed; the text, float and out-of-range ones stay local.
-    assert!(pushed >= 48, "only {pushed} predicates were pushed");
+    assert!(pushed >= 55, "only {pushed} predicates were pushed");
     f.finish().await;
 }
 

@@ -9,7 +9,9 @@
 //! those; and the same comparisons and IN lists between `text`/`varchar`
 //! columns whose collation is `C` or `POSIX` (bytewise, as DataFusion) and
 //! string literals, and `LIKE` / `NOT LIKE` on such columns with a pattern
-//! that has no backslash. Other collations (case, accents, ICU rules), `char(n)`
+//! that has no backslash; and comparisons between `double precision` /
+//! `real` columns and finite literals of the same type (NaN sorts highest
+//! and equals itself, -0 equals 0, in both). Other collations (case, accents, ICU rules), `char(n)`
 //! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
 //! zones) stay local until a differential test proves a rule.
 
@@ -48,6 +50,34 @@ fn is_integer_literal(expr: &Expr) -> bool {
 
 fn is_integer_operand(expr: &Expr, schema: &Schema) -> bool {
     is_integer_column(expr, schema) || is_integer_literal(expr)
+}
+
+fn is_float_column(expr: &Expr, schema: &Schema) -> bool {
+    column_type(expr, schema).is_some_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
+}
+
+/// A finite float literal (NaN and infinities would not render as SQL numbers).
+fn is_float_literal(expr: &Expr) -> bool {
+    match expr {
+        Expr::Literal(ScalarValue::Float64(Some(v)), _) => v.is_finite(),
+        Expr::Literal(ScalarValue::Float32(Some(v)), _) => v.is_finite(),
+        _ => false,
+    }
+}
+
+/// Two float operands of the same Arrow type: a column and a finite literal,
+/// or two columns. PostgreSQL orders NaN above everything and equal to
+/// itself and -0 equal to 0, as DataFusion does (the differential test
+/// checks it).
+fn are_float_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
+    let operand_type = |e: &Expr| match e {
+        Expr::Literal(v, _) if is_float_literal(e) => Some(v.data_type()),
+        Expr::Column(_) if is_float_column(e, schema) => column_type(e, schema).cloned(),
+        _ => None,
+    };
+    (is_float_column(left, schema) || is_float_column(right, schema))
+        && operand_type(left).is_some()
+        && operand_type(left) == operand_type(right)
 }
 
 /// A `text` or `varchar` column whose collation compares bytes (`C`,
@@ -106,7 +136,8 @@ impl PushdownPolicy for PostgresPushdown {
                     || is_bytewise_text_column(right, schema))
                     && is_text_operand(left, schema)
                     && is_text_operand(right, schema);
-                comparison && (integers || texts)
+                let floats = are_float_operands(left, right, schema);
+                comparison && (integers || texts || floats)
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => column_type(inner, schema).is_some(),
             Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
