@@ -742,3 +742,66 @@ async fn definitions_are_cached_until_refresh() {
     assert!(err.contains("DETACH and ATTACH"), "{err}");
     f.finish().await;
 }
+
+/// ORDER BY + LIMIT goes to PostgreSQL with explicit NULLS FIRST/LAST when
+/// every key orders the same in both; answers match a local copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_n_pushdown_matches_local() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id int, v int, s text COLLATE \"C\", b boolean, f float8);
+         INSERT INTO t VALUES (1, 5, 'b', true, 1), (2, NULL, 'a', NULL, 2), (3, 7, NULL, false, 3),
+           (4, 1, 'c', true, NULL), (5, 7, 'a', false, -0.0), (6, NULL, 'B', true, 0), (7, -3, '', NULL, 'NaN');",
+    )
+    .await;
+    f.db.sql(&format!(
+        "CREATE TABLE local_t AS SELECT * FROM pg.{}.t",
+        f.schema
+    ))
+    .await
+    .unwrap()
+    .collect()
+    .await
+    .unwrap();
+    let orders = [
+        ("v, id", true),
+        ("v DESC, id", true),
+        ("v NULLS FIRST, id", true),
+        ("v DESC NULLS LAST, id DESC", true),
+        ("s, id", true),
+        ("s DESC NULLS LAST, id", true),
+        ("b, id", true),
+        ("b DESC NULLS FIRST, id", true),
+        ("f, id", false),
+    ];
+    for (order, pushed) in orders {
+        for limit in [1, 3, 10] {
+            let remote = format!(
+                "SELECT id FROM pg.{}.t ORDER BY {order} LIMIT {limit}",
+                f.schema
+            );
+            let local = format!("SELECT id FROM local_t ORDER BY {order} LIMIT {limit}");
+            assert_eq!(
+                query(&f.db, &remote).await,
+                query(&f.db, &local).await,
+                "ORDER BY {order} LIMIT {limit}"
+            );
+            let plan = f.explain(&remote).await;
+            assert_eq!(
+                plan.contains(&format!("LIMIT {limit}")),
+                pushed,
+                "{order}: {plan}"
+            );
+        }
+    }
+    let plan = f
+        .explain(&format!(
+            "SELECT id FROM pg.{}.t ORDER BY v DESC LIMIT 2",
+            f.schema
+        ))
+        .await;
+    assert!(
+        plan.contains("ORDER BY \"t\".\"v\" DESC NULLS FIRST LIMIT 2"),
+        "{plan}"
+    );
+    f.finish().await;
+}

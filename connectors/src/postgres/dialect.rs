@@ -116,6 +116,22 @@ fn is_text_operand(expr: &Expr, schema: &Schema) -> bool {
 }
 
 impl PushdownPolicy for PostgresPushdown {
+    /// Integers, booleans (false before true) and bytewise text order the
+    /// same in both; floats do not quite (-0 and 0 tie in PostgreSQL, not
+    /// in DataFusion's total order).
+    fn sorts_exactly(&self, field: &datafusion::arrow::datatypes::Field) -> bool {
+        let metadata = field.metadata();
+        field.data_type().is_integer()
+            || *field.data_type() == DataType::Boolean
+            || (matches!(
+                metadata.get(PG_TYPE).map(String::as_str),
+                Some("text" | "varchar")
+            ) && matches!(
+                metadata.get(PG_COLLATION).map(String::as_str),
+                Some("C" | "POSIX")
+            ) && !metadata.contains_key(CAST_TO_TEXT))
+    }
+
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
         let exact = match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {

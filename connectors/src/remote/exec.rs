@@ -7,6 +7,7 @@ use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::Result;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::physical_expr::{EquivalenceProperties, PhysicalExpr};
 use datafusion::physical_plan::execution_plan::{Boundedness, EmissionType};
 use datafusion::physical_plan::metrics::{BaselineMetrics, ExecutionPlanMetricsSet, MetricsSet};
@@ -25,6 +26,9 @@ pub struct RemoteScanExec {
     sql: RemoteSql,
     schema: SchemaRef,
     batch_size: usize,
+    /// The logical plan `sql` was rendered from, when there is one (not for
+    /// passthrough), so optimizer rules can extend it.
+    logical_plan: Option<LogicalPlan>,
     properties: Arc<PlanProperties>,
     metrics: ExecutionPlanMetricsSet,
 }
@@ -48,9 +52,31 @@ impl RemoteScanExec {
             sql,
             schema,
             batch_size,
+            logical_plan: None,
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
         }
+    }
+
+    /// Records the logical plan the SQL was rendered from.
+    pub fn with_logical_plan(mut self, plan: LogicalPlan) -> Self {
+        self.logical_plan = Some(plan);
+        self
+    }
+
+    /// The logical plan the SQL was rendered from.
+    pub fn logical_plan(&self) -> Option<&LogicalPlan> {
+        self.logical_plan.as_ref()
+    }
+
+    /// The database scanned.
+    pub fn database(&self) -> &Arc<dyn RemoteDatabase> {
+        &self.database
+    }
+
+    /// Rows per batch.
+    pub fn batch_size(&self) -> usize {
+        self.batch_size
     }
 
     /// The SQL this scan sends.

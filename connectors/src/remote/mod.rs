@@ -21,6 +21,7 @@ mod passthrough;
 pub mod pushdown;
 mod sql;
 mod table;
+mod topk;
 
 use std::fmt::Debug;
 
@@ -37,6 +38,7 @@ pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remo
 pub use pushdown::{Capability, PushdownPolicy};
 pub use sql::RemoteSql;
 pub use table::RemoteTable;
+pub use topk::RemoteTopK;
 
 /// Field metadata key marking a column the database sends as text: the scan
 /// selects `CAST(column AS TEXT)` (types with no Arrow mapping of their own).

@@ -9,7 +9,7 @@
 //! A policy answers for one expression against the table's Arrow schema. The
 //! shared walker [`classify`] handles AND/OR/NOT so policies only judge leaves.
 
-use datafusion::arrow::datatypes::Schema;
+use datafusion::arrow::datatypes::{Field, Schema};
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 
 /// How faithfully a database evaluates an expression.
@@ -39,6 +39,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
     /// unless the database is known to agree with DataFusion.
     fn leaf(&self, _expr: &Expr, _schema: &Schema) -> Capability {
         Capability::Unsupported
+    }
+
+    /// Whether the database orders values of this column (with explicit
+    /// NULLS FIRST/LAST) exactly as DataFusion does, so ORDER BY + LIMIT can
+    /// be pushed. False unless known.
+    fn sorts_exactly(&self, _field: &Field) -> bool {
+        false
     }
 }
 

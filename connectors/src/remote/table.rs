@@ -10,7 +10,7 @@ use datafusion::common::{Column, DFSchema, Result, TableReference};
 use datafusion::datasource::TableType;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
-    Expr, LogicalPlanBuilder, LogicalTableSource, TableProviderFilterPushDown, cast,
+    Expr, LogicalPlan, LogicalPlanBuilder, LogicalTableSource, TableProviderFilterPushDown, cast,
 };
 use datafusion::physical_expr::expressions::Column as PhysicalColumn;
 use datafusion::physical_expr::projection::ProjectionExpr;
@@ -51,6 +51,18 @@ impl RemoteTable {
         filters: &[Expr],
         limit: Option<usize>,
     ) -> Result<RemoteSql> {
+        let plan = self.scan_plan(projection, filters, limit)?;
+        RemoteSql::from_plan(&plan, self.database.dialect())
+    }
+
+    /// The logical plan of a scan: the table, the filters the policy pushes,
+    /// the projection and the limit.
+    fn scan_plan(
+        &self,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> Result<LogicalPlan> {
         let source = Arc::new(LogicalTableSource::new(Arc::clone(&self.schema)));
         let mut builder = LogicalPlanBuilder::scan(self.reference.clone(), source, None)?;
         for filter in filters {
@@ -78,7 +90,7 @@ impl RemoteTable {
         if let Some(limit) = limit {
             builder = builder.limit(0, Some(limit))?;
         }
-        RemoteSql::from_plan(&builder.build()?, self.database.dialect())
+        builder.build()
     }
 }
 
@@ -130,14 +142,18 @@ impl TableProvider for RemoteTable {
             }
         }
         let remote_limit = if local.is_empty() { limit } else { None };
-        let sql = self.scan_sql(Some(&fetched), &remote, remote_limit)?;
+        let plan = self.scan_plan(Some(&fetched), &remote, remote_limit)?;
+        let sql = RemoteSql::from_plan(&plan, self.database.dialect())?;
         let fetched_schema = Arc::new(self.schema.project(&fetched)?);
-        let scan: Arc<dyn ExecutionPlan> = Arc::new(RemoteScanExec::new(
-            Arc::clone(&self.database),
-            sql,
-            Arc::clone(&fetched_schema),
-            state.config().batch_size(),
-        ));
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(
+            RemoteScanExec::new(
+                Arc::clone(&self.database),
+                sql,
+                Arc::clone(&fetched_schema),
+                state.config().batch_size(),
+            )
+            .with_logical_plan(plan),
+        );
         let Some(predicate) = conjunction(local) else {
             return Ok(scan);
         };
