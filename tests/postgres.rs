@@ -430,16 +430,16 @@ async fn differential_pushed_predicates_match_local_evaluation() {
     let f = Fixture::new(
         "CREATE TABLE t (id int PRIMARY KEY, a smallint, b integer, c bigint, flag boolean, s text,
                          sc text COLLATE \"C\", vc varchar(10) COLLATE \"C\", ch char(3) COLLATE \"C\",
-                         f8 double precision, f4 real);
+                         f8 double precision, f4 real, d date);
          INSERT INTO t VALUES
-           (1, -32768, -2147483648, -9223372036854775808, true, 'A', 'A', 'A', 'A', 'NaN', 'NaN'),
-           (2, 32767, 2147483647, 9223372036854775807, false, 'a', 'a', 'a', 'a', '-0', '-0'),
-           (3, 0, 0, 0, NULL, '', '', '', '', 0, 0),
-           (4, -1, -1, -1, true, 'a ', 'a ', 'a ', 'a ', 'Infinity', 'Infinity'),
-           (5, 1, 1, 1, false, NULL, NULL, NULL, NULL, '-Infinity', '-Infinity'),
-           (6, NULL, NULL, NULL, NULL, 'é', 'é', 'é', 'é', NULL, NULL),
-           (7, 2, 3, 2, true, 'B', 'it''s', 'a\\b', 'B', 1.5, 1.5),
-           (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b', 1e-300, 0.1);",
+           (1, -32768, -2147483648, -9223372036854775808, true, 'A', 'A', 'A', 'A', 'NaN', 'NaN', '0001-01-01'),
+           (2, 32767, 2147483647, 9223372036854775807, false, 'a', 'a', 'a', 'a', '-0', '-0', '9999-12-31'),
+           (3, 0, 0, 0, NULL, '', '', '', '', 0, 0, '2026-03-29'),
+           (4, -1, -1, -1, true, 'a ', 'a ', 'a ', 'a ', 'Infinity', 'Infinity', '2000-01-01'),
+           (5, 1, 1, 1, false, NULL, NULL, NULL, NULL, '-Infinity', '-Infinity', '1999-12-31'),
+           (6, NULL, NULL, NULL, NULL, 'é', 'é', 'é', 'é', NULL, NULL, NULL),
+           (7, 2, 3, 2, true, 'B', 'it''s', 'a\\b', 'B', 1.5, 1.5, '2026-03-30'),
+           (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b', 1e-300, 0.1, '1970-01-01');",
     )
     .await;
     f.db.sql(&format!(
@@ -527,6 +527,13 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         "f4 > 0.1",
         "f4 = 1.5",
         "f4 < f8",
+        "d = DATE '2026-03-29'",
+        "d < DATE '2000-01-01'",
+        "d >= DATE '1970-01-01'",
+        "d > '2026-03-29'",
+        "d <> DATE '0001-01-01'",
+        "d BETWEEN DATE '1999-12-31' AND DATE '2000-01-01'",
+        "d IN (DATE '9999-12-31', DATE '1970-01-01')",
     ];
     let mut pushed = 0;
     for predicate in predicates {
@@ -549,7 +556,7 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         }
     }
     // Most of these are pushed; the text, float and out-of-range ones stay local.
-    assert!(pushed >= 55, "only {pushed} predicates were pushed");
+    assert!(pushed >= 60, "only {pushed} predicates were pushed");
     f.finish().await;
 }
 
@@ -804,4 +811,49 @@ async fn top_n_pushdown_matches_local() {
         "{plan}"
     );
     f.finish().await;
+}
+
+/// Pool and connection settings also come from the config file's
+/// `[sources.NAME]` keys; a bad one stops the session from starting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_settings_from_the_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("moltres.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[sources.pg]\nurl = '{}'\npool_max_size = 2\nstatement_timeout = 5\nsslmode = 'require'\n",
+            url()
+        ),
+    )
+    .unwrap();
+    let db = Moltres::builder()
+        .without_env()
+        .config_file(&config)
+        .build()
+        .await
+        .unwrap();
+    let rows = query(
+        &db,
+        "SELECT * FROM postgres_query('pg', 'SELECT current_setting(''statement_timeout'') AS t, ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()')",
+    )
+    .await;
+    assert_eq!(rows, [["5s", "true"]]);
+
+    std::fs::write(
+        &config,
+        format!("[sources.pg]\nurl = '{}'\npool_max_size = 0\n", url()),
+    )
+    .unwrap();
+    let err = Moltres::builder()
+        .without_env()
+        .config_file(&config)
+        .build()
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pool_max_size") && err.contains("as pg"),
+        "{err}"
+    );
 }

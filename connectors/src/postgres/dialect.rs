@@ -11,7 +11,8 @@
 //! string literals, and `LIKE` / `NOT LIKE` on such columns with a pattern
 //! that has no backslash; and comparisons between `double precision` /
 //! `real` columns and finite literals of the same type (NaN sorts highest
-//! and equals itself, -0 equals 0, in both). Other collations (case, accents, ICU rules), `char(n)`
+//! and equals itself, -0 equals 0, in both); and comparisons between `date`
+//! columns and date literals. Other collations (case, accents, ICU rules), `char(n)`
 //! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
 //! zones) stay local until a differential test proves a rule.
 
@@ -78,6 +79,19 @@ fn are_float_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
     (is_float_column(left, schema) || is_float_column(right, schema))
         && operand_type(left).is_some()
         && operand_type(left) == operand_type(right)
+}
+
+/// A `date` column compared with a date literal: both are whole days.
+fn are_date_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
+    let is_date = |e: &Expr| match e {
+        Expr::Column(_) => column_type(e, schema) == Some(&DataType::Date32),
+        Expr::Literal(ScalarValue::Date32(Some(_)), _) => true,
+        _ => false,
+    };
+    (column_type(left, schema) == Some(&DataType::Date32)
+        || column_type(right, schema) == Some(&DataType::Date32))
+        && is_date(left)
+        && is_date(right)
 }
 
 /// A `text` or `varchar` column whose collation compares bytes (`C`,
@@ -153,7 +167,8 @@ impl PushdownPolicy for PostgresPushdown {
                     && is_text_operand(left, schema)
                     && is_text_operand(right, schema);
                 let floats = are_float_operands(left, right, schema);
-                comparison && (integers || texts || floats)
+                let dates = are_date_operands(left, right, schema);
+                comparison && (integers || texts || floats || dates)
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => column_type(inner, schema).is_some(),
             Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
