@@ -48,6 +48,21 @@ impl Fixture {
         self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
     }
 
+    /// Copies `table` into a DataFusion memory table `local`, so the same
+    /// query can be evaluated remotely and locally.
+    async fn copy_locally(&self, table: &str, local: &str) {
+        self.db
+            .sql(&format!(
+                "CREATE TABLE {local} AS SELECT * FROM pg.{}.{table}",
+                self.schema
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    }
+
     async fn finish(self) {
         self.client
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
@@ -442,15 +457,7 @@ async fn differential_pushed_predicates_match_local_evaluation() {
            (8, 3, 2, 3, false, 'b', 'e\u{301}', 'Z', 'b', 1e-300, 0.1, '1970-01-01');",
     )
     .await;
-    f.db.sql(&format!(
-        "CREATE TABLE local_t AS SELECT * FROM pg.{}.t",
-        f.schema
-    ))
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
+    f.copy_locally("t", "local_t").await;
     let predicates = [
         "a = 1",
         "a <> 1",
@@ -760,15 +767,7 @@ async fn top_n_pushdown_matches_local() {
            (4, 1, 'c', true, NULL), (5, 7, 'a', false, -0.0), (6, NULL, 'B', true, 0), (7, -3, '', NULL, 'NaN');",
     )
     .await;
-    f.db.sql(&format!(
-        "CREATE TABLE local_t AS SELECT * FROM pg.{}.t",
-        f.schema
-    ))
-    .await
-    .unwrap()
-    .collect()
-    .await
-    .unwrap();
+    f.copy_locally("t", "local_t").await;
     let orders = [
         ("v, id", true),
         ("v DESC, id", true),
