@@ -44,31 +44,18 @@ impl RemoteTable {
         }
     }
 
-    /// The SQL a scan with these arguments sends.
-    pub fn scan_sql(
-        &self,
-        projection: Option<&Vec<usize>>,
-        filters: &[Expr],
-        limit: Option<usize>,
-    ) -> Result<RemoteSql> {
-        let plan = self.scan_plan(projection, filters, limit)?;
-        RemoteSql::from_plan(&plan, self.database.dialect())
-    }
-
-    /// The logical plan of a scan: the table, the filters the policy pushes,
-    /// the projection and the limit.
+    /// The logical plan of a scan: the table, the `pushed` filters (already
+    /// judged pushable), the projection and the limit.
     fn scan_plan(
         &self,
         projection: Option<&Vec<usize>>,
-        filters: &[Expr],
+        pushed: &[Expr],
         limit: Option<usize>,
     ) -> Result<LogicalPlan> {
         let source = Arc::new(LogicalTableSource::new(Arc::clone(&self.schema)));
         let mut builder = LogicalPlanBuilder::scan(self.reference.clone(), source, None)?;
-        for filter in filters {
-            if classify(self.database.pushdown(), filter, &self.schema) != Capability::Unsupported {
-                builder = builder.filter(filter.clone())?;
-            }
+        for filter in pushed {
+            builder = builder.filter(filter.clone())?;
         }
         let indices: Vec<usize> = match projection {
             Some(indices) => indices.clone(),
