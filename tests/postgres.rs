@@ -856,3 +856,167 @@ async fn connection_settings_from_the_config_file() {
         "{err}"
     );
 }
+
+/// Joins, aggregates, DISTINCT and top-N within PostgreSQL run there as one
+/// query when every expression is exact, and give the same rows as the same
+/// query over local copies; the others run locally and give them too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_sub_plans_match_local() {
+    let f = Fixture::new(
+        "CREATE TABLE c (id int PRIMARY KEY, name text COLLATE \"C\", region text COLLATE \"C\",
+                         score float8, born date, label text);
+         INSERT INTO c VALUES (1, 'Ann', 'north', 1.5, '2000-01-01', 'x'),
+           (2, 'bob', 'south', NULL, NULL, 'X'), (3, 'Ann ', 'North', -0.0, '1999-12-31', 'x '),
+           (4, '', 'north', 'NaN', '2000-01-01', ''), (5, NULL, NULL, 0, NULL, NULL),
+           (6, 'Émile', 'south', 2, '2024-02-29', 'é');
+         CREATE TABLE o (id int PRIMARY KEY, cid int, qty int, big bigint, amount numeric(12,2),
+                         tag text COLLATE \"C\", ok boolean);
+         INSERT INTO o VALUES (10, 1, 5, 9000000000000000000, 10.50, 'a', true),
+           (11, 1, NULL, 1, 0.01, 'b', false), (12, 2, 3, NULL, NULL, 'a', NULL),
+           (13, 3, 7, 2, 99.99, 'A', true), (14, NULL, 1, 3, 1.00, NULL, true),
+           (15, 9, 2, 4, -5.25, '', false), (16, 4, 2147483647, 5, 1e9, 'a', true),
+           (17, 4, 2147483647, 6, 0, 'Ann', true);",
+    )
+    .await;
+    f.copy_locally("c", "local_c").await;
+    f.copy_locally("o", "local_o").await;
+    // (query, what the remote SQL shows when the sub-plan is federated; None
+    // when it must not be). `{c}` and `{o}` are the tables.
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid",
+            Some("LEFT OUTER JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c RIGHT JOIN {o} o ON c.id = o.cid",
+            Some("RIGHT OUTER JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c FULL JOIN {o} o ON c.id = o.cid",
+            Some("FULL JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid AND o.qty > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.name = o.tag",
+            Some("JOIN"),
+        ),
+        // Conditions on the inner side of outer joins filter before joining.
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid AND o.qty > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c RIGHT JOIN {o} o ON c.id = o.cid AND c.id > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid AND c.id > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c FULL JOIN {o} o ON c.id = o.cid AND o.ok",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid WHERE o.id IS NULL",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, x.n FROM {c} c LEFT JOIN (SELECT cid, count(*) AS n FROM {o} WHERE qty > 1 GROUP BY cid) x ON c.id = x.cid",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT a.id, b.id FROM {o} a JOIN {o} b ON a.tag = b.tag AND a.id < b.id",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.name, count(*) FROM {c} c JOIN {o} o ON c.id = o.cid GROUP BY c.name",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT region, count(*), count(name), min(name), max(o.id), sum(qty), min(born) \
+             FROM {c} c LEFT JOIN {o} o ON c.id = o.cid GROUP BY region",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT tag, sum(amount), count(amount) FROM {o} GROUP BY tag",
+            Some("GROUP BY"),
+        ),
+        ("SELECT ok, count(*) FROM {o} GROUP BY ok", Some("GROUP BY")),
+        (
+            "SELECT cid, count(*) FROM {o} GROUP BY cid HAVING count(*) > 1",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT tag, count(*) FROM {o} WHERE ok GROUP BY tag",
+            Some("GROUP BY"),
+        ),
+        ("SELECT DISTINCT tag FROM {o}", Some("GROUP BY")),
+        ("SELECT DISTINCT region, born FROM {c}", Some("GROUP BY")),
+        ("SELECT count(DISTINCT tag) FROM {o}", Some("GROUP BY")),
+        ("SELECT count(*) FROM {c}", Some("count(")),
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid ORDER BY o.id DESC LIMIT 3",
+            Some("LIMIT 3"),
+        ),
+        (
+            "SELECT region, count(*) AS n FROM {c} GROUP BY region ORDER BY n DESC, region LIMIT 2",
+            Some("LIMIT 2"),
+        ),
+        // Not exact in PostgreSQL: computed locally over scanned rows.
+        ("SELECT sum(big) FROM {o}", None),
+        ("SELECT avg(qty) FROM {o}", None),
+        ("SELECT score, count(*) FROM {c} GROUP BY score", None),
+        ("SELECT label, count(*) FROM {c} GROUP BY label", None),
+        ("SELECT DISTINCT label FROM {c}", None),
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.label = o.tag",
+            None,
+        ),
+        ("SELECT c.id FROM {c} c JOIN {o} o ON c.score = o.qty", None),
+        (
+            "SELECT c.id FROM {c} c WHERE c.id IN (SELECT cid FROM {o})",
+            None,
+        ),
+        ("SELECT max(score) FROM {c}", None),
+    ];
+    let federated = ["JOIN", "GROUP BY", "DISTINCT", "LIMIT", "count("];
+    for (template, pushed) in cases {
+        let remote = template
+            .replace("{c}", &format!("pg.{}.c", f.schema))
+            .replace("{o}", &format!("pg.{}.o", f.schema));
+        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
+        let mut remote_rows = query(&f.db, &remote).await;
+        let mut local_rows = query(&f.db, &local).await;
+        if !template.contains("ORDER BY") {
+            remote_rows.sort();
+            local_rows.sort();
+        }
+        assert_eq!(remote_rows, local_rows, "{template}");
+        let plan = f.explain(&remote).await;
+        let remote_sql: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("RemoteScanExec"))
+            .collect();
+        match pushed {
+            Some(keyword) => assert!(
+                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
+                "{template} should run as one remote query with {keyword}:\n{plan}"
+            ),
+            None => assert!(
+                remote_sql
+                    .iter()
+                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
+                "{template} should not be federated:\n{plan}"
+            ),
+        }
+    }
+    f.finish().await;
+}

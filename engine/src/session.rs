@@ -19,7 +19,7 @@ use moltres_connectors::files::{
     SessionHandle, SkippedRows,
 };
 use moltres_connectors::postgres::PostgresKind;
-use moltres_connectors::remote::{RemoteSources, RemoteTopK};
+use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK};
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 
 use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
@@ -210,6 +210,7 @@ impl Moltres {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(RemoteTopK))
+            .with_query_planner(Arc::new(FederatingQueryPlanner))
             .with_catalog_list(Arc::new(DynamicFileCatalog::new(
                 Arc::clone(&catalogs) as Arc<dyn CatalogProviderList>,
                 Arc::clone(&path_tables) as _,

@@ -15,8 +15,12 @@
 //! columns and date literals. Other collations (case, accents, ICU rules), `char(n)`
 //! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
 //! zones) stay local until a differential test proves a rule.
+//!
+//! For sub-plan federation (joins, GROUP BY, DISTINCT), values are told
+//! apart exactly for integers, booleans, dates and bytewise text; ORDER BY
+//! and min/max order integers, booleans, dates and bytewise text exactly.
 
-use datafusion::arrow::datatypes::{DataType, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
@@ -99,9 +103,13 @@ fn are_date_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
 /// (it ignores trailing spaces), `citext`, or types merely read as text.
 fn is_bytewise_text_column(expr: &Expr, schema: &Schema) -> bool {
     let Expr::Column(c) = expr else { return false };
-    let Ok(field) = schema.field_with_name(&c.name) else {
-        return false;
-    };
+    schema
+        .field_with_name(&c.name)
+        .is_ok_and(is_bytewise_text_field)
+}
+
+/// A `text` or `varchar` field with a `C` or `POSIX` collation.
+fn is_bytewise_text_field(field: &Field) -> bool {
     let metadata = field.metadata();
     matches!(
         metadata.get(PG_TYPE).map(String::as_str),
@@ -130,20 +138,22 @@ fn is_text_operand(expr: &Expr, schema: &Schema) -> bool {
 }
 
 impl PushdownPolicy for PostgresPushdown {
-    /// Integers, booleans (false before true) and bytewise text order the
-    /// same in both; floats do not quite (-0 and 0 tie in PostgreSQL, not
+    /// Integers, booleans (false before true), dates and bytewise text
+    /// order the same in both; floats do not quite (-0 and 0 tie in PostgreSQL, not
     /// in DataFusion's total order).
-    fn sorts_exactly(&self, field: &datafusion::arrow::datatypes::Field) -> bool {
-        let metadata = field.metadata();
+    fn sorts_exactly(&self, field: &Field) -> bool {
         field.data_type().is_integer()
-            || *field.data_type() == DataType::Boolean
-            || (matches!(
-                metadata.get(PG_TYPE).map(String::as_str),
-                Some("text" | "varchar")
-            ) && matches!(
-                metadata.get(PG_COLLATION).map(String::as_str),
-                Some("C" | "POSIX")
-            ) && !metadata.contains_key(CAST_TO_TEXT))
+            || matches!(field.data_type(), DataType::Boolean | DataType::Date32)
+            || is_bytewise_text_field(field)
+    }
+
+    /// Integers, booleans, dates and bytewise text: one value, one
+    /// representation (not floats: -0 and 0, NaN; not char(n): trailing
+    /// spaces; not other collations).
+    fn equals_exactly(&self, field: &Field) -> bool {
+        field.data_type().is_integer()
+            || matches!(field.data_type(), DataType::Boolean | DataType::Date32)
+            || is_bytewise_text_field(field)
     }
 
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {

@@ -19,7 +19,7 @@ pub mod types;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
@@ -143,6 +143,17 @@ impl RemoteDatabase for PostgresSource {
 
     async fn query_schema(&self, native: &str) -> Result<SchemaRef> {
         schema::query_schema(&self.pool, &self.name, native).await
+    }
+
+    /// `numeric` results (described without precision) decode into any
+    /// decimal type; the decoder refuses values that do not fit.
+    fn reads_as(&self, remote: &Field, expected: &DataType) -> bool {
+        remote.data_type() == expected
+            || remote.metadata().get(types::PG_TYPE).map(String::as_str) == Some("numeric")
+                && matches!(
+                    expected,
+                    DataType::Decimal128(..) | DataType::Decimal256(..)
+                )
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

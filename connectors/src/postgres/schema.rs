@@ -180,9 +180,10 @@ pub async fn query_schema(pool: &Pool, source: &str, native: &str) -> Result<Sch
             },
         };
         match mapping(&column_type) {
-            Some(Mapping::Native(data_type)) => {
-                fields.push(Field::new(column.name(), data_type, true))
-            }
+            Some(Mapping::Native(data_type)) => fields.push(
+                Field::new(column.name(), data_type, true)
+                    .with_metadata([(PG_TYPE.to_string(), pg_type.name().to_string())].into()),
+            ),
             _ => {
                 return Err(RemoteError::new(
                     source,

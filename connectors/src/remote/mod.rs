@@ -17,6 +17,7 @@
 mod catalog;
 mod error;
 mod exec;
+mod federation;
 mod passthrough;
 pub mod pushdown;
 mod sql;
@@ -26,7 +27,7 @@ mod topk;
 use std::fmt::Debug;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
@@ -34,6 +35,7 @@ use datafusion::sql::unparser::dialect::Dialect;
 pub use catalog::{RemoteCatalog, RemoteSchema};
 pub use error::{RemoteError, RemoteErrorKind};
 pub use exec::RemoteScanExec;
+pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
 pub use sql::RemoteSql;
@@ -73,6 +75,13 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
 
     /// The result columns of a native query, without running it.
     async fn query_schema(&self, native: &str) -> Result<SchemaRef>;
+
+    /// Whether a result column the database describes as `remote` (from
+    /// [`query_schema`](Self::query_schema)) can be read as `expected`.
+    /// By default only when the Arrow types are the same.
+    fn reads_as(&self, remote: &Field, expected: &DataType) -> bool {
+        remote.data_type() == expected
+    }
 
     /// Runs a native statement (DDL, DML); returns the rows affected.
     async fn execute_statement(&self, native: &str) -> Result<u64>;

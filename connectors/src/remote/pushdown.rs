@@ -47,6 +47,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
     fn sorts_exactly(&self, _field: &Field) -> bool {
         false
     }
+
+    /// Whether the database tells values of this column apart exactly as
+    /// DataFusion does (equality in joins, GROUP BY, DISTINCT). False unless
+    /// known.
+    fn equals_exactly(&self, _field: &Field) -> bool {
+        false
+    }
 }
 
 /// Pushes nothing.

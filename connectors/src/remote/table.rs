@@ -44,6 +44,16 @@ impl RemoteTable {
         }
     }
 
+    /// The database the table lives in.
+    pub fn database(&self) -> &Arc<dyn RemoteDatabase> {
+        &self.database
+    }
+
+    /// The table's name in the database (`schema.table`).
+    pub fn reference(&self) -> &TableReference {
+        &self.reference
+    }
+
     /// The logical plan of a scan: the table, the `pushed` filters (already
     /// judged pushable), the projection and the limit.
     fn scan_plan(

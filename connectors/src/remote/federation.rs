@@ -1,0 +1,777 @@
+//! Sub-plan federation: the largest parts of a plan that read only one
+//! remote database (joins between its tables, aggregates, DISTINCT, top-N)
+//! run there as one remote query, when every expression in them is one the
+//! database computes exactly as DataFusion does.
+//!
+//! It runs after DataFusion's logical optimizer, so the projections and
+//! filters it pushed into the scans are part of the remote query too: the
+//! [`FederatingQueryPlanner`] replaces each such sub-plan with a
+//! [`RemoteQueryNode`], whose input is the original sub-plan. When the node is
+//! planned, the sub-plan is rendered with the database's dialect and
+//! described by the database (a prepare, no rows read); the result columns
+//! must decode as the types DataFusion expects (a cast is added where the
+//! database's type differs, e.g. PostgreSQL's `numeric` for `sum(bigint)`).
+//! If rendering or describing fails, the original sub-plan runs locally: a
+//! query never fails because pushdown is impossible.
+//!
+//! What is federated (everything else stays local):
+//!
+//! * scans of tables whose pushed filters are all Exact (columns read as
+//!   text are not federated);
+//! * projections of columns, literals and Exact predicates; filters with an
+//!   Exact predicate; aliases;
+//! * inner, left, right and full joins on keys the database
+//!   [`equals_exactly`](super::PushdownPolicy::equals_exactly), with an Exact
+//!   extra condition;
+//! * aggregates grouped by such keys with `count`, `count(DISTINCT key)`,
+//!   `min`/`max` of columns the database
+//!   [`sorts_exactly`](super::PushdownPolicy::sorts_exactly), `sum` of
+//!   decimals and of 16/32-bit integers (64-bit sums wrap around in
+//!   DataFusion and raise an error in databases, so they stay local);
+//! * `DISTINCT` over such keys;
+//! * `ORDER BY ... LIMIT n` (top-N) and `LIMIT`, only at the top of a
+//!   federated part; the sort is repeated locally over the `n` rows.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
+use datafusion::catalog::{Session, TableProvider};
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::common::{Column, DFSchema, DFSchemaRef, Result, TableReference};
+use datafusion::datasource::source_as_provider;
+use datafusion::execution::context::QueryPlanner;
+use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
+use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
+use datafusion::logical_expr::{
+    Distinct, Expr, Extension, JoinType, LogicalPlan, LogicalTableSource, Projection, Sort,
+    TableScan, TableScanBuilder, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
+};
+use datafusion::physical_plan::ExecutionPlan;
+use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
+
+use super::pushdown::{Capability, PushdownPolicy, classify};
+use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RemoteTable};
+
+/// Plans queries with single-source sub-plans federated (see the module docs).
+#[derive(Debug, Default)]
+pub struct FederatingQueryPlanner;
+
+#[async_trait]
+impl QueryPlanner for FederatingQueryPlanner {
+    async fn create_physical_plan(
+        &self,
+        logical_plan: &LogicalPlan,
+        session: &dyn Session,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let federated = federate(logical_plan.clone())?;
+        DefaultPhysicalPlanner::with_extension_planners(vec![Arc::new(RemoteQueryPlanner)])
+            .create_physical_plan(&federated, session)
+            .await
+    }
+}
+
+/// `plan` with its federable single-source sub-plans replaced by
+/// [`RemoteQueryNode`]s.
+pub fn federate(plan: LogicalPlan) -> Result<LogicalPlan> {
+    let (plan, verdict) = rewrite(plan)?;
+    wrap(plan, verdict)
+}
+
+/// Whether a sub-plan can run in one database.
+#[derive(Clone)]
+enum Verdict {
+    Local,
+    Remote {
+        database: Arc<dyn RemoteDatabase>,
+        /// Sorted or limited: nothing above it may join the remote query
+        /// (the database would not have to keep the order).
+        top_only: bool,
+        /// Holds a join, aggregate, DISTINCT, sort or limit: worth a query
+        /// of its own (a plain scan is already a remote scan).
+        worth_it: bool,
+    },
+}
+
+fn same_database(a: &Arc<dyn RemoteDatabase>, b: &Arc<dyn RemoteDatabase>) -> bool {
+    std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
+}
+
+/// Rewrites the children of `plan` bottom-up and judges `plan` itself.
+fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
+    if let LogicalPlan::Extension(_) = plan {
+        return Ok((plan, Verdict::Local));
+    }
+    let children: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
+    let mut judged = Vec::with_capacity(children.len());
+    for child in children {
+        judged.push(rewrite(child)?);
+    }
+    let verdicts: Vec<&Verdict> = judged.iter().map(|(_, v)| v).collect();
+    let own = judge(&plan, &verdicts)?;
+    if matches!(own, Verdict::Remote { .. }) {
+        // The whole sub-plan may still join its parent's remote query.
+        return Ok((plan, own));
+    }
+    // `plan` runs locally: each remote child becomes a query of its own.
+    let any_remote = judged
+        .iter()
+        .any(|(_, v)| matches!(v, Verdict::Remote { worth_it: true, .. }));
+    if !any_remote {
+        let inputs_changed = judged
+            .iter()
+            .zip(plan.inputs())
+            .any(|((new, _), old)| new != old);
+        if !inputs_changed {
+            return Ok((plan, Verdict::Local));
+        }
+    }
+    let inputs = judged
+        .into_iter()
+        .map(|(child, verdict)| wrap(child, verdict))
+        .collect::<Result<Vec<_>>>()?;
+    let expressions = plan.expressions();
+    Ok((plan.with_new_exprs(expressions, inputs)?, Verdict::Local))
+}
+
+/// `plan` as a remote query when the verdict says so.
+fn wrap(plan: LogicalPlan, verdict: Verdict) -> Result<LogicalPlan> {
+    let Verdict::Remote {
+        database,
+        worth_it: true,
+        ..
+    } = verdict
+    else {
+        return Ok(plan);
+    };
+    // The order of a sorted result is repeated locally over its (at most
+    // `fetch`) rows: nothing downstream has to trust the remote order.
+    let sort = match &plan {
+        LogicalPlan::Sort(sort) => Some((sort.expr.clone(), sort.fetch)),
+        _ => None,
+    };
+    let node = LogicalPlan::Extension(Extension {
+        node: Arc::new(RemoteQueryNode::new(database, plan)),
+    });
+    Ok(match sort {
+        Some((expr, fetch)) => LogicalPlan::Sort(Sort {
+            expr,
+            input: Arc::new(node),
+            fetch,
+        }),
+        None => node,
+    })
+}
+
+/// The remote table a scan reads, if it reads one.
+fn remote_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
+    let provider = source_as_provider(&scan.source).ok()?;
+    provider.downcast_ref::<RemoteTable>()?;
+    Some(provider)
+}
+
+fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
+    if let LogicalPlan::TableScan(scan) = plan {
+        return Ok(judge_scan(scan));
+    }
+    // Every input must be remote, in the same database, and open to parents.
+    let mut database: Option<Arc<dyn RemoteDatabase>> = None;
+    let mut worth_it = false;
+    for input in inputs {
+        let Verdict::Remote {
+            database: db,
+            top_only: false,
+            worth_it: w,
+        } = input
+        else {
+            return Ok(Verdict::Local);
+        };
+        match &database {
+            Some(first) if !same_database(first, db) => return Ok(Verdict::Local),
+            Some(_) => {}
+            None => database = Some(Arc::clone(db)),
+        }
+        worth_it |= *w;
+    }
+    let Some(database) = database else {
+        return Ok(Verdict::Local);
+    };
+    let policy = database.pushdown();
+    let remote = |top_only: bool, worth: bool| Verdict::Remote {
+        database: Arc::clone(&database),
+        top_only,
+        worth_it: worth_it || worth,
+    };
+    let verdict = match plan {
+        LogicalPlan::Projection(p) => {
+            let schema = Judge::new(policy, p.input.schema());
+            p.expr
+                .iter()
+                .all(|e| schema.value(e))
+                .then(|| remote(false, false))
+        }
+        LogicalPlan::Filter(f) => Judge::new(policy, f.input.schema())
+            .predicate(&f.predicate)
+            .then(|| remote(false, false)),
+        LogicalPlan::SubqueryAlias(_) => Some(remote(false, false)),
+        LogicalPlan::Join(join) => {
+            let schema = Judge::new(policy, &join.schema);
+            let kind = matches!(
+                join.join_type,
+                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
+            );
+            let keys = !join.on.is_empty()
+                && join.on.iter().all(|(l, r)| schema.equal_keys(l, r))
+                && join.null_equality == datafusion::common::NullEquality::NullEqualsNothing
+                && !join.null_aware;
+            let filter = join.filter.as_ref().is_none_or(|f| schema.predicate(f));
+            (kind && keys && filter).then(|| remote(false, true))
+        }
+        LogicalPlan::Aggregate(agg) => {
+            let schema = Judge::new(policy, agg.input.schema());
+            let groups = agg.group_expr.iter().all(|e| schema.key(e));
+            let aggregates = agg.aggr_expr.iter().all(|e| schema.aggregate(e));
+            (groups && aggregates).then(|| remote(false, true))
+        }
+        LogicalPlan::Distinct(Distinct::All(input)) => {
+            let schema = Judge::new(policy, input.schema());
+            (0..input.schema().fields().len())
+                .all(|i| schema.key_field(i))
+                .then(|| remote(false, true))
+        }
+        LogicalPlan::Sort(sort) => {
+            let schema = Judge::new(policy, sort.input.schema());
+            let keys = sort.expr.iter().all(|s| schema.sort_key(&s.expr));
+            // Alone over a scan, the top-N rule pushes it already.
+            (sort.fetch.is_some() && keys).then(|| remote(true, false))
+        }
+        LogicalPlan::Limit(limit) => {
+            let literal = matches!(limit.get_skip_type()?, SkipType::Literal(_))
+                && matches!(limit.get_fetch_type()?, FetchType::Literal(Some(_)));
+            // Alone over a scan, the scan takes the limit already.
+            literal.then(|| remote(true, false))
+        }
+        _ => None,
+    };
+    Ok(verdict.unwrap_or(Verdict::Local))
+}
+
+fn judge_scan(scan: &TableScan) -> Verdict {
+    let Some(provider) = remote_table(scan) else {
+        return Verdict::Local;
+    };
+    let Some(table) = provider.downcast_ref::<RemoteTable>() else {
+        return Verdict::Local;
+    };
+    let database = table.database();
+    let schema = table.schema();
+    let filters = scan
+        .filters
+        .iter()
+        .all(|f| classify(database.pushdown(), f, &schema) == Capability::Exact);
+    let columns = scan
+        .projected_schema
+        .fields()
+        .iter()
+        .all(|f| !f.metadata().contains_key(CAST_TO_TEXT));
+    if filters && columns {
+        Verdict::Remote {
+            database: Arc::clone(database),
+            top_only: false,
+            worth_it: false,
+        }
+    } else {
+        Verdict::Local
+    }
+}
+
+/// Judges expressions over one input schema. Columns are renamed to their
+/// position first (`#0`, `#1`, ...), so the two `id` columns of a join are
+/// never confused with each other.
+struct Judge<'a> {
+    policy: &'a dyn PushdownPolicy,
+    input: &'a DFSchema,
+    positional: Schema,
+}
+
+impl<'a> Judge<'a> {
+    fn new(policy: &'a dyn PushdownPolicy, input: &'a DFSchema) -> Self {
+        let positional = Schema::new(
+            input
+                .fields()
+                .iter()
+                .enumerate()
+                .map(|(i, f)| f.as_ref().clone().with_name(format!("#{i}")))
+                .collect::<Vec<Field>>(),
+        );
+        Self {
+            policy,
+            input,
+            positional,
+        }
+    }
+
+    /// `expr` with its columns renamed to positions; `None` when a column is
+    /// not one of the input's (an outer reference).
+    fn positional(&self, expr: &Expr) -> Option<Expr> {
+        let mut missing = false;
+        let renamed = expr
+            .clone()
+            .transform(|e| {
+                Ok(match e {
+                    Expr::Column(c) => match self.input.index_of_column(&c) {
+                        Ok(i) => {
+                            Transformed::yes(Expr::Column(Column::new_unqualified(format!("#{i}"))))
+                        }
+                        Err(_) => {
+                            missing = true;
+                            Transformed::no(Expr::Column(c))
+                        }
+                    },
+                    other => Transformed::no(other),
+                })
+            })
+            .ok()?
+            .data;
+        (!missing).then_some(renamed)
+    }
+
+    fn field(&self, expr: &Expr) -> Option<&Field> {
+        match self.positional(expr)? {
+            Expr::Column(c) => self.positional.field_with_name(&c.name).ok(),
+            _ => None,
+        }
+    }
+
+    /// A boolean expression the database evaluates exactly.
+    fn predicate(&self, expr: &Expr) -> bool {
+        self.positional(expr)
+            .is_some_and(|e| classify(self.policy, &e, &self.positional) == Capability::Exact)
+    }
+
+    /// A value the database computes exactly: a column, a plain literal, a
+    /// widening integer cast, or an Exact predicate.
+    fn value(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Alias(alias) => self.value(&alias.expr),
+            Expr::Column(_) => self.field(expr).is_some(),
+            Expr::Literal(value, _) => {
+                let data_type = value.data_type();
+                data_type.is_integer() || data_type == DataType::Boolean || value.is_null()
+            }
+            Expr::Cast(cast) => self.widening_integer_cast(&cast.expr, cast.field.data_type()),
+            other => self.predicate(other),
+        }
+    }
+
+    fn widening_integer_cast(&self, inner: &Expr, to: &DataType) -> bool {
+        let Some(field) = self.field(inner) else {
+            return false;
+        };
+        let bits = |t: &DataType| match t {
+            DataType::Int16 => Some(16),
+            DataType::Int32 => Some(32),
+            DataType::Int64 => Some(64),
+            _ => None,
+        };
+        matches!((bits(field.data_type()), bits(to)), (Some(a), Some(b)) if a <= b)
+    }
+
+    /// A column whose values the database tells apart exactly as DataFusion
+    /// does (grouping, DISTINCT, join keys).
+    fn key(&self, expr: &Expr) -> bool {
+        match expr {
+            Expr::Alias(alias) => self.key(&alias.expr),
+            _ => self
+                .field(expr)
+                .is_some_and(|f| self.policy.equals_exactly(f)),
+        }
+    }
+
+    fn key_field(&self, i: usize) -> bool {
+        self.policy.equals_exactly(self.positional.field(i))
+    }
+
+    fn equal_keys(&self, left: &Expr, right: &Expr) -> bool {
+        match (self.field(left), self.field(right)) {
+            (Some(l), Some(r)) => {
+                l.data_type() == r.data_type()
+                    && self.policy.equals_exactly(l)
+                    && self.policy.equals_exactly(r)
+            }
+            _ => false,
+        }
+    }
+
+    fn sort_key(&self, expr: &Expr) -> bool {
+        self.field(expr)
+            .is_some_and(|f| self.policy.sorts_exactly(f))
+    }
+
+    /// `count`, `count(DISTINCT key)`, `min`/`max` of exactly sorted
+    /// columns, `sum` of decimals and small integers.
+    fn aggregate(&self, expr: &Expr) -> bool {
+        let function = match expr {
+            Expr::Alias(alias) => return self.aggregate(&alias.expr),
+            Expr::AggregateFunction(f) => f,
+            _ => return false,
+        };
+        let params = &function.params;
+        if params.filter.is_some() || !params.order_by.is_empty() || params.null_treatment.is_some()
+        {
+            return false;
+        }
+        let [arg] = params.args.as_slice() else {
+            return false;
+        };
+        match function.func.name() {
+            "count" if params.distinct => self.key(arg),
+            "count" => self.value(arg),
+            "min" | "max" => self.sort_key(arg),
+            "sum" if !params.distinct => match arg {
+                Expr::Cast(cast) => {
+                    self.widening_integer_cast(&cast.expr, cast.field.data_type())
+                        && self
+                            .field(&cast.expr)
+                            .is_some_and(|f| f.data_type() != &DataType::Int64)
+                }
+                _ => self.field(arg).is_some_and(|f| {
+                    matches!(
+                        f.data_type(),
+                        DataType::Decimal128(..) | DataType::Decimal256(..)
+                    )
+                }),
+            },
+            _ => false,
+        }
+    }
+}
+
+/// A sub-plan that runs in one remote database as one query.
+#[derive(Debug, Clone)]
+pub struct RemoteQueryNode {
+    database: Arc<dyn RemoteDatabase>,
+    /// The original sub-plan (what runs locally if the database cannot).
+    input: LogicalPlan,
+}
+
+impl RemoteQueryNode {
+    fn new(database: Arc<dyn RemoteDatabase>, input: LogicalPlan) -> Self {
+        Self { database, input }
+    }
+
+    /// The sub-plan as the database sees it: its tables named as in the
+    /// database, its columns selected in order as `c0`, `c1`, ..., with
+    /// `casts` applied to the columns whose remote type differs.
+    fn remote_plan(&self, casts: &HashMap<usize, DataType>) -> Result<LogicalPlan> {
+        let mut renamed: HashMap<TableReference, TableReference> = HashMap::new();
+        let plan = self
+            .input
+            .clone()
+            .transform_up(|node| {
+                if let LogicalPlan::TableScan(scan) = &node
+                    && let Some(provider) = remote_table(scan)
+                    && let Some(table) = provider.downcast_ref::<RemoteTable>()
+                {
+                    let remote = table.reference().clone();
+                    renamed.insert(scan.table_name.clone(), remote.clone());
+                    let filters = scan
+                        .filters
+                        .iter()
+                        .map(|f| requalify(f.clone(), &renamed))
+                        .collect::<Result<Vec<_>>>()?;
+                    let source = Arc::new(LogicalTableSource::new(table.schema()));
+                    let scan = TableScanBuilder::new(remote, source)
+                        .with_projection(scan.projection.clone())
+                        .with_filters(filters)
+                        .with_fetch(scan.fetch)
+                        .build()?;
+                    return Ok(Transformed::yes(LogicalPlan::TableScan(scan)));
+                }
+                // Projections and aggregates name their outputs after their
+                // expressions: the names parents refer to are kept.
+                let names_outputs =
+                    matches!(node, LogicalPlan::Projection(_) | LogicalPlan::Aggregate(_));
+                let node = node.map_expressions(|e| {
+                    let before = e.schema_name().to_string();
+                    let after = requalify(e, &renamed)?;
+                    let renamed_output = names_outputs
+                        && !matches!(after, Expr::Column(_) | Expr::Alias(_))
+                        && after.schema_name().to_string() != before;
+                    Ok(Transformed::yes(if renamed_output {
+                        after.alias(before)
+                    } else {
+                        after
+                    }))
+                })?;
+                Ok(Transformed::yes(node.data.recompute_schema()?))
+            })?
+            .data;
+        select_outputs(filters_below_projections(plan)?, casts)
+    }
+}
+
+/// `Filter(Projection(x))` with a projection of plain columns becomes
+/// `Projection(Filter(x))`: the unparser renders a filter over a projection
+/// as a derived table its columns cannot be named through.
+fn filters_below_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|node| {
+            let LogicalPlan::Filter(filter) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let LogicalPlan::Projection(projection) = filter.input.as_ref() else {
+                return Ok(Transformed::no(node));
+            };
+            if !projection.expr.iter().all(|e| matches!(e, Expr::Column(_))) {
+                return Ok(Transformed::no(node));
+            }
+            let below = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+                filter.predicate.clone(),
+                Arc::clone(&projection.input),
+            )?);
+            Ok(Transformed::yes(LogicalPlan::Projection(
+                Projection::try_new(projection.expr.clone(), Arc::new(below))?,
+            )))
+        })?
+        .data)
+}
+
+/// `plan` with its result columns named `c0`, `c1`, ... in order, `casts`
+/// applied. A projection on top (under a sort or limit) is renamed in place:
+/// another projection over it would become a derived table.
+fn select_outputs(plan: LogicalPlan, casts: &HashMap<usize, DataType>) -> Result<LogicalPlan> {
+    let output = |i: usize, value: Expr| {
+        match casts.get(&i) {
+            Some(to) => datafusion::logical_expr::cast(value, to.clone()),
+            None => value,
+        }
+        .alias(format!("c{i}"))
+    };
+    match plan {
+        LogicalPlan::Projection(projection) => {
+            let columns = projection
+                .expr
+                .into_iter()
+                .enumerate()
+                .map(|(i, e)| output(i, e.unalias()))
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                columns,
+                projection.input,
+            )?))
+        }
+        LogicalPlan::Sort(sort) if matches!(sort.input.as_ref(), LogicalPlan::Projection(_)) => {
+            let input_schema = Arc::clone(sort.input.schema());
+            let input = select_outputs(Arc::unwrap_or_clone(sort.input), casts)?;
+            let expr = sort
+                .expr
+                .into_iter()
+                .map(|s| {
+                    let key = s.expr.clone().transform(|e| {
+                        Ok(match e {
+                            Expr::Column(c) => {
+                                let i = input_schema.index_of_column(&c)?;
+                                Transformed::yes(Expr::Column(Column::new_unqualified(format!(
+                                    "c{i}"
+                                ))))
+                            }
+                            other => Transformed::no(other),
+                        })
+                    })?;
+                    Ok(s.with_expr(key.data))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            Ok(LogicalPlan::Sort(Sort {
+                expr,
+                input: Arc::new(input),
+                fetch: sort.fetch,
+            }))
+        }
+        LogicalPlan::Limit(limit)
+            if matches!(
+                limit.input.as_ref(),
+                LogicalPlan::Projection(_) | LogicalPlan::Sort(_)
+            ) =>
+        {
+            let input = select_outputs(Arc::unwrap_or_clone(limit.input), casts)?;
+            Ok(LogicalPlan::Limit(datafusion::logical_expr::Limit {
+                skip: limit.skip,
+                fetch: limit.fetch,
+                input: Arc::new(input),
+            }))
+        }
+        other => {
+            let columns: Vec<Expr> = other
+                .schema()
+                .iter()
+                .enumerate()
+                .map(|(i, (qualifier, field))| {
+                    output(
+                        i,
+                        Expr::Column(Column::new(qualifier.cloned(), field.name())),
+                    )
+                })
+                .collect();
+            Ok(LogicalPlan::Projection(Projection::try_new(
+                columns,
+                Arc::new(other),
+            )?))
+        }
+    }
+}
+
+/// `expr` with columns of renamed tables qualified by their remote names.
+fn requalify(expr: Expr, renamed: &HashMap<TableReference, TableReference>) -> Result<Expr> {
+    Ok(expr
+        .transform(|e| {
+            Ok(match e {
+                Expr::Column(Column {
+                    relation: Some(relation),
+                    name,
+                    spans,
+                }) if renamed.contains_key(&relation) => Transformed::yes(Expr::Column(Column {
+                    relation: Some(renamed[&relation].clone()),
+                    name,
+                    spans,
+                })),
+                other => Transformed::no(other),
+            })
+        })?
+        .data)
+}
+
+impl PartialEq for RemoteQueryNode {
+    fn eq(&self, other: &Self) -> bool {
+        same_database(&self.database, &other.database) && self.input == other.input
+    }
+}
+
+impl Eq for RemoteQueryNode {}
+
+impl Hash for RemoteQueryNode {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.database.source_name().hash(state);
+        self.input.hash(state);
+    }
+}
+
+impl PartialOrd for RemoteQueryNode {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        self.input.partial_cmp(&other.input)
+    }
+}
+
+impl UserDefinedLogicalNodeCore for RemoteQueryNode {
+    fn name(&self) -> &str {
+        "RemoteQuery"
+    }
+
+    fn inputs(&self) -> Vec<&LogicalPlan> {
+        vec![&self.input]
+    }
+
+    fn schema(&self) -> &DFSchemaRef {
+        self.input.schema()
+    }
+
+    fn expressions(&self) -> Vec<Expr> {
+        vec![]
+    }
+
+    fn fmt_for_explain(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        write!(f, "RemoteQuery: source={}", self.database.source_name())
+    }
+
+    fn with_exprs_and_inputs(
+        &self,
+        _exprs: Vec<Expr>,
+        mut inputs: Vec<LogicalPlan>,
+    ) -> Result<Self> {
+        Ok(Self::new(Arc::clone(&self.database), inputs.swap_remove(0)))
+    }
+}
+
+/// Plans [`RemoteQueryNode`]s as [`RemoteScanExec`]s, or as their local
+/// sub-plan when the database cannot run them.
+#[derive(Debug)]
+struct RemoteQueryPlanner;
+
+#[async_trait]
+impl ExtensionPlanner for RemoteQueryPlanner {
+    async fn plan_extension(
+        &self,
+        _planner: &dyn PhysicalPlanner,
+        node: &dyn UserDefinedLogicalNode,
+        _logical_inputs: &[&LogicalPlan],
+        physical_inputs: &[Arc<dyn ExecutionPlan>],
+        session: &dyn Session,
+        _planning_ctx: &PhysicalPlanningContext,
+    ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
+        let Some(node) = node.as_any().downcast_ref::<RemoteQueryNode>() else {
+            return Ok(None);
+        };
+        let local = Arc::clone(&physical_inputs[0]);
+        let expected: SchemaRef = Arc::new(node.input.schema().as_arrow().clone());
+        Ok(Some(
+            match remote_scan(node, &expected, session.config().batch_size()).await {
+                Some(scan) => Arc::new(scan),
+                None => local,
+            },
+        ))
+    }
+}
+
+/// The remote scan for `node`, or `None` (logged at debug level with the
+/// reason) when the database cannot run it with the expected result types.
+async fn remote_scan(
+    node: &RemoteQueryNode,
+    expected: &SchemaRef,
+    batch_size: usize,
+) -> Option<RemoteScanExec> {
+    let database = &node.database;
+    let source = database.source_name();
+    let mut casts = HashMap::new();
+    for _ in 0..2 {
+        let sql = match node
+            .remote_plan(&casts)
+            .and_then(|plan| RemoteSql::from_plan(&plan, database.dialect()))
+        {
+            Ok(sql) => sql,
+            Err(error) => {
+                tracing::debug!(source, %error, "sub-plan not expressible remotely; runs locally");
+                return None;
+            }
+        };
+        let described = match database.query_schema(sql.as_str()).await {
+            Ok(schema) => schema,
+            Err(error) => {
+                tracing::debug!(source, %sql, %error, "remote sub-plan refused; runs locally");
+                return None;
+            }
+        };
+        if described.fields().len() != expected.fields().len() {
+            tracing::debug!(source, %sql, "remote sub-plan has other columns; runs locally");
+            return None;
+        }
+        let mismatched: Vec<usize> = (0..expected.fields().len())
+            .filter(|&i| !database.reads_as(described.field(i), expected.field(i).data_type()))
+            .collect();
+        if mismatched.is_empty() {
+            return Some(RemoteScanExec::new(
+                Arc::clone(database),
+                sql,
+                Arc::clone(expected),
+                batch_size,
+            ));
+        }
+        for i in mismatched {
+            casts.insert(i, expected.field(i).data_type().clone());
+        }
+    }
+    tracing::debug!(source, "remote sub-plan result types differ; runs locally");
+    None
+}
