@@ -113,6 +113,7 @@ pub fn parse_url(
         config.dbname(&database);
     }
     config.application_name("moltres");
+    let mut statement_timeout = None;
     let mut settings = PoolSettings {
         tls: TlsMode::Prefer,
         max_size: 8,
@@ -171,7 +172,7 @@ pub fn parse_url(
             "statement_timeout" => {
                 // The server cancels any statement running longer (57014).
                 let timeout = seconds(&key, &value)?;
-                config.options(format!("-c statement_timeout={}", timeout.as_millis()));
+                statement_timeout = Some(timeout);
             }
             "unsupported_types" | "read_only" => {}
             other if MOLTRES_PARAMS.contains(&other) => {}
@@ -182,6 +183,13 @@ pub fn parse_url(
             }
         }
     }
+    // Every session reads and writes time in UTC: timestamp literals Moltres
+    // pushes down are UTC wall-clock times.
+    let mut session_options = String::from("-c TimeZone=UTC");
+    if let Some(timeout) = statement_timeout {
+        session_options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+    }
+    config.options(session_options);
     if let TlsMode::VerifyFull { root_cert: rc } = &mut settings.tls {
         *rc = root_cert;
     }

@@ -1,26 +1,41 @@
-//! How plans become PostgreSQL SQL, and which filters PostgreSQL computes
-//! exactly as DataFusion does.
+//! How plans become PostgreSQL SQL, and which expressions PostgreSQL
+//! computes exactly as DataFusion does.
 //!
-//! Exact today, and nothing else (everything else runs locally):
-//! comparisons (`=`, `<>`, `<`, `<=`, `>`, `>=`), `IN` lists and `BETWEEN`
-//! between integer columns and integer literals (or two integer columns);
-//! `IS [NOT] NULL` on any column; a boolean column itself; boolean literals
-//! (`TRUE`, `FALSE`, `NULL`); AND, OR and NOT of
-//! those; and the same comparisons and IN lists between `text`/`varchar`
-//! columns whose collation is `C` or `POSIX` (bytewise, as DataFusion) and
-//! string literals, and `LIKE` / `NOT LIKE` on such columns with a pattern
-//! that has no backslash; and comparisons between `double precision` /
-//! `real` columns and finite literals of the same type (NaN sorts highest
-//! and equals itself, -0 equals 0, in both); and comparisons between `date`
-//! columns and date literals. Other collations (case, accents, ICU rules), `char(n)`
-//! (trailing spaces), `citext`, floats (NaN ordering) and timestamps (time
-//! zones) stay local until a differential test proves a rule.
+//! Each operand is first given a *kind* (see [`kind`]); an operand without
+//! one is something PostgreSQL may compute differently, and the predicate
+//! stays local. Operands with a kind:
+//!
+//! * integer columns and literals, widening integer casts, and `x / n`,
+//!   `x % n` with an integer literal `n` other than 0 and -1 (both truncate
+//!   toward zero, the remainder takes the dividend's sign, nothing can
+//!   overflow). Not `+`, `-`, `*`: PostgreSQL raises an error on overflow
+//!   where DataFusion wraps around;
+//! * `double precision` / `real` columns and finite literals, and `abs`,
+//!   `ceil`, `floor` of `double precision` (NaN sorts highest and equals
+//!   itself, -0 equals 0, in both). Not float arithmetic: PostgreSQL raises
+//!   errors on overflow and underflow where DataFusion gives infinities and
+//!   zero;
+//! * booleans, `date` columns and literals;
+//! * `timestamp` and `timestamptz` columns and literals of the same
+//!   zone-ness (sessions are pinned to UTC and zoned literals are sent as
+//!   UTC text, see [`RemoteSql`](crate::remote::RemoteSql));
+//! * `text` / `varchar` columns, string literals without NUL, `||`,
+//!   `character_length`, `octet_length`, `strpos`, `btrim`/`ltrim`/`rtrim`
+//!   (spaces), `replace` of a non-empty literal. Text is *bytewise* when every column in it has the
+//!   `C` or `POSIX` collation. Not `lower`/`upper` (ASCII-only under `C`),
+//!   not `char(n)` (trailing spaces), `citext`, `json`, or types read as text.
+//!
+//! Exact predicates: comparisons (`=`, `<>`, `<`, `<=`, `>`, `>=`) between
+//! operands of the same kind (text only when bytewise), `IN` lists and
+//! `BETWEEN` with literals, `IS [NOT] NULL` on any column, boolean columns
+//! and literals, `starts_with` on text, `LIKE` / `NOT LIKE` on bytewise text
+//! with a pattern free of backslashes; AND, OR and NOT of those.
 //!
 //! For sub-plan federation (joins, GROUP BY, DISTINCT), values are told
 //! apart exactly for integers, booleans, dates and bytewise text; ORDER BY
 //! and min/max order integers, booleans, dates and bytewise text exactly.
 
-use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
@@ -35,112 +50,243 @@ pub type PostgresDialect = PostgreSqlDialect;
 #[derive(Debug, Default)]
 pub struct PostgresPushdown;
 
-fn column_type<'a>(expr: &Expr, schema: &'a Schema) -> Option<&'a DataType> {
-    match expr {
-        Expr::Column(c) => schema.field_with_name(&c.name).ok().map(|f| f.data_type()),
-        _ => None,
+/// What an operand is, when PostgreSQL computes it exactly as DataFusion.
+#[derive(Debug, Clone, PartialEq)]
+enum Kind {
+    Integer,
+    /// A float of this Arrow type.
+    Float(DataType),
+    Boolean,
+    Date,
+    /// A timestamp; with a time zone or not.
+    Timestamp {
+        zoned: bool,
+    },
+    /// Text: `bytewise` when it compares as DataFusion does; `literal` when
+    /// it is a constant (which takes the other operand's collation).
+    Text {
+        bytewise: bool,
+        literal: bool,
+    },
+}
+
+impl Kind {
+    fn is_text(&self) -> bool {
+        matches!(self, Kind::Text { .. })
     }
-}
-
-fn is_integer_column(expr: &Expr, schema: &Schema) -> bool {
-    column_type(expr, schema).is_some_and(|t| t.is_integer())
-}
-
-fn is_integer_literal(expr: &Expr) -> bool {
-    match expr {
-        Expr::Literal(value, _) => value.data_type().is_integer(),
-        _ => false,
-    }
-}
-
-fn is_integer_operand(expr: &Expr, schema: &Schema) -> bool {
-    is_integer_column(expr, schema) || is_integer_literal(expr)
-}
-
-fn is_float_column(expr: &Expr, schema: &Schema) -> bool {
-    column_type(expr, schema).is_some_and(|t| matches!(t, DataType::Float64 | DataType::Float32))
-}
-
-/// A finite float literal (NaN and infinities would not render as SQL numbers).
-fn is_float_literal(expr: &Expr) -> bool {
-    match expr {
-        Expr::Literal(ScalarValue::Float64(Some(v)), _) => v.is_finite(),
-        Expr::Literal(ScalarValue::Float32(Some(v)), _) => v.is_finite(),
-        _ => false,
-    }
-}
-
-/// Two float operands of the same Arrow type: a column and a finite literal,
-/// or two columns. PostgreSQL orders NaN above everything and equal to
-/// itself and -0 equal to 0, as DataFusion does (the differential test
-/// checks it).
-fn are_float_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
-    let operand_type = |e: &Expr| match e {
-        Expr::Literal(v, _) if is_float_literal(e) => Some(v.data_type()),
-        Expr::Column(_) if is_float_column(e, schema) => column_type(e, schema).cloned(),
-        _ => None,
-    };
-    (is_float_column(left, schema) || is_float_column(right, schema))
-        && operand_type(left).is_some()
-        && operand_type(left) == operand_type(right)
-}
-
-/// A `date` column compared with a date literal: both are whole days.
-fn are_date_operands(left: &Expr, right: &Expr, schema: &Schema) -> bool {
-    let is_date = |e: &Expr| match e {
-        Expr::Column(_) => column_type(e, schema) == Some(&DataType::Date32),
-        Expr::Literal(ScalarValue::Date32(Some(_)), _) => true,
-        _ => false,
-    };
-    (column_type(left, schema) == Some(&DataType::Date32)
-        || column_type(right, schema) == Some(&DataType::Date32))
-        && is_date(left)
-        && is_date(right)
-}
-
-/// A `text` or `varchar` column whose collation compares bytes (`C`,
-/// `POSIX`), exactly as DataFusion compares UTF-8 strings. Not `char(n)`
-/// (it ignores trailing spaces), `citext`, or types merely read as text.
-fn is_bytewise_text_column(expr: &Expr, schema: &Schema) -> bool {
-    let Expr::Column(c) = expr else { return false };
-    schema
-        .field_with_name(&c.name)
-        .is_ok_and(is_bytewise_text_field)
 }
 
 /// A `text` or `varchar` field with a `C` or `POSIX` collation.
 fn is_bytewise_text_field(field: &Field) -> bool {
+    is_text_field(field)
+        && matches!(
+            field.metadata().get(PG_COLLATION).map(String::as_str),
+            Some("C" | "POSIX")
+        )
+}
+
+/// A `text` or `varchar` field read as itself (not `char(n)`, not cast).
+fn is_text_field(field: &Field) -> bool {
     let metadata = field.metadata();
     matches!(
         metadata.get(PG_TYPE).map(String::as_str),
         Some("text" | "varchar")
-    ) && matches!(
-        metadata.get(PG_COLLATION).map(String::as_str),
-        Some("C" | "POSIX")
     ) && !metadata.contains_key(CAST_TO_TEXT)
 }
 
-/// A string literal PostgreSQL can hold (no NUL character).
-fn is_text_literal(expr: &Expr) -> bool {
+fn column_kind(field: &Field) -> Option<Kind> {
+    Some(match field.data_type() {
+        t if t.is_integer() => Kind::Integer,
+        t @ (DataType::Float64 | DataType::Float32) => Kind::Float(t.clone()),
+        DataType::Boolean => Kind::Boolean,
+        DataType::Date32 => Kind::Date,
+        DataType::Timestamp(TimeUnit::Microsecond, tz) => Kind::Timestamp {
+            zoned: tz.is_some(),
+        },
+        DataType::Utf8 if is_text_field(field) => Kind::Text {
+            bytewise: is_bytewise_text_field(field),
+            literal: false,
+        },
+        _ => return None,
+    })
+}
+
+/// A timestamp literal PostgreSQL holds to the microsecond.
+fn timestamp_literal(value: &ScalarValue) -> Option<Kind> {
+    // PostgreSQL's range: 4713 BC to 294276 AD.
+    const MIN_MICROS: i64 = -210_866_803_200_000_000;
+    const MAX_MICROS: i64 = i64::MAX;
+    let (micros, tz) = match value {
+        ScalarValue::TimestampSecond(Some(v), tz) => (v.checked_mul(1_000_000)?, tz),
+        ScalarValue::TimestampMillisecond(Some(v), tz) => (v.checked_mul(1000)?, tz),
+        ScalarValue::TimestampMicrosecond(Some(v), tz) => (*v, tz),
+        ScalarValue::TimestampNanosecond(Some(v), tz) if v % 1000 == 0 => (v / 1000, tz),
+        _ => return None,
+    };
+    // A zone must name UTC or an offset DataFusion resolved already; the
+    // value is an instant either way.
+    ((MIN_MICROS..=MAX_MICROS).contains(&micros)).then_some(Kind::Timestamp {
+        zoned: tz.is_some(),
+    })
+}
+
+fn literal_kind(value: &ScalarValue) -> Option<Kind> {
+    Some(match value {
+        v if v.is_null() => return None,
+        v if v.data_type().is_integer() => Kind::Integer,
+        ScalarValue::Float64(Some(v)) if v.is_finite() => Kind::Float(DataType::Float64),
+        ScalarValue::Float32(Some(v)) if v.is_finite() => Kind::Float(DataType::Float32),
+        ScalarValue::Boolean(Some(_)) => Kind::Boolean,
+        ScalarValue::Date32(Some(_)) => Kind::Date,
+        ScalarValue::Utf8(Some(s))
+        | ScalarValue::Utf8View(Some(s))
+        | ScalarValue::LargeUtf8(Some(s))
+            if !s.contains('\0') =>
+        {
+            Kind::Text {
+                bytewise: true,
+                literal: true,
+            }
+        }
+        v => return timestamp_literal(v),
+    })
+}
+
+fn integer_literal(expr: &Expr) -> Option<i128> {
+    match expr {
+        Expr::Literal(value, _) if value.data_type().is_integer() => value.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
+fn integer_bits(t: &DataType) -> Option<u8> {
+    match t {
+        DataType::Int16 => Some(16),
+        DataType::Int32 => Some(32),
+        DataType::Int64 => Some(64),
+        _ => None,
+    }
+}
+
+/// Text made of `parts`: bytewise when every non-literal part is.
+fn text_of(parts: &[Kind]) -> Option<Kind> {
+    if !parts.iter().all(Kind::is_text) {
+        return None;
+    }
+    let columns: Vec<&Kind> = parts
+        .iter()
+        .filter(|k| matches!(k, Kind::Text { literal: false, .. }))
+        .collect();
+    Some(Kind::Text {
+        bytewise: columns
+            .iter()
+            .all(|k| matches!(k, Kind::Text { bytewise: true, .. })),
+        literal: columns.is_empty(),
+    })
+}
+
+/// The kind of an operand PostgreSQL computes exactly as DataFusion does.
+fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
+    match expr {
+        Expr::Column(c) => column_kind(schema.field_with_name(&c.name).ok()?),
+        Expr::Literal(value, _) => literal_kind(value),
+        Expr::Cast(cast) => {
+            let inner = kind(&cast.expr, schema)?;
+            let from = cast_source_type(&cast.expr, schema)?;
+            let to = cast.field.data_type();
+            match (&inner, from, to) {
+                (Kind::Integer, from, to) => {
+                    (integer_bits(&from)? <= integer_bits(to)?).then_some(Kind::Integer)
+                }
+                // Microseconds to nanoseconds, same zone: lossless.
+                (
+                    Kind::Timestamp { zoned },
+                    DataType::Timestamp(TimeUnit::Microsecond, a),
+                    DataType::Timestamp(TimeUnit::Nanosecond, b),
+                ) if a == *b => Some(Kind::Timestamp { zoned: *zoned }),
+                _ => None,
+            }
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Divide | Operator::Modulo => {
+                let divisor = integer_literal(right)?;
+                (kind(left, schema)? == Kind::Integer && divisor != 0 && divisor != -1)
+                    .then_some(Kind::Integer)
+            }
+            Operator::StringConcat => text_of(&[kind(left, schema)?, kind(right, schema)?]),
+            _ => None,
+        },
+        Expr::ScalarFunction(f) => {
+            let args = f
+                .args
+                .iter()
+                .map(|a| kind(a, schema))
+                .collect::<Option<Vec<_>>>()?;
+            let float64 = Kind::Float(DataType::Float64);
+            match (f.name(), args.as_slice()) {
+                ("character_length" | "length" | "char_length" | "octet_length", [t])
+                    if t.is_text() =>
+                {
+                    Some(Kind::Integer)
+                }
+                ("strpos", [a, b]) if a.is_text() && b.is_text() => Some(Kind::Integer),
+                ("starts_with", [a, b]) if a.is_text() && b.is_text() => Some(Kind::Boolean),
+                ("btrim" | "ltrim" | "rtrim", [t]) => text_of(std::slice::from_ref(t)),
+                // DataFusion inserts the replacement between characters
+                // when the searched string is empty; PostgreSQL changes nothing.
+                ("replace", [_, _, _]) if matches!(&f.args[1], Expr::Literal(v, _) if !v.is_null() && v.to_string() != "") => {
+                    text_of(&args)
+                }
+                ("abs" | "ceil" | "floor", [k]) if *k == float64 => Some(float64),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The Arrow type of a cast's operand (a column or a literal).
+fn cast_source_type(expr: &Expr, schema: &Schema) -> Option<DataType> {
+    match expr {
+        Expr::Column(c) => Some(schema.field_with_name(&c.name).ok()?.data_type().clone()),
+        Expr::Literal(value, _) => Some(value.data_type()),
+        _ => None,
+    }
+}
+
+/// Two operands PostgreSQL compares exactly as DataFusion does.
+fn comparable(left: &Kind, right: &Kind) -> bool {
+    match (left, right) {
+        (
+            Kind::Text {
+                bytewise: a,
+                literal: la,
+            },
+            Kind::Text {
+                bytewise: b,
+                literal: lb,
+            },
+        ) => *a && *b && !(*la && *lb),
+        (a, b) => a == b,
+    }
+}
+
+fn is_text_pattern_without_backslash(expr: &Expr) -> bool {
     match expr {
         Expr::Literal(
-            ScalarValue::Utf8(Some(s))
-            | ScalarValue::Utf8View(Some(s))
-            | ScalarValue::LargeUtf8(Some(s)),
+            ScalarValue::Utf8(Some(p))
+            | ScalarValue::Utf8View(Some(p))
+            | ScalarValue::LargeUtf8(Some(p)),
             _,
-        ) => !s.contains('\0'),
+        ) => !p.contains('\\') && !p.contains('\0'),
         _ => false,
     }
 }
 
-fn is_text_operand(expr: &Expr, schema: &Schema) -> bool {
-    is_bytewise_text_column(expr, schema) || is_text_literal(expr)
-}
-
 impl PushdownPolicy for PostgresPushdown {
     /// Integers, booleans (false before true), dates and bytewise text
-    /// order the same in both; floats do not quite (-0 and 0 tie in PostgreSQL, not
-    /// in DataFusion's total order).
+    /// order the same in both; floats do not quite (-0 and 0 tie in
+    /// PostgreSQL, not in DataFusion's total order).
     fn sorts_exactly(&self, field: &Field) -> bool {
         field.data_type().is_integer()
             || matches!(field.data_type(), DataType::Boolean | DataType::Date32)
@@ -159,7 +305,7 @@ impl PushdownPolicy for PostgresPushdown {
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
         let exact = match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                let comparison = matches!(
+                matches!(
                     op,
                     Operator::Eq
                         | Operator::NotEq
@@ -167,21 +313,16 @@ impl PushdownPolicy for PostgresPushdown {
                         | Operator::LtEq
                         | Operator::Gt
                         | Operator::GtEq
-                );
-                let integers = (is_integer_column(left, schema)
-                    || is_integer_column(right, schema))
-                    && is_integer_operand(left, schema)
-                    && is_integer_operand(right, schema);
-                let texts = (is_bytewise_text_column(left, schema)
-                    || is_bytewise_text_column(right, schema))
-                    && is_text_operand(left, schema)
-                    && is_text_operand(right, schema);
-                let floats = are_float_operands(left, right, schema);
-                let dates = are_date_operands(left, right, schema);
-                comparison && (integers || texts || floats || dates)
+                ) && match (kind(left, schema), kind(right, schema)) {
+                    (Some(l), Some(r)) => comparable(&l, &r),
+                    _ => false,
+                }
             }
-            Expr::IsNull(inner) | Expr::IsNotNull(inner) => column_type(inner, schema).is_some(),
-            Expr::Column(_) => column_type(expr, schema) == Some(&DataType::Boolean),
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                matches!(inner.as_ref(), Expr::Column(c) if schema.field_with_name(&c.name).is_ok())
+                    || kind(inner, schema).is_some()
+            }
+            Expr::Column(_) | Expr::ScalarFunction(_) => kind(expr, schema) == Some(Kind::Boolean),
             // TRUE, FALSE and NULL mean the same in both.
             Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
             // LIKE on bytewise text with a pattern free of backslashes (the
@@ -190,26 +331,33 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::Like(like) => {
                 !like.case_insensitive
                     && like.escape_char.is_none()
-                    && is_bytewise_text_column(&like.expr, schema)
-                    && is_text_literal(&like.pattern)
-                    && !matches!(
-                        like.pattern.as_ref(),
-                        Expr::Literal(ScalarValue::Utf8(Some(p)) | ScalarValue::Utf8View(Some(p)) | ScalarValue::LargeUtf8(Some(p)), _)
-                            if p.contains('\\')
+                    && matches!(
+                        kind(&like.expr, schema),
+                        Some(Kind::Text {
+                            bytewise: true,
+                            literal: false
+                        })
                     )
+                    && is_text_pattern_without_backslash(&like.pattern)
             }
-            Expr::InList(list) => {
-                is_integer_column(&list.expr, schema) && list.list.iter().all(is_integer_literal)
-                    || is_bytewise_text_column(&list.expr, schema)
-                        && list.list.iter().all(is_text_literal)
-            }
+            Expr::InList(list) => match kind(&list.expr, schema) {
+                Some(k @ (Kind::Integer | Kind::Date | Kind::Text { .. })) => {
+                    list.list.iter().all(|item| {
+                        matches!(item, Expr::Literal(..))
+                            && kind(item, schema).is_some_and(|i| comparable(&k, &i))
+                    })
+                }
+                _ => false,
+            },
             Expr::Between(Between {
                 expr, low, high, ..
-            }) => {
-                is_integer_column(expr, schema)
-                    && is_integer_literal(low)
-                    && is_integer_literal(high)
-            }
+            }) => match kind(expr, schema) {
+                Some(k @ (Kind::Integer | Kind::Date)) => [low, high].iter().all(|bound| {
+                    matches!(bound.as_ref(), Expr::Literal(..))
+                        && kind(bound, schema).is_some_and(|b| comparable(&k, &b))
+                }),
+                _ => false,
+            },
             _ => false,
         };
         if exact {

@@ -468,9 +468,7 @@ impl RemoteQueryNode {
     /// `casts` applied to the columns whose remote type differs.
     fn remote_plan(&self, casts: &HashMap<usize, DataType>) -> Result<LogicalPlan> {
         let mut renamed: HashMap<TableReference, TableReference> = HashMap::new();
-        let plan = self
-            .input
-            .clone()
+        let plan = isolate_outer_join_inputs(self.input.clone())?
             .transform_up(|node| {
                 if let LogicalPlan::TableScan(scan) = &node
                     && let Some(provider) = remote_table(scan)
@@ -512,6 +510,99 @@ impl RemoteQueryNode {
             .data;
         select_outputs(filters_below_projections(plan)?, casts)
     }
+}
+
+/// The inputs of outer joins with their filters applied in a derived table.
+///
+/// The unparser folds the filters of scans under an outer join into its ON
+/// clause; for the preserved side (the left of a LEFT JOIN) that keeps rows
+/// the filter removed. A scan rendered as `(SELECT ... WHERE ...) AS alias`
+/// is filtered before the join, on both sides, as DataFusion does.
+fn isolate_outer_join_inputs(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|node| {
+            let LogicalPlan::Join(join) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            if join.join_type == JoinType::Inner {
+                return Ok(Transformed::no(node));
+            }
+            let inputs = [join.left.as_ref(), join.right.as_ref()];
+            let mut changed = false;
+            let mut isolated = Vec::with_capacity(2);
+            for input in inputs {
+                let new = match input {
+                    LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
+                        Some(filtered_scan(scan)?)
+                    }
+                    LogicalPlan::SubqueryAlias(alias) => match alias.input.as_ref() {
+                        LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
+                            Some(LogicalPlan::SubqueryAlias(
+                                datafusion::logical_expr::SubqueryAlias::try_new(
+                                    Arc::new(filtered_scan(scan)?),
+                                    alias.alias.clone(),
+                                )?,
+                            ))
+                        }
+                        _ => None,
+                    },
+                    _ => None,
+                };
+                changed |= new.is_some();
+                isolated.push(new.unwrap_or_else(|| input.clone()));
+            }
+            if !changed {
+                return Ok(Transformed::no(node));
+            }
+            let expressions = node.expressions();
+            Ok(Transformed::yes(
+                node.with_new_exprs(expressions, isolated)?,
+            ))
+        })?
+        .data)
+}
+
+/// `scan` as a projection of a filter of a scan without filters: the
+/// unparser renders it as a derived table.
+fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
+    let table_schema = scan.source.schema();
+    let mut indices: Vec<usize> = match &scan.projection {
+        Some(p) => p.clone(),
+        None => (0..table_schema.fields().len()).collect(),
+    };
+    for filter in &scan.filters {
+        for column in filter.column_refs() {
+            let i = table_schema.index_of(&column.name)?;
+            if !indices.contains(&i) {
+                indices.push(i);
+            }
+        }
+    }
+    let bare = TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
+        .with_projection(Some(indices))
+        .build()?;
+    let Some(predicate) = datafusion::logical_expr::utils::conjunction(scan.filters.clone()) else {
+        return Ok(LogicalPlan::TableScan(scan.clone()));
+    };
+    let mut plan = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+        predicate,
+        Arc::new(LogicalPlan::TableScan(bare)),
+    )?);
+    if let Some(fetch) = scan.fetch {
+        plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan)
+            .limit(0, Some(fetch))?
+            .build()?;
+    }
+    let columns = scan
+        .projected_schema
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    Ok(LogicalPlan::Projection(Projection::try_new(
+        columns,
+        Arc::new(plan),
+    )?))
 }
 
 /// `Filter(Projection(x))` with a projection of plain columns becomes
