@@ -1117,6 +1117,25 @@ async fn differential_expressions_match_local_evaluation() {
         ),
         ("tz < TIMESTAMP '1970-01-01 00:00:00'", true),
         ("tz = '2000-02-28T22:00:00Z'", true),
+        (
+            "date_trunc('day', ts) = TIMESTAMP '2026-03-29 00:00:00'",
+            true,
+        ),
+        (
+            "date_trunc('hour', ts) = TIMESTAMP '2026-03-29 01:00:00'",
+            true,
+        ),
+        ("date_trunc('month', tz) = '2026-10-01T00:00:00Z'", true),
+        ("date_trunc('year', tz) < '1970-01-01T00:00:00Z'", true),
+        (
+            "date_trunc('second', ts) = TIMESTAMP '2026-03-29 00:59:59'",
+            true,
+        ),
+        ("date_trunc('minute', tz) = '2000-02-28T22:00:00Z'", true),
+        (
+            "date_trunc('week', ts) = TIMESTAMP '2026-03-23 00:00:00'",
+            false,
+        ),
     ];
     let mut wrong = Vec::new();
     for (predicate, pushed) in cases {
@@ -1137,5 +1156,114 @@ async fn differential_expressions_match_local_evaluation() {
         }
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    f.finish().await;
+}
+
+/// A TCP relay to the PostgreSQL server that can go down and come back on
+/// the same port, as a server restart or a network outage looks to a client.
+struct Relay {
+    port: u16,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+impl Relay {
+    async fn start(port: u16) -> Self {
+        use std::sync::{Arc, Mutex};
+        let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+            .await
+            .expect("bind relay");
+        let port = listener.local_addr().unwrap().port();
+        let connections: Arc<Mutex<Vec<tokio::task::JoinHandle<()>>>> = Arc::default();
+        let accepted = Arc::clone(&connections);
+        let accept = tokio::spawn(async move {
+            let _keep = DropAll(accepted.clone());
+            while let Ok((mut client, _)) = listener.accept().await {
+                let pipe = tokio::spawn(async move {
+                    if let Ok(mut server) = tokio::net::TcpStream::connect("127.0.0.1:5432").await {
+                        let _ = tokio::io::copy_bidirectional(&mut client, &mut server).await;
+                    }
+                });
+                accepted.lock().unwrap().push(pipe);
+            }
+        });
+        Relay {
+            port,
+            tasks: vec![accept],
+        }
+    }
+
+    /// Closes the port and every connection through it.
+    async fn stop(self) {
+        for task in self.tasks {
+            task.abort();
+            let _ = task.await;
+        }
+    }
+}
+
+/// Aborts the relayed connections when the accept loop ends.
+struct DropAll(std::sync::Arc<std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>>);
+
+impl Drop for DropAll {
+    fn drop(&mut self) {
+        for task in self.0.lock().unwrap().drain(..) {
+            task.abort();
+        }
+    }
+}
+
+/// The server goes away mid-query: the query fails naming the source (no
+/// hang); while it is away, queries fail within the connect timeout; once it
+/// is back, the same pool serves again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn server_outage_mid_query_and_recovery() {
+    let f = Fixture::new(
+        "CREATE VIEW slow AS SELECT g AS n, pg_sleep(0.01)::text AS z FROM generate_series(1, 100000) g;
+         CREATE TABLE small (x int); INSERT INTO small VALUES (1), (2);",
+    )
+    .await;
+    let relay = Relay::start(0).await;
+    let port = relay.port;
+    f.db.attach(
+        &format!("postgres://postgres@127.0.0.1:{port}/test?connect_timeout=2&pool_timeout=5"),
+        "down",
+        false,
+    )
+    .await
+    .expect("attach through the relay");
+    let small = format!("SELECT sum(x) FROM down.{}.small", f.schema);
+    assert_eq!(query(&f.db, &small).await, [["3"]]);
+
+    // Rows are streaming when the server goes away.
+    let db = f.db.clone();
+    let slow = format!("SELECT n FROM down.{}.slow", f.schema);
+    let reading = tokio::spawn(async move { db.sql(&slow).await.unwrap().collect().await });
+    tokio::time::sleep(std::time::Duration::from_millis(700)).await;
+    relay.stop().await;
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+        .await
+        .expect("the query hung after the server went away")
+        .unwrap();
+    let err = result.expect_err("the query cannot succeed").to_string();
+    assert!(err.contains("source 'down'"), "{err}");
+
+    // While it is away: a clear error, within the connect and pool timeouts.
+    let started = std::time::Instant::now();
+    let err = match f.db.sql(&small).await {
+        Ok(df) => df.collect().await.map(|_| ()).unwrap_err(),
+        Err(e) => e.into(),
+    }
+    .to_string();
+    assert!(err.contains("source 'down'"), "{err}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+
+    // Back on the same port: the pool connects again.
+    let relay = Relay::start(port).await;
+    assert_eq!(query(&f.db, &small).await, [["3"]]);
+    relay.stop().await;
     f.finish().await;
 }

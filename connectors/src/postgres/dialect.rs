@@ -18,7 +18,8 @@
 //! * booleans, `date` columns and literals;
 //! * `timestamp` and `timestamptz` columns and literals of the same
 //!   zone-ness (sessions are pinned to UTC and zoned literals are sent as
-//!   UTC text, see [`RemoteSql`](crate::remote::RemoteSql));
+//!   UTC text, see [`RemoteSql`](crate::remote::RemoteSql)), and
+//!   `date_trunc` to a year, month, day, hour, minute or second;
 //! * `text` / `varchar` columns, string literals without NUL, `||`,
 //!   `character_length`, `octet_length`, `strpos`, `btrim`/`ltrim`/`rtrim`
 //!   (spaces), `replace` of a non-empty literal. Text is *bytewise* when every column in it has the
@@ -238,6 +239,15 @@ fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
                     text_of(&args)
                 }
                 ("abs" | "ceil" | "floor", [k]) if *k == float64 => Some(float64),
+                // Truncation to a calendar unit, in UTC for zoned values (the
+                // session's zone). Not `week` (DataFusion's and PostgreSQL's
+                // agree, but untested) or `quarter`.
+                ("date_trunc", [Kind::Text { literal: true, .. }, t @ Kind::Timestamp { .. }])
+                    if matches!(&f.args[0], Expr::Literal(v, _)
+                        if matches!(v.to_string().as_str(), "year" | "month" | "day" | "hour" | "minute" | "second")) =>
+                {
+                    Some(t.clone())
+                }
                 _ => None,
             }
         }
