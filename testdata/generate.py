@@ -4,6 +4,7 @@ trips.csv     2,000 taxi trips (trip_id, city_id, started_at, distance_km, fare,
 cities.csv    8 cities; cities.parquet is written from it by `moltres` (see README)
 weather.json  daily weather per city, NDJSON
 bad.csv       a CSV with malformed rows, for error tests
+fleet.db      SQLite: 16 drivers and the driver of each trip
 Run: python3 testdata/generate.py
 """
 import gzip
@@ -49,3 +50,28 @@ with open(os.path.join(here, "weather.json"), "w") as f:
 
 with open(os.path.join(here, "bad.csv"), "w") as f:
     f.write("id,name,amount\n1,alpha,10.5\n2,beta\n3,gamma,30.25\nfour,delta,40\n5,epsilon,50\n")
+
+# fleet.db: a SQLite database of drivers and which driver drove each trip.
+import sqlite3
+fleet_rng = random.Random(7)
+path = os.path.join(here, "fleet.db")
+if os.path.exists(path):
+    os.remove(path)
+db = sqlite3.connect(path)
+db.executescript("""
+CREATE TABLE drivers (id INTEGER PRIMARY KEY, name TEXT NOT NULL, home_city_id INTEGER,
+                      rating REAL, hired DATE);
+CREATE TABLE trip_drivers (trip_id INTEGER PRIMARY KEY, driver_id INTEGER NOT NULL
+                           REFERENCES drivers (id));
+""")
+names = ["Ana", "Bruno", "Carla", "Diego", "Elena", "Fritz", "Gaëlle", "Hugo", "Inês", "Jonas",
+         "Karin", "Luís", "Marta", "Nils", "Olga", "Pablo"]
+for i, name in enumerate(names, start=1):
+    db.execute("INSERT INTO drivers VALUES (?, ?, ?, ?, ?)",
+               (i, name, (i - 1) % 8 + 1, round(fleet_rng.uniform(3.5, 5.0), 2),
+                f"20{fleet_rng.randint(15, 25)}-{fleet_rng.randint(1, 12):02d}-{fleet_rng.randint(1, 28):02d}"))
+for trip in range(1, 2001):
+    db.execute("INSERT INTO trip_drivers VALUES (?, ?)", (trip, fleet_rng.randint(1, len(names))))
+db.commit()
+db.execute("VACUUM")
+db.close()

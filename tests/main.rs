@@ -10,3 +10,4 @@ mod postgres;
 mod session;
 mod slt;
 mod spill;
+mod sqlite;

@@ -4,6 +4,7 @@
 //! * [`files`]: CSV, Parquet and JSON files, local or in object storage;
 //! * [`remote`]: what every SQL database connector shares;
 //! * [`postgres`], PostgreSQL;
+//! * [`sqlite`], SQLite;
 //! * [`source`]: the [`SourceKind`](source::SourceKind) trait the engine's
 //!   `ATTACH` registry is keyed by.
 
@@ -11,6 +12,7 @@ pub mod files;
 pub mod postgres;
 pub mod remote;
 pub mod source;
+pub mod sqlite;
 
 /// `url` with its password (userinfo or a `password=` parameter) replaced by `***`.
 pub fn redact_url(url: &str) -> String {

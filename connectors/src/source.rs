@@ -41,6 +41,8 @@ pub struct AttachedSource {
     pub default_schema: String,
     /// For databases: the catalog with its connection, for passthrough and refresh.
     pub remote: Option<Arc<RemoteCatalog>>,
+    /// The source itself refuses writes (SQLite `mode=ro`), whatever ATTACH said.
+    pub read_only: bool,
 }
 
 /// A kind of source (files, PostgreSQL, ...).
@@ -90,6 +92,7 @@ impl SourceKind for FilesKind {
             catalog: Arc::new(catalog),
             default_schema: "main".to_string(),
             remote: None,
+            read_only: false,
         })
     }
 }

@@ -21,6 +21,7 @@ use moltres_connectors::files::{
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK};
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
+use moltres_connectors::sqlite::SqliteKind;
 
 use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
 use crate::error::{Error, Result};
@@ -83,7 +84,11 @@ impl Default for MoltresBuilder {
             explicit: SettingsLayer::default(),
             config_file: None,
             use_env: true,
-            kinds: vec![Arc::new(FilesKind), Arc::new(PostgresKind)],
+            kinds: vec![
+                Arc::new(FilesKind),
+                Arc::new(PostgresKind),
+                Arc::new(SqliteKind),
+            ],
         }
     }
 }

@@ -197,7 +197,7 @@ impl SourceRegistry {
                     name: request.alias.clone(),
                     kind: kind.name().to_string(),
                     url: redact_url(&request.url),
-                    read_only: request.read_only,
+                    read_only: request.read_only || attached.read_only,
                     default_schema: attached.default_schema.clone(),
                 },
             );

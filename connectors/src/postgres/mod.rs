@@ -56,6 +56,7 @@ impl SourceKind for PostgresKind {
             catalog: Arc::clone(&catalog) as _,
             default_schema: "public".to_string(),
             remote: Some(catalog),
+            read_only: false,
         })
     }
 

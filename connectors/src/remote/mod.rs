@@ -21,6 +21,7 @@ mod federation;
 mod passthrough;
 pub mod pushdown;
 mod sql;
+mod stream;
 mod table;
 mod topk;
 
@@ -39,6 +40,7 @@ pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
 pub use sql::RemoteSql;
+pub use stream::{BatchSender, batch_channel};
 pub use table::RemoteTable;
 pub use topk::RemoteTopK;
 

@@ -77,3 +77,50 @@ pub fn classify(policy: &dyn PushdownPolicy, expr: &Expr, schema: &Schema) -> Ca
         other => policy.leaf(other, schema),
     }
 }
+
+/// Helpers for policies: literals as every dialect sees them.
+pub mod literals {
+    use datafusion::common::ScalarValue;
+    use datafusion::logical_expr::{Expr, Operator};
+
+    /// `=`, `<>`, `<`, `<=`, `>`, `>=`.
+    pub fn is_comparison(op: &Operator) -> bool {
+        matches!(
+            op,
+            Operator::Eq
+                | Operator::NotEq
+                | Operator::Lt
+                | Operator::LtEq
+                | Operator::Gt
+                | Operator::GtEq
+        )
+    }
+
+    /// The value of an integer literal.
+    pub fn integer(expr: &Expr) -> Option<i128> {
+        match expr {
+            Expr::Literal(value, _) if value.data_type().is_integer() && !value.is_null() => {
+                value.to_string().parse().ok()
+            }
+            _ => None,
+        }
+    }
+
+    /// The text of a string literal a database can hold (no NUL).
+    pub fn text(expr: &Expr) -> Option<&str> {
+        match expr {
+            Expr::Literal(
+                ScalarValue::Utf8(Some(s))
+                | ScalarValue::Utf8View(Some(s))
+                | ScalarValue::LargeUtf8(Some(s)),
+                _,
+            ) if !s.contains('\0') => Some(s),
+            _ => None,
+        }
+    }
+
+    /// A divisor that makes integer `/` and `%` total and overflow-free.
+    pub fn is_safe_divisor(expr: &Expr) -> bool {
+        integer(expr).is_some_and(|n| n != 0 && n != -1)
+    }
+}

@@ -1,0 +1,56 @@
+//! Rows from a database into a bounded channel of Arrow batches.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
+
+/// Batches in flight between a connector and the query: two, so a slow
+/// reader holds the database back instead of buffering the whole result.
+const IN_FLIGHT: usize = 2;
+
+/// The producing end: a connector sends batches (or one error) until the
+/// reader goes away.
+#[derive(Debug, Clone)]
+pub struct BatchSender {
+    tx: tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+}
+
+impl BatchSender {
+    /// Sends a batch; false when the reader is gone (stop and cancel).
+    pub async fn send(&self, batch: Result<RecordBatch>) -> bool {
+        self.tx.send(batch).await.is_ok()
+    }
+
+    /// [`send`](Self::send) from a blocking thread (a synchronous driver).
+    pub fn blocking_send(&self, batch: Result<RecordBatch>) -> bool {
+        self.tx.blocking_send(batch).is_ok()
+    }
+
+    /// Whether the reader went away (LIMIT satisfied, Ctrl-C, an error
+    /// elsewhere in the plan).
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
+    }
+
+    /// Completes when the reader goes away.
+    pub async fn closed(&self) {
+        self.tx.closed().await
+    }
+}
+
+/// A stream of `schema` batches and the sender that feeds it. Dropping the
+/// stream closes the sender's channel.
+pub fn batch_channel(schema: SchemaRef) -> (BatchSender, SendableRecordBatchStream) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(IN_FLIGHT);
+    let stream = futures::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    });
+    (
+        BatchSender { tx },
+        Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream)),
+    )
+}

@@ -1,0 +1,363 @@
+//! Opening SQLite databases, the connection pool, and rows streamed into
+//! Arrow from a blocking thread.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use deadpool_sqlite::{Config, Pool, Runtime};
+use rusqlite::ffi::ErrorCode;
+
+use super::types::{Decoder, SQLITE_TABLE};
+use crate::remote::{BatchSender, RemoteError, RemoteErrorKind, batch_channel};
+
+/// Where and how a database is opened.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The SQLite URI the pool opens (`file:...?mode=...`).
+    pub uri: String,
+    /// The path as the user wrote it (for messages), or `:memory:`.
+    pub path: String,
+    /// Opened with `mode=ro`.
+    pub read_only: bool,
+    /// Connections in the pool.
+    pub pool_max_size: usize,
+}
+
+/// Parses `sqlite:path`, `sqlite:///absolute/path`, `sqlite::memory:`, with
+/// `?mode=ro|rw|rwc` (default `rw`: the file must exist; `rwc` creates it)
+/// and `pool_max_size` (default 4); options may also come from ATTACH.
+pub fn parse_url(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<Settings> {
+    let rest = url
+        .split_once(':')
+        .map(|(_, rest)| rest)
+        .ok_or_else(|| DataFusionError::Configuration(format!("not a sqlite: URL: {url}")))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, query),
+        None => (rest, ""),
+    };
+    let path = path.strip_prefix("//").unwrap_or(path);
+    if path.is_empty() {
+        return Err(DataFusionError::Configuration(format!(
+            "sqlite URL '{url}' names no file; use sqlite:path/to/file.db or sqlite::memory:"
+        )));
+    }
+    let mut mode = "rw".to_string();
+    let mut pool_max_size = 4;
+    let params = url::form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (key, value) in params {
+        match key.as_str() {
+            "mode" => match value.as_str() {
+                "ro" | "rw" | "rwc" => mode = value,
+                other => {
+                    return Err(DataFusionError::Configuration(format!(
+                        "sqlite mode={other} is not supported; use ro, rw or rwc"
+                    )));
+                }
+            },
+            "pool_max_size" => {
+                pool_max_size = value.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                    DataFusionError::Configuration(format!(
+                        "pool_max_size must be a positive integer, got '{value}'"
+                    ))
+                })?
+            }
+            "read_only" => {}
+            other => {
+                return Err(DataFusionError::Configuration(format!(
+                    "unknown SQLite URL parameter '{other}' (known: mode, pool_max_size)"
+                )));
+            }
+        }
+    }
+    if path == ":memory:" {
+        // One database shared by the pool's connections, private to this
+        // attachment.
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let name = format!(
+            "moltres-memory-{}-{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        return Ok(Settings {
+            uri: format!("file:{name}?mode=memory&cache=shared"),
+            path: path.to_string(),
+            read_only: false,
+            pool_max_size,
+        });
+    }
+    let escaped: String = path
+        .chars()
+        .map(|c| match c {
+            '?' => "%3f".to_string(),
+            '#' => "%23".to_string(),
+            '%' => "%25".to_string(),
+            c => c.to_string(),
+        })
+        .collect();
+    Ok(Settings {
+        uri: format!("file:{escaped}?mode={mode}"),
+        path: path.to_string(),
+        read_only: mode == "ro",
+        pool_max_size,
+    })
+}
+
+/// A pool of connections to the database `settings` names.
+pub fn build_pool(source: &str, settings: &Settings) -> Result<Pool> {
+    Config::new(&settings.uri)
+        .builder(Runtime::Tokio1)
+        .map_err(|e| RemoteError::new(source, RemoteErrorKind::Connection, e.to_string()).into())
+        .and_then(|b| {
+            b.max_size(settings.pool_max_size).build().map_err(|e| {
+                RemoteError::new(source, RemoteErrorKind::Connection, e.to_string()).into()
+            })
+        })
+}
+
+/// A SQLite error as a [`RemoteError`] naming the source (and the SQL).
+pub fn remote_error(source: &str, error: rusqlite::Error, sql: Option<&str>) -> DataFusionError {
+    let (kind, code) = match &error {
+        rusqlite::Error::SqliteFailure(failure, _) => (
+            match failure.code {
+                ErrorCode::CannotOpen | ErrorCode::NotADatabase => RemoteErrorKind::Connection,
+                ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked => RemoteErrorKind::Timeout,
+                ErrorCode::PermissionDenied | ErrorCode::ReadOnly => {
+                    RemoteErrorKind::Authentication
+                }
+                _ => RemoteErrorKind::Other,
+            },
+            Some(format!("{:?}", failure.code)),
+        ),
+        rusqlite::Error::SqlInputError { .. } => (RemoteErrorKind::Syntax, None),
+        _ => (RemoteErrorKind::Other, None),
+    };
+    let message = match &error {
+        rusqlite::Error::SqliteFailure(_, Some(message)) => message.clone(),
+        other => other.to_string(),
+    };
+    let kind = if message.starts_with("no such table") {
+        RemoteErrorKind::NotFound
+    } else if message.contains("syntax error") {
+        RemoteErrorKind::Syntax
+    } else {
+        kind
+    };
+    let mut remote = RemoteError::new(source, kind, message);
+    if let Some(code) = code {
+        remote = remote.with_code(code);
+    }
+    if let Some(sql) = sql {
+        remote = remote.with_sql(sql);
+    }
+    remote.into()
+}
+
+/// A pool failure (cannot open the file, pool exhausted) naming the source.
+pub fn pool_error(source: &str, path: &str, error: deadpool_sqlite::PoolError) -> DataFusionError {
+    match error {
+        deadpool_sqlite::PoolError::Backend(e) => {
+            let err = remote_error(source, e, None);
+            DataFusionError::External(Box::new(RemoteError::new(
+                source,
+                RemoteErrorKind::Connection,
+                format!("cannot open '{path}': {err}"),
+            )))
+        }
+        other => RemoteError::new(source, RemoteErrorKind::Connection, other.to_string()).into(),
+    }
+}
+
+/// Runs `f` with a pooled connection on a blocking thread.
+pub async fn with_connection<T: Send + 'static>(
+    pool: &Pool,
+    source: &str,
+    path: &str,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let connection = pool.get().await.map_err(|e| pool_error(source, path, e))?;
+    connection.interact(f).await.map_err(|e| {
+        DataFusionError::External(Box::new(RemoteError::new(
+            source,
+            RemoteErrorKind::Other,
+            format!("the SQLite worker failed: {e}"),
+        )))
+    })?
+}
+
+/// Runs `sql` and streams its rows as `schema` batches of `batch_size`
+/// rows. Dropping the stream interrupts the statement.
+pub fn query_stream(
+    pool: Pool,
+    source: Arc<str>,
+    path: Arc<str>,
+    sql: String,
+    schema: SchemaRef,
+    batch_size: usize,
+) -> SendableRecordBatchStream {
+    let (tx, stream) = batch_channel(Arc::clone(&schema));
+    tokio::spawn(async move {
+        let connection = match pool.get().await {
+            Ok(c) => c,
+            Err(e) => {
+                tx.send(Err(pool_error(&source, &path, e))).await;
+                return;
+            }
+        };
+        // Interrupt a statement still computing when the reader goes away.
+        let interrupt = match connection.interact(|c| c.get_interrupt_handle()).await {
+            Ok(handle) => handle,
+            Err(e) => {
+                tx.send(Err(DataFusionError::Execution(e.to_string())))
+                    .await;
+                return;
+            }
+        };
+        let watcher_tx = tx.clone();
+        let watcher = tokio::spawn(async move {
+            watcher_tx.closed().await;
+            interrupt.interrupt();
+        });
+        let task_tx = tx.clone();
+        let result = connection
+            .interact(move |c| run_query(c, &source, &sql, &schema, batch_size, &task_tx))
+            .await;
+        watcher.abort();
+        match result {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                tx.send(Err(e)).await;
+            }
+            Err(e) => {
+                tx.send(Err(DataFusionError::Execution(e.to_string())))
+                    .await;
+            }
+        }
+    });
+    stream
+}
+
+fn run_query(
+    connection: &rusqlite::Connection,
+    source: &str,
+    sql: &str,
+    schema: &SchemaRef,
+    batch_size: usize,
+    tx: &BatchSender,
+) -> Result<()> {
+    let mut statement = connection
+        .prepare(sql)
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    let mut decoders = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Decoder::new(f.data_type()).ok_or_else(|| {
+                DataFusionError::from(RemoteError::new(
+                    source,
+                    RemoteErrorKind::Data,
+                    format!(
+                        "column '{}': no SQLite reading as {}",
+                        f.name(),
+                        f.data_type()
+                    ),
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut rows = statement
+        .query([])
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    let mut pending = 0;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => break,
+            Err(e) if tx.is_closed() => {
+                // Interrupted because the reader went away.
+                drop(e);
+                return Ok(());
+            }
+            Err(e) => return Err(remote_error(source, e, Some(sql))),
+        };
+        for (i, decoder) in decoders.iter_mut().enumerate() {
+            let value = row
+                .get_ref(i)
+                .map_err(|e| remote_error(source, e, Some(sql)))?;
+            if let Err(reason) = decoder.push(value) {
+                let field = schema.field(i);
+                let place = bad_row(connection, field, decoder.accepted())
+                    .map(|(table, rowid)| format!(" (table {table}, rowid {rowid})"))
+                    .unwrap_or_default();
+                return Err(RemoteError::new(
+                    source,
+                    RemoteErrorKind::Data,
+                    format!("column '{}'{place}: {reason}", field.name()),
+                )
+                .with_sql(sql)
+                .into());
+            }
+        }
+        pending += 1;
+        if pending == batch_size {
+            let batch = finish(schema, &mut decoders, pending)?;
+            pending = 0;
+            if !tx.blocking_send(Ok(batch)) {
+                return Ok(());
+            }
+        }
+    }
+    if pending > 0 {
+        let batch = finish(schema, &mut decoders, pending)?;
+        tx.blocking_send(Ok(batch));
+    }
+    Ok(())
+}
+
+/// The table and `rowid` of the first row whose value in `field` has a
+/// storage class the decoder does not read, when `field` is a table column.
+fn bad_row(
+    connection: &rusqlite::Connection,
+    field: &datafusion::arrow::datatypes::Field,
+    accepted: &[&str],
+) -> Option<(String, i64)> {
+    let table = field.metadata().get(SQLITE_TABLE)?;
+    let (schema, name) = table.split_once('.')?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let classes: Vec<String> = accepted
+        .iter()
+        .chain(["null"].iter())
+        .map(|c| format!("'{c}'"))
+        .collect();
+    // Identifiers are quoted and the classes are constants: no user text is
+    // interpreted as SQL.
+    let sql = format!(
+        "SELECT rowid FROM {}.{} WHERE typeof({}) NOT IN ({}) LIMIT 1",
+        quote(schema),
+        quote(name),
+        quote(field.name()),
+        classes.join(", ")
+    );
+    let rowid = connection
+        .query_row(&sql, [], |row| row.get::<_, i64>(0))
+        .ok()?;
+    Some((table.clone(), rowid))
+}
+
+fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
+    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}

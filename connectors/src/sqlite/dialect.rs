@@ -1,0 +1,173 @@
+//! How plans become SQLite SQL, and which expressions SQLite computes
+//! exactly as DataFusion does.
+//!
+//! Operands with a kind (anything else keeps its predicate local):
+//!
+//! * integers: INTEGER-affinity columns, integer literals, `x / n` and
+//!   `x % n` for a literal `n` other than 0 and -1 (SQLite truncates toward
+//!   zero and keeps the dividend's sign, as DataFusion). Not `+`, `-`, `*`:
+//!   SQLite turns an overflowing integer into a float;
+//! * text: TEXT-affinity columns with the `BINARY` collation (memcmp, as
+//!   DataFusion) and literals, `||`, and `length` (characters) as an integer.
+//!   Not `NOCASE`/`RTRIM` columns, untyped columns (numbers and text compare
+//!   differently), views' columns (their collation is unknown), and not
+//!   `LIKE`: SQLite's is case-insensitive for ASCII;
+//! * `DATE` columns (ISO text, which orders as dates) compared with each
+//!   other, not with literals (the unparser casts those `AS DATE`, which
+//!   SQLite reads as a number);
+//! * booleans (stored as 0 and 1).
+//!
+//! Exact predicates: comparisons between operands of one kind (text only
+//! when bytewise, not two literals), `IN` lists of literals, `BETWEEN`
+//! integer literals, `IS [NOT] NULL`, boolean columns and literals; AND, OR
+//! and NOT of those. Timestamps (text in several formats) and floats stay
+//! local.
+
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::common::ScalarValue;
+use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
+use datafusion::sql::unparser::dialect::SqliteDialect as DataFusionSqliteDialect;
+
+use super::types::{SQLITE_COLLATION, SQLITE_DECLARED};
+use crate::remote::pushdown::literals;
+use crate::remote::{Capability, PushdownPolicy};
+
+/// DataFusion's SQLite unparser dialect.
+pub type SqliteDialect = DataFusionSqliteDialect;
+
+/// SQLite's pushdown rules (see the module docs).
+#[derive(Debug, Default)]
+pub struct SqlitePushdown;
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Kind {
+    Integer,
+    Text { literal: bool },
+    Date,
+    Boolean,
+}
+
+fn declared(field: &Field) -> String {
+    field
+        .metadata()
+        .get(SQLITE_DECLARED)
+        .map(|d| d.to_ascii_uppercase())
+        .unwrap_or_default()
+}
+
+/// A TEXT-affinity column compared with memcmp.
+fn is_bytewise_text_field(field: &Field) -> bool {
+    let declared = declared(field);
+    field.data_type() == &DataType::Utf8
+        && (declared.contains("CHAR") || declared.contains("CLOB") || declared.contains("TEXT"))
+        && field.metadata().get(SQLITE_COLLATION).map(String::as_str) == Some("BINARY")
+}
+
+fn field_kind(field: &Field) -> Option<Kind> {
+    match field.data_type() {
+        // A column of a table declared INT..., or a value a federated
+        // part computed as an integer (count(*)).
+        DataType::Int64
+            if field
+                .metadata()
+                .get(SQLITE_DECLARED)
+                .is_none_or(|_| declared(field).contains("INT")) =>
+        {
+            Some(Kind::Integer)
+        }
+        DataType::Utf8 if is_bytewise_text_field(field) => Some(Kind::Text { literal: false }),
+        DataType::Date32 => Some(Kind::Date),
+        DataType::Boolean => Some(Kind::Boolean),
+        _ => None,
+    }
+}
+
+fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
+    match expr {
+        Expr::Column(c) => field_kind(schema.field_with_name(&c.name).ok()?),
+        Expr::Literal(value, _) => match value {
+            v if v.is_null() => None,
+            v if v.data_type().is_integer() => Some(Kind::Integer),
+            // Rendered as CAST('...' AS DATE), which SQLite reads as the
+            // number 2024: date literals stay local.
+            ScalarValue::Date32(Some(_)) => None,
+            ScalarValue::Boolean(Some(_)) => Some(Kind::Boolean),
+            _ => literals::text(expr).map(|_| Kind::Text { literal: true }),
+        },
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
+            Operator::Divide | Operator::Modulo => (kind(left, schema)? == Kind::Integer
+                && literals::is_safe_divisor(right))
+            .then_some(Kind::Integer),
+            Operator::StringConcat => match (kind(left, schema)?, kind(right, schema)?) {
+                (Kind::Text { literal: a }, Kind::Text { literal: b }) => {
+                    Some(Kind::Text { literal: a && b })
+                }
+                _ => None,
+            },
+            _ => None,
+        },
+        Expr::ScalarFunction(f) => match (f.name(), f.args.as_slice()) {
+            ("character_length" | "length" | "char_length", [arg])
+                if matches!(kind(arg, schema)?, Kind::Text { .. }) =>
+            {
+                Some(Kind::Integer)
+            }
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+fn comparable(left: Kind, right: Kind) -> bool {
+    match (left, right) {
+        (Kind::Text { literal: a }, Kind::Text { literal: b }) => !(a && b),
+        (a, b) => a == b,
+    }
+}
+
+impl PushdownPolicy for SqlitePushdown {
+    fn sorts_exactly(&self, field: &Field) -> bool {
+        field_kind(field).is_some()
+    }
+
+    fn equals_exactly(&self, field: &Field) -> bool {
+        field_kind(field).is_some()
+    }
+
+    fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
+        let exact = match expr {
+            Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+                literals::is_comparison(op)
+                    && match (kind(left, schema), kind(right, schema)) {
+                        (Some(l), Some(r)) => comparable(l, r),
+                        _ => false,
+                    }
+            }
+            Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
+                matches!(inner.as_ref(), Expr::Column(c) if schema.field_with_name(&c.name).is_ok())
+                    || kind(inner, schema).is_some()
+            }
+            Expr::Column(_) => kind(expr, schema) == Some(Kind::Boolean),
+            Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
+            Expr::InList(list) => kind(&list.expr, schema).is_some_and(|k| {
+                list.list.iter().all(|item| {
+                    matches!(item, Expr::Literal(..))
+                        && kind(item, schema).is_some_and(|i| comparable(k, i))
+                })
+            }),
+            Expr::Between(Between {
+                expr, low, high, ..
+            }) => {
+                kind(expr, schema) == Some(Kind::Integer)
+                    && literals::integer(low).is_some()
+                    && literals::integer(high).is_some()
+            }
+            _ => false,
+        };
+        if exact {
+            Capability::Exact
+        } else {
+            Capability::Unsupported
+        }
+    }
+}

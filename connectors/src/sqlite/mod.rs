@@ -1,0 +1,216 @@
+//! SQLite: `ATTACH 'sqlite:path/to/file.db' AS lite`, `sqlite::memory:`,
+//! read-only with `?mode=ro`.
+//!
+//! * `connection.rs`: URLs, the pool (deadpool-sqlite: rusqlite connections
+//!   used on blocking threads), rows streamed into Arrow;
+//! * `schema.rs`: schemas, tables and views, declared column types;
+//! * `types.rs`: declared types as Arrow types (SQLite's affinity rules),
+//!   stored values into Arrow;
+//! * `dialect.rs`: the unparser dialect and the pushdown rules.
+
+mod connection;
+mod dialect;
+mod schema;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::unparser::dialect::Dialect;
+use deadpool_sqlite::Pool;
+
+pub use dialect::{SqliteDialect, SqlitePushdown};
+
+use crate::remote::{
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+};
+use crate::source::{AttachRequest, AttachedSource, SourceKind};
+
+/// The `sqlite:` kind of source.
+#[derive(Debug, Default)]
+pub struct SqliteKind;
+
+#[async_trait]
+impl SourceKind for SqliteKind {
+    fn name(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        &["sqlite"]
+    }
+
+    async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
+        let source = SqliteSource::open(&request.alias, &request.url, &request.options).await?;
+        let read_only = source.read_only;
+        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
+        Ok(AttachedSource {
+            catalog: Arc::clone(&catalog) as _,
+            default_schema: "main".to_string(),
+            remote: Some(catalog),
+            read_only,
+        })
+    }
+
+    fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {
+        let function = RemoteQueryFunction::new("sqlite");
+        vec![(function.name(), Arc::new(function))]
+    }
+}
+
+/// One attached SQLite database.
+pub struct SqliteSource {
+    name: Arc<str>,
+    path: Arc<str>,
+    pool: Pool,
+    dialect: SqliteDialect,
+    pushdown: SqlitePushdown,
+    /// Opened with `mode=ro`.
+    read_only: bool,
+    /// Keeps an in-memory database alive while it is attached.
+    _keeper: Option<deadpool_sqlite::Object>,
+}
+
+impl std::fmt::Debug for SqliteSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSource")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+impl SqliteSource {
+    /// Opens the database (it must exist unless `mode=rwc` or `:memory:`).
+    pub async fn open(
+        name: &str,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let settings = connection::parse_url(url, options)?;
+        let pool = connection::build_pool(name, &settings)?;
+        let keeper = pool
+            .get()
+            .await
+            .map_err(|e| connection::pool_error(name, &settings.path, e))?;
+        // Opening is lazy in SQLite: read the schema to find a file that is
+        // not a database now rather than at the first query.
+        let source: Arc<str> = Arc::from(name);
+        let check_name = Arc::clone(&source);
+        keeper
+            .interact(move |c| {
+                c.query_row("SELECT count(*) FROM sqlite_schema", [], |_| Ok(()))
+                    .map_err(|e| connection::remote_error(&check_name, e, None))
+            })
+            .await
+            .map_err(|e| datafusion::common::DataFusionError::Execution(e.to_string()))??;
+        Ok(Self {
+            name: source,
+            path: Arc::from(settings.path.as_str()),
+            pool,
+            dialect: SqliteDialect {},
+            pushdown: SqlitePushdown,
+            read_only: settings.read_only,
+            _keeper: (settings.path == ":memory:").then_some(keeper),
+        })
+    }
+
+    async fn with_connection<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection, &str) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let name = Arc::clone(&self.name);
+        connection::with_connection(&self.pool, &self.name, &self.path, move |c| f(c, &name)).await
+    }
+}
+
+#[async_trait]
+impl RemoteDatabase for SqliteSource {
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    fn pushdown(&self) -> &dyn PushdownPolicy {
+        &self.pushdown
+    }
+
+    fn default_schema(&self) -> &str {
+        "main"
+    }
+
+    async fn schema_names(&self) -> Result<Vec<String>> {
+        self.with_connection(|c, source| schema::schema_names(c, source))
+            .await
+    }
+
+    async fn table_names(&self, schema: &str) -> Result<Vec<String>> {
+        let schema = schema.to_string();
+        self.with_connection(move |c, source| schema::table_names(c, source, &schema))
+            .await
+    }
+
+    async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
+        let (schema, table) = (schema.to_string(), table.to_string());
+        self.with_connection(move |c, source| schema::table_schema(c, source, &schema, &table))
+            .await
+    }
+
+    async fn query_schema(&self, native: &str) -> Result<SchemaRef> {
+        let native = native.to_string();
+        self.with_connection(move |c, source| schema::query_schema(c, source, &native))
+            .await
+    }
+
+    /// A computed column has no declared type: its values are read by the
+    /// expected type's rules (an integer count as Int64, ...).
+    fn reads_as(&self, remote: &Field, expected: &DataType) -> bool {
+        let untyped = remote
+            .metadata()
+            .get(types::SQLITE_DECLARED)
+            .is_none_or(|d| d.is_empty());
+        remote.data_type() == expected
+            || untyped
+                && matches!(
+                    expected,
+                    DataType::Int64 | DataType::Float64 | DataType::Utf8 | DataType::Boolean
+                )
+    }
+
+    async fn execute_statement(&self, native: &str) -> Result<u64> {
+        let native = native.to_string();
+        self.with_connection(move |c, source| {
+            c.execute_batch(&native)
+                .map_err(|e| connection::remote_error(source, e, Some(&native)))?;
+            Ok(c.changes())
+        })
+        .await
+    }
+
+    fn execute(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(connection::query_stream(
+            self.pool.clone(),
+            Arc::clone(&self.name),
+            Arc::clone(&self.path),
+            sql.as_str().to_string(),
+            schema,
+            batch_size,
+        ))
+    }
+}

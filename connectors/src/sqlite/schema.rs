@@ -1,0 +1,111 @@
+//! Schemas (`main` and attached databases), tables, views and their
+//! declared column types.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::{Schema, SchemaRef};
+use datafusion::common::Result;
+
+use super::connection::remote_error;
+use super::types::{SQLITE_TABLE, field};
+
+fn quote(identifier: &str) -> String {
+    format!("\"{}\"", identifier.replace('"', "\"\""))
+}
+
+/// `main` and the databases attached to it (not `temp`).
+pub fn schema_names(connection: &rusqlite::Connection, source: &str) -> Result<Vec<String>> {
+    let sql = "SELECT name FROM pragma_database_list WHERE name <> 'temp' ORDER BY seq";
+    let mut statement = connection
+        .prepare(sql)
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    let names = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    Ok(names)
+}
+
+/// Tables and views of `schema` (not SQLite's own `sqlite_*` tables).
+pub fn table_names(
+    connection: &rusqlite::Connection,
+    source: &str,
+    schema: &str,
+) -> Result<Vec<String>> {
+    let sql = format!(
+        "SELECT name FROM {}.sqlite_schema WHERE type IN ('table', 'view') \
+         AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name",
+        quote(schema)
+    );
+    let mut statement = connection
+        .prepare(&sql)
+        .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    let names = statement
+        .query_map([], |row| row.get::<_, String>(0))
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    Ok(names)
+}
+
+/// The columns of `schema.table` from their declared types, or `None` when
+/// there is no such table or view.
+pub fn table_schema(
+    connection: &rusqlite::Connection,
+    source: &str,
+    schema: &str,
+    table: &str,
+) -> Result<Option<SchemaRef>> {
+    let sql = "SELECT name, type, \"notnull\", hidden FROM pragma_table_xinfo(?1, ?2) ORDER BY cid";
+    let mut statement = connection
+        .prepare(sql)
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    let columns = statement
+        .query_map([table, schema], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .and_then(|rows| rows.collect::<Result<Vec<_>, _>>())
+        .map_err(|e| remote_error(source, e, Some(sql)))?;
+    if columns.is_empty() {
+        return Ok(None);
+    }
+    let mut fields = Vec::with_capacity(columns.len());
+    for (name, declared, not_null, hidden) in columns {
+        // Hidden columns of virtual tables are not selected by `*`.
+        if hidden == 1 {
+            continue;
+        }
+        // The collation of a view's column is not known: none recorded.
+        let collation = connection
+            .column_metadata(Some(schema), table, &name)
+            .ok()
+            .and_then(|m| m.1.map(|c| c.to_string_lossy().into_owned()));
+        let f = field(&name, &declared, collation.as_deref(), !not_null);
+        let mut metadata = f.metadata().clone();
+        metadata.insert(SQLITE_TABLE.to_string(), format!("{schema}.{table}"));
+        fields.push(f.with_metadata(metadata));
+    }
+    Ok(Some(Arc::new(Schema::new(fields))))
+}
+
+/// The result columns of a native query, from the declared types of the
+/// columns it selects (an expression has none: read as text).
+pub fn query_schema(
+    connection: &rusqlite::Connection,
+    source: &str,
+    native: &str,
+) -> Result<SchemaRef> {
+    let statement = connection
+        .prepare(native)
+        .map_err(|e| remote_error(source, e, Some(native)))?;
+    let fields = statement
+        .columns()
+        .iter()
+        .map(|c| field(c.name(), c.decl_type().unwrap_or(""), None, true))
+        .collect::<Vec<_>>();
+    Ok(Arc::new(Schema::new(fields)))
+}

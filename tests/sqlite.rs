@@ -1,0 +1,488 @@
+//! SQLite through `ATTACH 'sqlite:path'`: each test makes its own database
+//! file in a temporary directory.
+
+use moltres::Moltres;
+
+use crate::common::{self, query};
+
+/// A database file made by `setup`, attached as `lite`.
+struct Fixture {
+    dir: tempfile::TempDir,
+    db: Moltres,
+}
+
+impl Fixture {
+    async fn new(setup: &str) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("test.db");
+        let connection = rusqlite::Connection::open(&path).unwrap();
+        connection.execute_batch(setup).expect("setup SQL");
+        drop(connection);
+        let db = common::session().await;
+        db.attach(&format!("sqlite:{}", path.display()), "lite", false)
+            .await
+            .expect("attach SQLite");
+        Fixture { dir, db }
+    }
+
+    fn path(&self) -> std::path::PathBuf {
+        self.dir.path().join("test.db")
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<String> {
+        query(&self.db, sql)
+            .await
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect()
+    }
+
+    async fn error(&self, sql: &str) -> String {
+        match self.db.sql(sql).await {
+            Ok(df) => df
+                .collect()
+                .await
+                .map(|_| ())
+                .expect_err("the query should fail")
+                .to_string(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    async fn explain(&self, sql: &str) -> String {
+        self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
+    }
+
+    /// Copies `table` into a DataFusion memory table `local`.
+    async fn copy_locally(&self, table: &str, local: &str) {
+        self.db
+            .sql(&format!(
+                "CREATE TABLE {local} AS SELECT * FROM lite.{table}"
+            ))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_types_follow_affinity_rules() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, i BIGINT, u UNSIGNED BIG INT, r REAL, d DOUBLE,
+                         n NUMERIC, dec DECIMAL(10,2), v VARCHAR(10), c TEXT COLLATE NOCASE,
+                         b BLOB, flag BOOLEAN, day DATE, at DATETIME, untyped);
+         INSERT INTO t VALUES
+           (1, -9223372036854775808, 0, -1.5, 1e308, 12, 3.25, 'héllo', 'Abc', x'00ff', 1,
+            '2024-02-29', '2024-02-29 12:34:56.789', 42),
+           (2, 9223372036854775807, 1, 0.0, -0.0, 1.5, 0, '', 'a''b', x'', 0,
+            '0001-01-01', '1970-01-01T00:00:00Z', 'text'),
+           (3, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    let described = f.rows("DESCRIBE lite.t").await;
+    let types: Vec<&str> = described
+        .iter()
+        .map(|r| r.split('|').nth(1).unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Int64",
+            "Int64",
+            "Int64",
+            "Float64",
+            "Float64",
+            "Float64",
+            "Float64",
+            "Utf8",
+            "Utf8",
+            "Binary",
+            "Boolean",
+            "Date32",
+            "Timestamp(µs)",
+            "Utf8"
+        ],
+        "{described:?}"
+    );
+    assert_eq!(
+        f.rows("SELECT * FROM lite.t ORDER BY id").await,
+        [
+            "1|-9223372036854775808|0|-1.5|1e308|12.0|3.25|héllo|Abc|00ff|true|2024-02-29|2024-02-29T12:34:56.789|42",
+            "2|9223372036854775807|1|0.0|0.0|1.5|0.0||a'b||false|0001-01-01|1970-01-01T00:00:00|text",
+            "3|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL|NULL",
+        ]
+    );
+    // SQLite keeps -0.0 as 0 (it stores integral reals as integers).
+    // Zero rows keep the schema.
+    let empty =
+        f.db.sql("SELECT * FROM lite.t WHERE id > 99")
+            .await
+            .unwrap();
+    let batches = empty.collect().await.unwrap();
+    assert_eq!(batches.iter().map(|b| b.num_rows()).sum::<usize>(), 0);
+    let empty =
+        f.db.sql("SELECT * FROM lite.t WHERE id > 99")
+            .await
+            .unwrap();
+    assert_eq!(empty.schema().fields().len(), 14);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_value_that_does_not_fit_names_table_column_and_rowid() {
+    let f = Fixture::new(
+        "CREATE TABLE m (id INTEGER PRIMARY KEY, qty INTEGER, day DATE);
+         INSERT INTO m VALUES (1, 5, '2024-01-01'), (2, 'many', '2024-01-02'), (3, 2.5, 'soon');",
+    )
+    .await;
+    let err = f.error("SELECT qty FROM lite.m").await;
+    assert!(
+        err.contains("source 'lite'")
+            && err.contains("column 'qty'")
+            && err.contains("main.m")
+            && err.contains("rowid 2")
+            && err.contains("'many'"),
+        "{err}"
+    );
+    let err = f.error("SELECT day FROM lite.m").await;
+    assert!(
+        err.contains("column 'day'") && err.contains("'soon'"),
+        "{err}"
+    );
+    // Rows that fit read fine.
+    assert_eq!(f.rows("SELECT qty FROM lite.m WHERE id = 1").await, ["5"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn discovery_names_and_missing_tables() {
+    let f = Fixture::new(
+        "CREATE TABLE \"Order Items\" (\"Key\" INTEGER, \"select\" TEXT);
+         INSERT INTO \"Order Items\" VALUES (1, 'one'), (2, 'two');
+         CREATE TABLE orders (id INTEGER, total REAL);
+         INSERT INTO orders VALUES (1, 9.5);
+         CREATE VIEW big_orders AS SELECT id FROM orders WHERE total > 5;",
+    )
+    .await;
+    assert_eq!(
+        f.rows("SELECT \"Key\", \"select\" FROM lite.\"Order Items\" WHERE \"Key\" = 2")
+            .await,
+        ["2|two"]
+    );
+    assert_eq!(f.rows("SELECT id FROM lite.main.orders").await, ["1"]);
+    assert_eq!(f.rows("SELECT id FROM lite.big_orders").await, ["1"]);
+    let tables = f.rows("SHOW TABLES").await.join("\n");
+    assert!(tables.contains("lite|main|orders"), "{tables}");
+    let err = f.error("SELECT * FROM lite.order").await;
+    assert!(err.contains("orders"), "{err}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_read_only_and_bad_files() {
+    let f = Fixture::new("CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1), (2), (3);").await;
+    assert_eq!(
+        f.rows("SELECT * FROM sqlite_query('lite', 'SELECT x, x * 2 AS y FROM t WHERE x > 1 ORDER BY x')")
+            .await,
+        ["2|4", "3|6"]
+    );
+    let source = f.db.source("lite").unwrap();
+    assert_eq!(
+        source
+            .execute("UPDATE t SET x = x + 10 WHERE x > 1")
+            .await
+            .unwrap(),
+        2
+    );
+    let batches = source
+        .query("SELECT sum(x) AS s FROM t")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(common::rows(&batches), [["26"]]);
+    // The remote error names the source and carries the SQL.
+    let err = source
+        .query("SELECT nope FROM t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("source 'lite'")
+            && err.contains("no such column")
+            && err.contains("SELECT nope"),
+        "{err}"
+    );
+
+    // mode=ro: reads work; the source is read-only and SQLite refuses writes.
+    let db = common::session().await;
+    db.attach(
+        &format!("sqlite:{}?mode=ro", f.path().display()),
+        "ro",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(query(&db, "SELECT count(*) FROM ro.t").await, [["3"]]);
+    let err = db
+        .source("ro")
+        .unwrap()
+        .execute("DELETE FROM t")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("source 'ro'") && err.contains("READ_ONLY"),
+        "{err}"
+    );
+    let sources = query(&db, "SHOW SOURCES").await;
+    assert!(
+        sources.iter().any(|s| s[0] == "ro" && s[3] == "true"),
+        "{sources:?}"
+    );
+    // SQLite itself refuses writes too (mode=ro), even when asked natively.
+    let err = match db
+        .sql("SELECT * FROM sqlite_query('ro', 'DELETE FROM t RETURNING x')")
+        .await
+    {
+        Ok(df) => df.collect().await.map(|_| ()).unwrap_err().to_string(),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains("source 'ro'") && err.contains("readonly"),
+        "{err}"
+    );
+
+    // A missing file is not created (mode=rw); a file that is not a database is named.
+    let missing = f.dir.path().join("missing.db");
+    let err = db
+        .attach(&format!("sqlite:{}", missing.display()), "gone", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("gone") && err.contains("missing.db"), "{err}");
+    assert!(!missing.exists());
+    let junk = f.dir.path().join("junk.db");
+    std::fs::write(
+        &junk,
+        "this is not a database, just some text that is long enough",
+    )
+    .unwrap();
+    let err = db
+        .attach(&format!("sqlite:{}", junk.display()), "junk", false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("junk") && err.contains("not a database"),
+        "{err}"
+    );
+
+    // :memory: is one database for the whole pool.
+    db.attach("sqlite::memory:", "mem", false).await.unwrap();
+    let mem = db.source("mem").unwrap();
+    mem.execute("CREATE TABLE k (v TEXT); INSERT INTO k VALUES ('a'), ('b');")
+        .await
+        .unwrap();
+    assert_eq!(query(&db, "SELECT count(*) FROM mem.k").await, [["2"]]);
+}
+
+/// An endless query stops when the reader is satisfied: the statement is
+/// interrupted, never left running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_stops_an_endless_query() {
+    let f = Fixture::new("CREATE TABLE t (x INTEGER);").await;
+    let started = std::time::Instant::now();
+    let rows = f
+        .rows(
+            "SELECT x FROM sqlite_query('lite', \
+             'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT x FROM c') LIMIT 3",
+        )
+        .await;
+    assert_eq!(rows.len(), 3);
+    // An aggregate over it never returns a row: dropping the stream must interrupt it.
+    let db = f.db.clone();
+    let endless = tokio::spawn(async move {
+        db.sql(
+            "SELECT * FROM sqlite_query('lite', \
+             'WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c')",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    endless.abort();
+    let _ = endless.await;
+    // The pool has a connection for the next query (the interrupted one came back).
+    let again = tokio::time::timeout(
+        std::time::Duration::from_secs(20),
+        f.rows("SELECT count(*) FROM lite.t"),
+    )
+    .await
+    .expect("the pool did not get its connection back");
+    assert_eq!(again, ["0"]);
+    assert!(started.elapsed().as_secs() < 30);
+}
+
+/// Each predicate evaluated by SQLite and by DataFusion over a local copy:
+/// same rows; the ones SQLite computes differently are pinned as local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_pushed_predicates_match_local_evaluation() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id INTEGER PRIMARY KEY, i INTEGER, s TEXT, nc TEXT COLLATE NOCASE,
+                         rt TEXT COLLATE RTRIM, u, r REAL, flag BOOLEAN, d DATE);
+         INSERT INTO t VALUES
+           (1, 7, 'abc', 'abc', 'abc', 1, 1.5, 1, '2024-01-01'),
+           (2, -7, 'ABC', 'ABC', 'abc  ', '1', -0.0, 0, '1999-12-31'),
+           (3, 9223372036854775807, '', '', '', 'x', 0.0, NULL, '2024-02-29'),
+           (4, -9223372036854775808, 'é', 'É', ' a', 2.5, 1e308, 1, NULL),
+           (5, NULL, NULL, NULL, NULL, NULL, NULL, 0, '0001-01-01'),
+           (6, 0, 'a%b', 'a_b', 'it''s', '', -1e-300, 1, '2024-01-10'),
+           (7, 13, 'e' || char(769), 'E', 'b', 10, 2.0, 0, '2024-1-2');",
+    )
+    .await;
+    f.copy_locally("t", "local_t").await;
+    let cases: &[(&str, bool)] = &[
+        ("i > 0", true),
+        ("i = 7", true),
+        ("i <> 7", true),
+        ("i <= -7", true),
+        ("i IN (0, 13, NULL)", true),
+        ("i BETWEEN -7 AND 7", true),
+        ("i / 2 = 3", true),
+        ("i / 2 = -3", true),
+        ("i % 3 = -1", true),
+        ("i % 5 = 2", true),
+        ("i + 1 > 0", false),
+        ("i * 2 < 0", false),
+        ("s = 'abc'", true),
+        ("s < 'a'", true),
+        ("s >= 'a'", true),
+        ("s IN ('ABC', 'é')", true),
+        ("s || 'x' = 'abcx'", true),
+        ("length(s) = 1", true),
+        ("length(s) = 2", true),
+        ("s LIKE 'a%'", false),
+        ("nc = 'abc'", false),
+        ("nc < 'b'", false),
+        ("rt = 'abc'", false),
+        ("u = '1'", false),
+        ("r > 0", false),
+        ("flag", true),
+        ("NOT flag", true),
+        ("flag IS NULL", true),
+        ("d = DATE '2024-02-29'", false),
+        ("d < DATE '2024-01-05'", false),
+        ("d IS NOT NULL", true),
+        ("i > 0 AND s = 'abc' OR flag", true),
+    ];
+    let mut wrong = Vec::new();
+    for (predicate, pushed) in cases {
+        let remote_sql = format!("SELECT id FROM lite.t WHERE {predicate} ORDER BY id");
+        let local_sql = format!("SELECT id FROM local_t WHERE {predicate} ORDER BY id");
+        let remote = match f.db.sql(&remote_sql).await {
+            Ok(df) => df
+                .collect()
+                .await
+                .map(|b| common::rows(&b))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        let local = match f.db.sql(&local_sql).await {
+            Ok(df) => df
+                .collect()
+                .await
+                .map(|b| common::rows(&b))
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        match (&remote, &local) {
+            (Ok(r), Ok(l)) => assert_eq!(r, l, "{predicate}: SQLite and DataFusion disagree"),
+            // '2024-1-2' is not a date: both sides must fail reading it.
+            (Err(_), Err(_)) => {}
+            _ => panic!("{predicate}: {remote:?} vs {local:?}"),
+        }
+        let plan = f.explain(&remote_sql).await;
+        if plan.contains(" WHERE ") != *pushed {
+            wrong.push(format!("{predicate} (pushed: {})\n{plan}", !pushed));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// Joins and aggregates within SQLite run there as one query, with the
+/// same rows as over local copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_sub_plans_match_local() {
+    let f = Fixture::new(
+        "CREATE TABLE c (id INTEGER PRIMARY KEY, name TEXT, region TEXT, tag TEXT COLLATE NOCASE);
+         INSERT INTO c VALUES (1, 'Ann', 'north', 'x'), (2, 'bob', 'south', 'X'), (3, 'Ann ', 'North', 'y'),
+           (4, '', 'north', NULL), (5, NULL, NULL, 'x');
+         CREATE TABLE o (id INTEGER PRIMARY KEY, cid INTEGER, qty INTEGER, note TEXT);
+         INSERT INTO o VALUES (10, 1, 5, 'a'), (11, 1, NULL, 'b'), (12, 2, 3, 'a'), (13, 3, 7, NULL),
+           (14, NULL, 1, 'c'), (15, 9, 2, '');",
+    )
+    .await;
+    f.copy_locally("c", "local_c").await;
+    f.copy_locally("o", "local_o").await;
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid WHERE c.region = 'north'",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid AND o.qty > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT region, count(*), count(name), min(name), max(o.qty) FROM {c} c LEFT JOIN {o} o ON c.id = o.cid GROUP BY region",
+            Some("GROUP BY"),
+        ),
+        ("SELECT DISTINCT note FROM {o}", Some("GROUP BY")),
+        (
+            "SELECT cid, count(*) FROM {o} GROUP BY cid HAVING count(*) > 1",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT name, count(*) AS n FROM {c} GROUP BY name ORDER BY n DESC, name LIMIT 2",
+            Some("LIMIT 2"),
+        ),
+        ("SELECT tag, count(*) FROM {c} GROUP BY tag", None),
+        ("SELECT sum(qty) FROM {o}", None),
+    ];
+    let federated = ["JOIN", "GROUP BY", "LIMIT"];
+    for (template, pushed) in cases {
+        let remote = template.replace("{c}", "lite.c").replace("{o}", "lite.o");
+        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
+        let mut remote_rows = query(&f.db, &remote).await;
+        let mut local_rows = query(&f.db, &local).await;
+        if !template.contains("ORDER BY") {
+            remote_rows.sort();
+            local_rows.sort();
+        }
+        assert_eq!(remote_rows, local_rows, "{template}");
+        let plan = f.explain(&remote).await;
+        let remote_sql: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("RemoteScanExec"))
+            .collect();
+        match pushed {
+            Some(keyword) => assert!(
+                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
+                "{template} should run as one remote query with {keyword}:\n{plan}"
+            ),
+            None => assert!(
+                remote_sql
+                    .iter()
+                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
+                "{template} should not be federated:\n{plan}"
+            ),
+        }
+    }
+}
