@@ -95,3 +95,31 @@ pub async fn postgres_schema(schema: &str, setup: &str) -> tokio_postgres::Clien
         .unwrap_or_else(|e| panic!("setting up {schema}: {e:?}"));
     client
 }
+
+/// The MySQL/MariaDB server the tests use (`MOLTRES_TEST_MYSQL_URL`, a
+/// server URL without a database).
+pub fn mysql_url() -> String {
+    std::env::var("MOLTRES_TEST_MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into())
+}
+
+/// A fresh database named `database` on the test server, filled by `setup`.
+/// Fails saying so when the server cannot be reached.
+pub async fn mysql_database(database: &str, setup: &str) -> mysql_async::Conn {
+    use mysql_async::prelude::Queryable;
+    let url = mysql_url();
+    let mut conn = mysql_async::Conn::new(
+        mysql_async::Opts::from_url(&format!("{url}/mysql")).expect("MOLTRES_TEST_MYSQL_URL"),
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "MySQL/MariaDB is not reachable at {url} ({e}); start it (.ci/run does) or set MOLTRES_TEST_MYSQL_URL"
+        )
+    });
+    conn.query_drop(format!(
+        "DROP DATABASE IF EXISTS `{database}`; CREATE DATABASE `{database}`; USE `{database}`; {setup}"
+    ))
+    .await
+    .unwrap_or_else(|e| panic!("setting up {database}: {e}"));
+    conn
+}

@@ -3,12 +3,14 @@
 //!
 //! * [`files`]: CSV, Parquet and JSON files, local or in object storage;
 //! * [`remote`]: what every SQL database connector shares;
+//! * [`mysql`], MySQL and MariaDB;
 //! * [`postgres`], PostgreSQL;
 //! * [`sqlite`], SQLite;
 //! * [`source`]: the [`SourceKind`](source::SourceKind) trait the engine's
 //!   `ATTACH` registry is keyed by.
 
 pub mod files;
+pub mod mysql;
 pub mod postgres;
 pub mod remote;
 pub mod source;

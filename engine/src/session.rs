@@ -18,6 +18,7 @@ use moltres_connectors::files::{
     CheckedCsvFormatFactory, LazyObjectStoreRegistry, PathTableFactory, ReadFileFunction,
     SessionHandle, SkippedRows,
 };
+use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK};
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
@@ -88,6 +89,7 @@ impl Default for MoltresBuilder {
                 Arc::new(FilesKind),
                 Arc::new(PostgresKind),
                 Arc::new(SqliteKind),
+                Arc::new(MysqlKind),
             ],
         }
     }

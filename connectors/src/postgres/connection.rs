@@ -447,6 +447,7 @@ async fn run_query(
     futures::pin_mut!(rows);
     let mut decoders: Option<Vec<ColumnDecoder>> = None;
     let mut pending = 0;
+    let mut first_pending = std::time::Instant::now();
     loop {
         let row = tokio::select! {
             row = rows.next() => row,
@@ -479,10 +480,14 @@ async fn run_query(
                 .with_sql(sql)
             })?;
         }
+        if pending == 0 {
+            first_pending = std::time::Instant::now();
+        }
         pending += 1;
-        if pending == batch_size {
+        if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
+            let rows = pending;
             pending = 0;
-            let batch = finish(&schema, decoders, batch_size)?;
+            let batch = finish(&schema, decoders, rows)?;
             if tx.send(Ok(batch)).await.is_err() {
                 let _ = cancel.cancel_query(NoTls).await;
                 return Ok(());

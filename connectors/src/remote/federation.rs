@@ -430,7 +430,9 @@ impl<'a> Judge<'a> {
         match function.func.name() {
             "count" if params.distinct => self.key(arg),
             "count" => self.value(arg),
-            "min" | "max" => self.sort_key(arg),
+            "min" | "max" => self
+                .field(arg)
+                .is_some_and(|f| self.policy.orders_values_exactly(f)),
             "sum" if !params.distinct => match arg {
                 Expr::Cast(cast) => {
                     self.widening_integer_cast(&cast.expr, cast.field.data_type())

@@ -48,6 +48,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// Whether the database orders the non-NULL values of this column
+    /// exactly as DataFusion does (`min`, `max`). By default, as
+    /// [`sorts_exactly`](Self::sorts_exactly).
+    fn orders_values_exactly(&self, field: &Field) -> bool {
+        self.sorts_exactly(field)
+    }
+
     /// Whether the database tells values of this column apart exactly as
     /// DataFusion does (equality in joins, GROUP BY, DISTINCT). False unless
     /// known.

@@ -12,6 +12,11 @@ use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
 /// reader holds the database back instead of buffering the whole result.
 const IN_FLIGHT: usize = 2;
 
+/// A partial batch is sent once its first row is this old, so rows that
+/// trickle in slowly (a slow query, a LIMIT waiting for three rows) are not
+/// held back until `batch_size` rows have come.
+pub const FLUSH_AFTER: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// The producing end: a connector sends batches (or one error) until the
 /// reader goes away.
 #[derive(Debug, Clone)]

@@ -277,6 +277,7 @@ fn run_query(
         .query([])
         .map_err(|e| remote_error(source, e, Some(sql)))?;
     let mut pending = 0;
+    let mut first_pending = std::time::Instant::now();
     loop {
         let row = match rows.next() {
             Ok(Some(row)) => row,
@@ -306,8 +307,11 @@ fn run_query(
                 .into());
             }
         }
+        if pending == 0 {
+            first_pending = std::time::Instant::now();
+        }
         pending += 1;
-        if pending == batch_size {
+        if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
             let batch = finish(schema, &mut decoders, pending)?;
             pending = 0;
             if !tx.blocking_send(Ok(batch)) {

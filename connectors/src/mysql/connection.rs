@@ -1,0 +1,309 @@
+//! MySQL/MariaDB URLs, the pool (mysql_async's), sessions pinned to UTC and
+//! standard string literals, and rows streamed into Arrow over the binary
+//! protocol.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::common::{DataFusionError, Result};
+use datafusion::execution::SendableRecordBatchStream;
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Pool, PoolConstraints, PoolOpts, SslOpts};
+
+use super::types::Decoder;
+use crate::remote::{BatchSender, RemoteError, RemoteErrorKind, batch_channel};
+
+/// What every session runs first: times in UTC (TIMESTAMP values and
+/// literals), standard string literals (a backslash is a character), UTF-8.
+const SESSION_SETUP: [&str; 3] = [
+    "SET NAMES utf8mb4",
+    "SET time_zone = '+00:00'",
+    "SET SESSION sql_mode = CONCAT(@@SESSION.sql_mode, ',NO_BACKSLASH_ESCAPES')",
+];
+
+/// Settings outside mysql_async's options.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The database two-part names resolve to.
+    pub database: String,
+    /// How long to wait for a connection (connecting included).
+    pub connect_timeout: Duration,
+    /// How to read columns of types without a mapping (`error`, `text`, `skip`).
+    pub unsupported_types: String,
+}
+
+const KNOWN: &str = "sslmode, connect_timeout, pool_max_size, pool_idle_timeout, \
+                     pool_max_lifetime, unsupported_types";
+
+/// Parses `mysql://user:password@host:port/database?params` (or
+/// `mariadb://`); parameters may also come as ATTACH options.
+pub fn parse_url(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> Result<(mysql_async::Opts, Settings)> {
+    let bad = |message: String| DataFusionError::Configuration(message);
+    let parsed = url::Url::parse(url).map_err(|e| {
+        bad(format!(
+            "invalid MySQL URL '{}': {e}",
+            crate::redact_url(url)
+        ))
+    })?;
+    let database = parsed.path().trim_start_matches('/').to_string();
+    if database.is_empty() {
+        return Err(bad(format!(
+            "MySQL URL '{}' names no database: use mysql://user@host:3306/database",
+            crate::redact_url(url)
+        )));
+    }
+    let decode = |s: &str| {
+        url::form_urlencoded::parse(format!("x={s}").as_bytes())
+            .next()
+            .map(|(_, v)| v.into_owned())
+            .unwrap_or_default()
+    };
+    let user = decode(parsed.username());
+    let mut builder = OptsBuilder::default()
+        .ip_or_hostname(parsed.host_str().unwrap_or("127.0.0.1"))
+        .tcp_port(parsed.port().unwrap_or(3306))
+        .user(Some(if user.is_empty() {
+            "root".to_string()
+        } else {
+            user
+        }))
+        .pass(parsed.password().map(decode))
+        .db_name(Some(database.clone()))
+        .init(SESSION_SETUP.to_vec());
+    let mut settings = Settings {
+        database,
+        connect_timeout: Duration::from_secs(10),
+        unsupported_types: "error".to_string(),
+    };
+    let seconds = |key: &str, value: &str| -> Result<Duration> {
+        value
+            .parse::<f64>()
+            .ok()
+            .filter(|s| *s > 0.0 && s.is_finite())
+            .map(Duration::from_secs_f64)
+            .ok_or_else(|| {
+                bad(format!(
+                    "{key} must be a positive number of seconds, got '{value}'"
+                ))
+            })
+    };
+    let mut pool = PoolOpts::default().with_constraints(PoolConstraints::new(0, 10).unwrap());
+    let params = parsed
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())));
+    for (key, value) in params {
+        match key.as_str() {
+            "sslmode" => {
+                builder = builder.ssl_opts(match value.as_str() {
+                    "disable" => None,
+                    // Encrypted, certificate not checked (as libpq's `require`).
+                    "require" => Some(
+                        SslOpts::default()
+                            .with_danger_accept_invalid_certs(true)
+                            .with_danger_skip_domain_validation(true),
+                    ),
+                    "verify-full" => Some(SslOpts::default()),
+                    other => {
+                        return Err(bad(format!(
+                            "sslmode={other} is not supported; use disable, require or verify-full"
+                        )));
+                    }
+                })
+            }
+            "connect_timeout" => settings.connect_timeout = seconds(&key, &value)?,
+            "pool_max_size" => {
+                let max = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "pool_max_size must be a positive integer, got '{value}'"
+                        ))
+                    })?;
+                pool = pool.with_constraints(PoolConstraints::new(0, max).unwrap());
+            }
+            "pool_idle_timeout" => pool = pool.with_inactive_connection_ttl(seconds(&key, &value)?),
+            "pool_max_lifetime" => pool = pool.with_abs_conn_ttl(Some(seconds(&key, &value)?)),
+            "unsupported_types" => match value.as_str() {
+                "error" | "text" | "skip" => settings.unsupported_types = value,
+                other => {
+                    return Err(bad(format!(
+                        "unsupported_types={other}: use error, text or skip"
+                    )));
+                }
+            },
+            "read_only" => {}
+            other => {
+                return Err(bad(format!(
+                    "unknown MySQL URL parameter '{other}' (known: {KNOWN})"
+                )));
+            }
+        }
+    }
+    builder = builder.pool_opts(pool);
+    Ok((builder.into(), settings))
+}
+
+/// A driver error as a [`RemoteError`] naming the source (and the SQL).
+pub fn remote_error(source: &str, error: mysql_async::Error, sql: Option<&str>) -> DataFusionError {
+    let remote = match &error {
+        mysql_async::Error::Server(server) => {
+            let kind = match server.code {
+                1045 | 1044 | 1142 | 1143 => RemoteErrorKind::Authentication,
+                1049 | 1146 | 1054 => RemoteErrorKind::NotFound,
+                1064 | 1149 => RemoteErrorKind::Syntax,
+                1317 | 1969 | 3024 => RemoteErrorKind::Timeout,
+                _ => RemoteErrorKind::Other,
+            };
+            RemoteError::new(source, kind, server.message.clone())
+                .with_code(format!("{} ({})", server.code, server.state))
+        }
+        mysql_async::Error::Io(_) | mysql_async::Error::Driver(_) => {
+            RemoteError::new(source, RemoteErrorKind::Connection, error.to_string())
+        }
+        _ => RemoteError::new(source, RemoteErrorKind::Other, error.to_string()),
+    };
+    match sql {
+        Some(sql) => remote.with_sql(sql).into(),
+        None => remote.into(),
+    }
+}
+
+/// A pooled connection within the connect timeout.
+pub async fn connect(pool: &Pool, source: &str, settings: &Settings) -> Result<Conn> {
+    match tokio::time::timeout(settings.connect_timeout, pool.get_conn()).await {
+        Ok(Ok(conn)) => Ok(conn),
+        Ok(Err(e)) => Err(remote_error(source, e, None)),
+        Err(_) => Err(RemoteError::new(
+            source,
+            RemoteErrorKind::Timeout,
+            format!(
+                "no connection within {:?} (connect_timeout)",
+                settings.connect_timeout
+            ),
+        )
+        .into()),
+    }
+}
+
+/// Runs `sql` (a prepared statement: the binary protocol) and streams its
+/// rows as `schema` batches of `batch_size` rows. When the reader goes away
+/// the query is killed (`KILL QUERY`) so the server stops.
+pub fn query_stream(
+    pool: Pool,
+    source: Arc<str>,
+    settings: Settings,
+    sql: String,
+    schema: SchemaRef,
+    batch_size: usize,
+) -> SendableRecordBatchStream {
+    let (tx, stream) = batch_channel(Arc::clone(&schema));
+    tokio::spawn(async move {
+        if let Err(e) = run_query(&pool, &source, &settings, &sql, &schema, batch_size, &tx).await {
+            tx.send(Err(e)).await;
+        }
+    });
+    stream
+}
+
+async fn kill(pool: &Pool, source: &str, settings: &Settings, id: u32) {
+    if let Ok(mut other) = connect(pool, source, settings).await {
+        let _ = other.query_drop(format!("KILL QUERY {id}")).await;
+    }
+}
+
+async fn run_query(
+    pool: &Pool,
+    source: &str,
+    settings: &Settings,
+    sql: &str,
+    schema: &SchemaRef,
+    batch_size: usize,
+    tx: &BatchSender,
+) -> Result<()> {
+    let mut conn = connect(pool, source, settings).await?;
+    let id = conn.id();
+    let mut decoders = schema
+        .fields()
+        .iter()
+        .map(|f| {
+            Decoder::new(f.data_type()).ok_or_else(|| {
+                DataFusionError::from(RemoteError::new(
+                    source,
+                    RemoteErrorKind::Data,
+                    format!(
+                        "column '{}': no MySQL reading as {}",
+                        f.name(),
+                        f.data_type()
+                    ),
+                ))
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let mut result = tokio::select! {
+        result = conn.exec_iter(sql, ()) => result.map_err(|e| remote_error(source, e, Some(sql)))?,
+        _ = tx.closed() => {
+            kill(pool, source, settings, id).await;
+            return Ok(());
+        }
+    };
+    let mut pending = 0;
+    let mut first_pending = std::time::Instant::now();
+    loop {
+        let row = tokio::select! {
+            row = result.next() => row.map_err(|e| remote_error(source, e, Some(sql)))?,
+            _ = tx.closed() => {
+                kill(pool, source, settings, id).await;
+                return Ok(());
+            }
+        };
+        let Some(row) = row else { break };
+        for (i, decoder) in decoders.iter_mut().enumerate() {
+            let value = row.as_ref(i).unwrap_or(&mysql_async::Value::NULL);
+            decoder.push(value).map_err(|reason| {
+                DataFusionError::from(
+                    RemoteError::new(
+                        source,
+                        RemoteErrorKind::Data,
+                        format!("column '{}': {reason}", schema.field(i).name()),
+                    )
+                    .with_sql(sql),
+                )
+            })?;
+        }
+        if pending == 0 {
+            first_pending = std::time::Instant::now();
+        }
+        pending += 1;
+        if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
+            let batch = finish(schema, &mut decoders, pending)?;
+            pending = 0;
+            if !tx.send(Ok(batch)).await {
+                kill(pool, source, settings, id).await;
+                return Ok(());
+            }
+        }
+    }
+    if pending > 0 {
+        let batch = finish(schema, &mut decoders, pending)?;
+        tx.send(Ok(batch)).await;
+    }
+    Ok(())
+}
+
+fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
+    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
+    let options = RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}

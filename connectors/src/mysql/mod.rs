@@ -1,0 +1,206 @@
+//! MySQL and MariaDB: `ATTACH 'mysql://user:pass@host:3306/db' AS my` (or
+//! `mariadb://`).
+//!
+//! * `connection.rs`: URLs, the pool (mysql_async's), session setup (UTC,
+//!   standard string literals), rows streamed over the binary protocol;
+//! * `schema.rs`: databases, tables and column types from
+//!   `information_schema`;
+//! * `types.rs`: MySQL types as Arrow types, values into Arrow;
+//! * `dialect.rs`: the unparser dialect and the pushdown rules.
+//!
+//! URL parameters (or ATTACH options): `sslmode` (`disable`, `require`,
+//! `verify-full`), `connect_timeout` (seconds), `pool_max_size`,
+//! `pool_idle_timeout`, `pool_max_lifetime` (seconds), `unsupported_types`
+//! (`error`, `text`, `skip`).
+
+mod connection;
+mod dialect;
+mod schema;
+pub mod types;
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::catalog::TableFunctionImpl;
+use datafusion::common::Result;
+use datafusion::execution::SendableRecordBatchStream;
+use datafusion::sql::unparser::dialect::Dialect;
+use mysql_async::Pool;
+use mysql_async::prelude::Queryable;
+
+pub use dialect::{MysqlDialect, MysqlPushdown};
+
+use crate::remote::{
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+};
+use crate::source::{AttachRequest, AttachedSource, SourceKind};
+
+/// The `mysql://` / `mariadb://` kind of source.
+#[derive(Debug, Default)]
+pub struct MysqlKind;
+
+#[async_trait]
+impl SourceKind for MysqlKind {
+    fn name(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        &["mysql", "mariadb"]
+    }
+
+    async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
+        let source = MysqlSource::connect(&request.alias, &request.url, &request.options).await?;
+        let database = source.settings.database.clone();
+        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
+        Ok(AttachedSource {
+            catalog: Arc::clone(&catalog) as _,
+            default_schema: database,
+            remote: Some(catalog),
+            read_only: false,
+        })
+    }
+
+    fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {
+        let function = RemoteQueryFunction::new("mysql");
+        vec![(function.name(), Arc::new(function))]
+    }
+}
+
+/// One attached MySQL or MariaDB database.
+pub struct MysqlSource {
+    name: Arc<str>,
+    pool: Pool,
+    settings: connection::Settings,
+    dialect: MysqlDialect,
+    pushdown: MysqlPushdown,
+    server_version: String,
+}
+
+impl std::fmt::Debug for MysqlSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MysqlSource")
+            .field("name", &self.name)
+            .field("database", &self.settings.database)
+            .field("server_version", &self.server_version)
+            .finish()
+    }
+}
+
+impl MysqlSource {
+    /// Opens a pool and checks that the server answers (within `connect_timeout`).
+    pub async fn connect(
+        name: &str,
+        url: &str,
+        options: &std::collections::BTreeMap<String, String>,
+    ) -> Result<Self> {
+        let (opts, settings) = connection::parse_url(url, options)?;
+        let pool = Pool::new(opts);
+        let mut conn = connection::connect(&pool, name, &settings).await?;
+        let server_version: String = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| connection::remote_error(name, e, Some("SELECT VERSION()")))?
+            .unwrap_or_default();
+        drop(conn);
+        Ok(Self {
+            name: Arc::from(name),
+            pool,
+            settings,
+            dialect: MysqlDialect {},
+            pushdown: MysqlPushdown,
+            server_version,
+        })
+    }
+
+    /// The server's version (`SELECT VERSION()`).
+    pub fn server_version(&self) -> &str {
+        &self.server_version
+    }
+
+    async fn conn(&self) -> Result<mysql_async::Conn> {
+        connection::connect(&self.pool, &self.name, &self.settings).await
+    }
+}
+
+#[async_trait]
+impl RemoteDatabase for MysqlSource {
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    fn kind(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn dialect(&self) -> &dyn Dialect {
+        &self.dialect
+    }
+
+    fn pushdown(&self) -> &dyn PushdownPolicy {
+        &self.pushdown
+    }
+
+    fn default_schema(&self) -> &str {
+        &self.settings.database
+    }
+
+    async fn schema_names(&self) -> Result<Vec<String>> {
+        schema::schema_names(&mut self.conn().await?, &self.name).await
+    }
+
+    async fn table_names(&self, schema: &str) -> Result<Vec<String>> {
+        schema::table_names(&mut self.conn().await?, &self.name, schema).await
+    }
+
+    async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
+        schema::table_schema(
+            &mut self.conn().await?,
+            &self.name,
+            schema,
+            table,
+            &self.settings.unsupported_types,
+        )
+        .await
+    }
+
+    async fn query_schema(&self, native: &str) -> Result<SchemaRef> {
+        schema::query_schema(&mut self.conn().await?, &self.name, native).await
+    }
+
+    /// Decimals are described with the precision of the expression; any
+    /// decimal type reads them (the decoder refuses values that do not fit).
+    fn reads_as(&self, remote: &Field, expected: &DataType) -> bool {
+        remote.data_type() == expected
+            || remote.metadata().get(types::MYSQL_TYPE).map(String::as_str) == Some("decimal")
+                && matches!(
+                    expected,
+                    DataType::Decimal128(..) | DataType::Decimal256(..)
+                )
+    }
+
+    async fn execute_statement(&self, native: &str) -> Result<u64> {
+        let mut conn = self.conn().await?;
+        conn.query_drop(native)
+            .await
+            .map_err(|e| connection::remote_error(&self.name, e, Some(native)))?;
+        Ok(conn.affected_rows())
+    }
+
+    fn execute(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(connection::query_stream(
+            self.pool.clone(),
+            Arc::clone(&self.name),
+            self.settings.clone(),
+            sql.as_str().to_string(),
+            schema,
+            batch_size,
+        ))
+    }
+}

@@ -1,0 +1,532 @@
+//! MySQL/MariaDB through `ATTACH 'mysql://...'`, against the real server
+//! (`MOLTRES_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`). Each
+//! test works in a database of its own and drops it.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use moltres::Moltres;
+use mysql_async::prelude::Queryable;
+
+use crate::common::{self, query};
+
+/// A database of the test's own, attached as `my`, dropped by [`Fixture::finish`].
+struct Fixture {
+    conn: mysql_async::Conn,
+    database: String,
+    db: Moltres,
+}
+
+impl Fixture {
+    async fn new(setup: &str) -> Self {
+        static N: AtomicUsize = AtomicUsize::new(0);
+        let database = format!(
+            "moltres_t{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::Relaxed)
+        );
+        let conn = common::mysql_database(&database, setup).await;
+        let db = common::session().await;
+        db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
+            .await
+            .expect("attach MySQL");
+        Fixture { conn, database, db }
+    }
+
+    async fn rows(&self, sql: &str) -> Vec<String> {
+        query(&self.db, sql)
+            .await
+            .into_iter()
+            .map(|r| r.join("|"))
+            .collect()
+    }
+
+    async fn explain(&self, sql: &str) -> String {
+        self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
+    }
+
+    async fn copy_locally(&self, table: &str, local: &str) {
+        self.db
+            .sql(&format!("CREATE TABLE {local} AS SELECT * FROM my.{table}"))
+            .await
+            .unwrap()
+            .collect()
+            .await
+            .unwrap();
+    }
+
+    async fn finish(mut self) {
+        self.conn
+            .query_drop(format!("DROP DATABASE `{}`", self.database))
+            .await
+            .unwrap();
+    }
+}
+
+async fn error(db: &Moltres, sql: &str) -> String {
+    match db.sql(sql).await {
+        Ok(df) => df
+            .collect()
+            .await
+            .map(|_| ())
+            .expect_err("the query should fail")
+            .to_string(),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_type_round_trips_with_nulls_and_extremes() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id INT PRIMARY KEY, b TINYINT(1), i8 TINYINT, u8 TINYINT UNSIGNED,
+            i16 SMALLINT, u16 SMALLINT UNSIGNED, i24 MEDIUMINT, i32 INT, u32 INT UNSIGNED,
+            i64 BIGINT, u64 BIGINT UNSIGNED, d DECIMAL(10,2), dbig DECIMAL(65,30), f FLOAT,
+            dbl DOUBLE, c CHAR(4), vc VARCHAR(20) COLLATE utf8mb4_nopad_bin, tx TEXT, bin BINARY(2),
+            vb VARBINARY(10), bl BLOB, dt DATE, dtm DATETIME(6), ts TIMESTAMP(3) NULL, tm TIME,
+            y YEAR, j JSON, e ENUM('sad','ok','happy'), s SET('a','b'), bt BIT(10));
+         INSERT INTO t VALUES
+           (1, 1, -128, 255, -32768, 65535, -8388608, -2147483648, 4294967295,
+            -9223372036854775808, 18446744073709551615, -99999999.99,
+            12345678901234567890123456789012345.123456789012345678901234567890, -3.5, 1e308,
+            'ab', 'héllo \"q\" it''s', 'long text', 'xy', 0x00ff, 0x01, '1000-01-01',
+            '2024-02-29 12:34:56.123456', '2038-01-19 03:14:07.999', '23:59:59', 2155,
+            '{\"a\": [1, 2]}', 'happy', 'a,b', b'1111111111'),
+           (2, 0, 127, 0, 32767, 0, 8388607, 2147483647, 0, 9223372036854775807, 0, 0, 0, 0, -0,
+            '', '', '', '', '', '', '9999-12-31', '1000-01-01 00:00:00', '1970-01-01 00:00:01',
+            '00:00:00', 1901, 'null', 'sad', '', b'0'),
+           (3, 2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+            NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL);",
+    )
+    .await;
+    let types: Vec<String> = f
+        .rows("DESCRIBE my.t")
+        .await
+        .iter()
+        .map(|r| r.split('|').nth(1).unwrap().to_string())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "Int32",
+            "Boolean",
+            "Int8",
+            "UInt8",
+            "Int16",
+            "UInt16",
+            "Int32",
+            "Int32",
+            "UInt32",
+            "Int64",
+            "UInt64",
+            "Decimal128(10, 2)",
+            "Decimal256(65, 30)",
+            "Float32",
+            "Float64",
+            "Utf8",
+            "Utf8",
+            "Utf8",
+            "Binary",
+            "Binary",
+            "Binary",
+            "Date32",
+            "Timestamp(µs)",
+            "Timestamp(µs, \"UTC\")",
+            "Time64(µs)",
+            "Int16",
+            "Utf8",
+            "Utf8",
+            "Utf8",
+            "UInt64"
+        ]
+    );
+    let rows = f.rows("SELECT * FROM my.t ORDER BY id").await;
+    assert_eq!(
+        rows[0],
+        "1|true|-128|255|-32768|65535|-8388608|-2147483648|4294967295|-9223372036854775808|\
+         18446744073709551615|-99999999.99|12345678901234567890123456789012345.123456789012345678901234567890|\
+         -3.5|1e308|ab|héllo \"q\" it's|long text|7879|00ff|01|1000-01-01|2024-02-29T12:34:56.123456|\
+         2038-01-19T03:14:07.999Z|23:59:59|2155|{\"a\": [1, 2]}|happy|a,b|1023"
+    );
+    assert_eq!(
+        rows[1],
+        "2|false|127|0|32767|0|8388607|2147483647|0|9223372036854775807|0|0.00|\
+         0.000000000000000000000000000000|0.0|0.0||||0000|||9999-12-31|1000-01-01T00:00:00|\
+         1970-01-01T00:00:01Z|00:00:00|1901|null|sad||0"
+    );
+    assert!(rows[2].starts_with("3|true|NULL|NULL"), "{}", rows[2]);
+    // Zero rows keep their schema.
+    let empty = f.db.sql("SELECT * FROM my.t WHERE id > 99").await.unwrap();
+    assert_eq!(empty.schema().fields().len(), 30);
+    assert!(
+        empty
+            .collect()
+            .await
+            .unwrap()
+            .iter()
+            .all(|b| b.num_rows() == 0)
+    );
+    f.finish().await;
+}
+
+/// Each predicate evaluated by MySQL and by DataFusion over a local copy:
+/// same rows; what MySQL compares differently (collations, padding,
+/// tinyint(1) = TRUE) is pinned as local.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn differential_pushed_predicates_match_local_evaluation() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id INT PRIMARY KEY, i INT, u INT UNSIGNED, ci VARCHAR(10),
+            pad VARCHAR(10) COLLATE utf8mb4_bin, nopad VARCHAR(10) COLLATE utf8mb4_nopad_bin,
+            ch CHAR(4) COLLATE utf8mb4_nopad_bin, flag TINYINT(1), dbl DOUBLE, dt DATE,
+            dtm DATETIME(6), ts TIMESTAMP(6) NULL, e ENUM('b','a'));
+         INSERT INTO t VALUES
+           (1, 7, 0, 'abc', 'abc', 'abc', 'abc', 1, 1.5, '2024-01-01', '2024-03-31 01:30:00', '2024-03-31 01:30:00', 'a'),
+           (2, -7, 4294967295, 'ABC', 'abc ', 'abc ', 'ab', 0, -0.0, '1999-12-31', '2024-03-31 00:59:59.999999', '2024-10-27 00:30:00', 'b'),
+           (3, 2147483647, 5, 'é', 'é', 'é', 'é', 2, 1e308, '2024-02-29', '1970-01-01 00:00:00', '1970-01-01 00:00:01', NULL),
+           (4, -2147483648, 1, 'e', 'E', 'e\u{301}', 'E', NULL, NULL, NULL, NULL, NULL, 'a'),
+           (5, NULL, NULL, NULL, NULL, NULL, NULL, 1, 0, '1000-01-01', '9999-12-31 23:59:59', '2038-01-19 03:14:07', 'b'),
+           (6, 0, 2, '', '', '', '', 0, -1e-300, '2024-01-10', '2024-03-31 01:00:00', '2024-03-31 01:00:00', 'a'),
+           (7, 13, 3, 'a%b', 'a%b', 'a\\\\b', 'a_b', 1, 2.0, '2024-12-31', '2024-10-27 01:30:00', '2024-10-27 01:30:00', 'b'),
+           (8, -13, 9, 'it''s', 'say \"hi\"', 'say \"hi\"', 'it''s', 0, 3.25, '2024-06-30', '2000-01-01 00:00:00', '2000-01-01 00:00:00', 'a');",
+    )
+    .await;
+    f.copy_locally("t", "local_t").await;
+    let cases: &[(&str, bool)] = &[
+        ("i > 0", true),
+        ("i = 7", true),
+        ("i <> 7", true),
+        ("i <= -7", true),
+        ("i IN (0, 13)", true),
+        ("i BETWEEN -7 AND 7", true),
+        ("u > 4", true),
+        ("u = 4294967295", true),
+        ("i / 2 = 3", false),
+        ("i % 3 = 1", false),
+        ("i + 1 > 0", false),
+        ("nopad = 'abc'", true),
+        ("nopad = 'abc '", true),
+        ("nopad < 'b'", true),
+        ("nopad >= 'a'", true),
+        ("nopad IN ('abc', 'é', '')", true),
+        ("nopad = 'say \"hi\"'", true),
+        ("nopad = 'a\\b'", true),
+        ("nopad LIKE 'a%'", true),
+        ("nopad LIKE '_b_'", true),
+        ("nopad LIKE 'a\\\\%'", false),
+        ("nopad ILIKE 'A%'", false),
+        ("ci = 'abc'", false),
+        ("ci < 'b'", false),
+        ("pad = 'abc'", false),
+        ("pad = 'e'", false),
+        ("ch = 'ab'", false),
+        ("e = 'a'", false),
+        ("e < 'b'", false),
+        ("flag", true),
+        ("NOT flag", true),
+        // DataFusion simplifies it to `flag`.
+        ("flag = true", true),
+        ("flag IS NULL", true),
+        ("dbl > 0", true),
+        ("dbl = 0", true),
+        ("dbl <= -1e-301", false),
+        ("dbl >= 1e308", false),
+        ("dbl < 1e15", true),
+        ("dt = DATE '2024-02-29'", true),
+        ("dt < DATE '2000-01-01'", true),
+        ("dt BETWEEN DATE '2024-01-01' AND DATE '2024-06-30'", true),
+        ("dtm = TIMESTAMP '2024-03-31 01:30:00'", true),
+        ("dtm < TIMESTAMP '2024-03-31 01:00:00'", true),
+        ("dtm >= TIMESTAMP '2024-03-31 00:59:59.999999'", true),
+        ("ts = '2024-03-31T01:30:00Z'", true),
+        ("ts < TIMESTAMP '2000-01-01 00:00:00'", true),
+        ("ts > '2024-10-27T00:30:00+01:00'", true),
+        ("i > 0 AND nopad = 'abc' OR flag", true),
+    ];
+    let mut wrong = Vec::new();
+    for (predicate, pushed) in cases {
+        let remote_sql = format!("SELECT id FROM my.t WHERE {predicate} ORDER BY id");
+        let local_sql = format!("SELECT id FROM local_t WHERE {predicate} ORDER BY id");
+        let remote = query(&f.db, &remote_sql).await;
+        let local = query(&f.db, &local_sql).await;
+        assert_eq!(remote, local, "{predicate}: MySQL and DataFusion disagree");
+        let plan = f.explain(&remote_sql).await;
+        if plan.contains(" WHERE ") != *pushed {
+            wrong.push(format!("{predicate} (pushed: {})\n{plan}", !pushed));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    f.finish().await;
+}
+
+/// Joins and aggregates within one MySQL database run there as one query,
+/// with the same rows as over local copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn federated_sub_plans_match_local() {
+    let f = Fixture::new(
+        "CREATE TABLE c (id INT PRIMARY KEY, name VARCHAR(10) COLLATE utf8mb4_nopad_bin,
+                         region VARCHAR(10) COLLATE utf8mb4_nopad_bin NOT NULL, tag VARCHAR(10));
+         INSERT INTO c VALUES (1, 'Ann', 'north', 'x'), (2, 'bob', 'south', 'X'), (3, 'Ann ', 'North', 'y'),
+           (4, '', 'north', NULL), (5, NULL, 'east', 'x');
+         CREATE TABLE o (id INT PRIMARY KEY, cid INT, qty INT, amount DECIMAL(10,2));
+         INSERT INTO o VALUES (10, 1, 5, 10.50), (11, 1, NULL, 0.01), (12, 2, 3, NULL), (13, 3, 7, 99.99),
+           (14, NULL, 1, 1.00), (15, 9, 2, -5.25);",
+    )
+    .await;
+    f.copy_locally("c", "local_c").await;
+    f.copy_locally("o", "local_o").await;
+    let cases: &[(&str, Option<&str>)] = &[
+        (
+            "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c LEFT JOIN {o} o ON c.id = o.cid WHERE c.region = 'north'",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT c.id, o.id FROM {c} c RIGHT JOIN {o} o ON c.id = o.cid AND o.qty > 2",
+            Some("JOIN"),
+        ),
+        (
+            "SELECT region, count(*), count(name), max(o.id) FROM {c} c LEFT JOIN {o} o ON c.id = o.cid GROUP BY region",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT name, sum(amount) FROM {c} c JOIN {o} o ON c.id = o.cid GROUP BY name",
+            Some("GROUP BY"),
+        ),
+        ("SELECT DISTINCT region FROM {c}", Some("GROUP BY")),
+        (
+            "SELECT region, count(*) AS n FROM {c} GROUP BY region ORDER BY n DESC, region LIMIT 2",
+            Some("LIMIT 2"),
+        ),
+        ("SELECT tag, count(*) FROM {c} GROUP BY tag", None),
+        ("SELECT sum(qty) FROM {o}", None),
+        ("SELECT name FROM {c} ORDER BY name LIMIT 2", None),
+    ];
+    let federated = ["JOIN", "GROUP BY", "LIMIT"];
+    for (template, pushed) in cases {
+        let remote = template.replace("{c}", "my.c").replace("{o}", "my.o");
+        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
+        let mut remote_rows = query(&f.db, &remote).await;
+        let mut local_rows = query(&f.db, &local).await;
+        if !template.contains("ORDER BY") {
+            remote_rows.sort();
+            local_rows.sort();
+        }
+        assert_eq!(remote_rows, local_rows, "{template}");
+        let plan = f.explain(&remote).await;
+        let remote_sql: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("RemoteScanExec"))
+            .collect();
+        match pushed {
+            Some(keyword) => assert!(
+                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
+                "{template} should run as one remote query with {keyword}:\n{plan}"
+            ),
+            None => assert!(
+                remote_sql
+                    .iter()
+                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
+                "{template} should not be federated:\n{plan}"
+            ),
+        }
+    }
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn passthrough_discovery_and_bad_input() {
+    let f = Fixture::new(
+        "CREATE TABLE `Order Items` (`Key` INT, `select` VARCHAR(10));
+         INSERT INTO `Order Items` VALUES (1, 'one'), (2, 'two');
+         CREATE TABLE orders (id INT, total DECIMAL(8,2));
+         INSERT INTO orders VALUES (1, 9.50), (2, 20.00);
+         CREATE VIEW big_orders AS SELECT id FROM orders WHERE total > 10;
+         CREATE TABLE shapes (id INT, g GEOMETRY);
+         INSERT INTO shapes VALUES (1, POINT(1, 2));",
+    )
+    .await;
+    assert_eq!(
+        f.rows("SELECT `Key`, \"select\" FROM my.\"Order Items\" WHERE \"Key\" = 2")
+            .await,
+        ["2|two"]
+    );
+    let database = f.database.clone();
+    assert_eq!(
+        f.rows(&format!("SELECT id FROM my.{database}.big_orders"))
+            .await,
+        ["2"]
+    );
+    assert_eq!(
+        f.rows("SELECT * FROM mysql_query('my', 'SELECT id, total * 2 AS t2, COUNT(*) OVER () AS n FROM orders ORDER BY id')")
+            .await,
+        ["1|19.00|2", "2|40.00|2"]
+    );
+    let source = f.db.source("my").unwrap();
+    assert_eq!(
+        source
+            .execute("ALTER TABLE orders ADD COLUMN note VARCHAR(5) DEFAULT 'n'")
+            .await
+            .unwrap(),
+        0
+    );
+    f.db.refresh("my").unwrap();
+    assert_eq!(
+        f.rows("SELECT note FROM my.orders WHERE id = 1").await,
+        ["n"]
+    );
+    // Unsupported types name the column; text reads them.
+    let err = error(&f.db, "SELECT * FROM my.shapes").await;
+    assert!(err.contains("'g'") && err.contains("geometry"), "{err}");
+    let err = error(&f.db, "SELECT * FROM my.order").await;
+    assert!(err.contains("orders"), "{err}");
+    let err = source
+        .query("SELECT nope FROM orders")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("source 'my'") && err.contains("nope") && err.contains("1054"),
+        "{err}"
+    );
+    // Bad connections name the source, never the password, within the timeout.
+    let base = common::mysql_url();
+    let started = std::time::Instant::now();
+    let err =
+        f.db.attach(
+            "mysql://root:s3cret@127.0.0.1:1/test?connect_timeout=3",
+            "nowhere",
+            false,
+        )
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("nowhere") && !err.contains("s3cret"), "{err}");
+    assert!(started.elapsed().as_secs() < 15);
+    let err =
+        f.db.attach(&format!("{base}/no_such_database_here"), "nodb", false)
+            .await
+            .unwrap_err()
+            .to_string();
+    assert!(
+        err.contains("nodb") && err.contains("no_such_database_here"),
+        "{err}"
+    );
+    let text = common::session().await;
+    text.attach(
+        &format!("{base}/{database}?unsupported_types=text"),
+        "my",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(query(&text, "SELECT id FROM my.shapes").await, [["1"]]);
+    f.finish().await;
+}
+
+/// A LIMIT over a long result kills the query on the server; the pool
+/// serves the next query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limit_kills_a_long_query() {
+    let mut f = Fixture::new(
+        "CREATE TABLE n (x INT);
+         INSERT INTO n VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9);",
+    )
+    .await;
+    // 10^8 rows: reading them all would take minutes.
+    let started = std::time::Instant::now();
+    let rows = f
+        .rows(
+            "SELECT * FROM mysql_query('my', \
+             'SELECT a.x FROM n a, n b, n c, n d, n e, n f, n g, n h') LIMIT 3",
+        )
+        .await;
+    assert_eq!(rows.len(), 3);
+    assert!(
+        started.elapsed().as_secs() < 30,
+        "took {:?}",
+        started.elapsed()
+    );
+    // The server is not left running it.
+    let mut running = 1;
+    for _ in 0..100 {
+        let list: Vec<String> = f
+            .conn
+            .query("SELECT COALESCE(INFO, '') FROM information_schema.PROCESSLIST")
+            .await
+            .unwrap();
+        running = list.iter().filter(|q| q.contains("n g, n h")).count();
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(running, 0, "the query still runs on the server");
+    assert_eq!(f.rows("SELECT count(*) FROM my.n").await, ["10"]);
+    f.finish().await;
+}
+
+/// One statement over PostgreSQL, MySQL, SQLite, a Parquet file and a CSV
+/// file returns the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_sources_in_one_query() {
+    let f = Fixture::new(
+        "CREATE TABLE orders (id INT PRIMARY KEY, customer_id INT, product_id INT, qty INT);
+         INSERT INTO orders VALUES (10, 1, 100, 2), (11, 2, 101, 1), (12, 3, 100, 5), (13, 1, 102, 1);",
+    )
+    .await;
+    let schema = format!("moltres_five_{}", std::process::id());
+    let pg = common::postgres_schema(
+        &schema,
+        "CREATE TABLE customers (id int, name text, city_id int);
+         INSERT INTO customers VALUES (1, 'Ana', 1), (2, 'Bo', 2), (3, 'Cy', 1);",
+    )
+    .await;
+    f.db.attach(&common::postgres_url(), "pg", false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let lite = dir.path().join("shop.db");
+    let connection = rusqlite::Connection::open(&lite).unwrap();
+    connection
+        .execute_batch(
+            "CREATE TABLE products (id INTEGER PRIMARY KEY, name TEXT, price REAL);
+             INSERT INTO products VALUES (100, 'pen', 1.5), (101, 'ink', 4.0), (102, 'pad', 2.25);",
+        )
+        .unwrap();
+    drop(connection);
+    f.db.attach(&format!("sqlite:{}", lite.display()), "lite", false)
+        .await
+        .unwrap();
+    let csv = dir.path().join("discounts.csv");
+    std::fs::write(&csv, "city_id,discount\n1,0.1\n2,0.0\n").unwrap();
+    let rows = query(
+        &f.db,
+        &format!(
+            "SELECT c.name AS customer, ci.name AS city,
+                    round(sum(o.qty * p.price * (1 - d.discount)), 3) AS spent,
+                    count(*) AS orders
+             FROM pg.{schema}.customers c
+             JOIN my.orders o ON o.customer_id = c.id
+             JOIN lite.products p ON p.id = o.product_id
+             JOIN 'testdata/cities.parquet' ci ON ci.id = c.city_id
+             JOIN '{}' d ON d.city_id = c.city_id
+             GROUP BY c.name, ci.name
+             ORDER BY c.name",
+            csv.display()
+        ),
+    )
+    .await;
+    assert_eq!(
+        rows,
+        [
+            ["Ana", "Lisbon", "4.725", "2"],
+            ["Bo", "Porto", "4.0", "1"],
+            ["Cy", "Lisbon", "6.75", "1"]
+        ]
+    );
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    f.finish().await;
+}
