@@ -530,3 +530,53 @@ async fn five_sources_in_one_query() {
         .unwrap();
     f.finish().await;
 }
+
+/// The connection is killed while rows stream: an error naming the source,
+/// not a hang; the pool then serves the next query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connection_killed_mid_query() {
+    let mut f = Fixture::new(
+        "CREATE TABLE n (x INT);
+         INSERT INTO n VALUES (0),(1),(2),(3),(4),(5),(6),(7),(8),(9);",
+    )
+    .await;
+    let db = f.db.clone();
+    let reading = tokio::spawn(async move {
+        db.sql(
+            "SELECT count(*) FROM mysql_query('my', \
+             'SELECT a.x FROM n a, n b, n c, n d, n e, n f, n g, n h, n i')",
+        )
+        .await
+        .unwrap()
+        .collect()
+        .await
+    });
+    let mut killed = false;
+    for _ in 0..100 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let ids: Vec<u64> = f
+            .conn
+            .query("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE '%n h, n i%' AND INFO NOT LIKE '%PROCESSLIST%'")
+            .await
+            .unwrap();
+        if let Some(id) = ids.first() {
+            f.conn
+                .query_drop(format!("KILL CONNECTION {id}"))
+                .await
+                .unwrap();
+            killed = true;
+            break;
+        }
+    }
+    assert!(killed, "the query never showed up in the processlist");
+    let result = tokio::time::timeout(std::time::Duration::from_secs(30), reading)
+        .await
+        .expect("the query hung after its connection was killed")
+        .unwrap();
+    let err = result
+        .expect_err("a killed query cannot succeed")
+        .to_string();
+    assert!(err.contains("source 'my'"), "{err}");
+    assert_eq!(f.rows("SELECT count(*) FROM my.n").await, ["10"]);
+    f.finish().await;
+}
