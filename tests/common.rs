@@ -123,3 +123,80 @@ pub async fn mysql_database(database: &str, setup: &str) -> mysql_async::Conn {
     .unwrap_or_else(|e| panic!("setting up {database}: {e}"));
     conn
 }
+
+/// Runs each federation case remotely and over local copies: the same rows
+/// (sorted unless the query orders them), and the plan pinned: `Some(k)`
+/// means one remote query whose SQL contains `k`, `None` means no remote
+/// query joins, groups or limits. `remote` and `local` are the
+/// `(placeholder, table)` substitutions for the two runs.
+pub async fn check_federation(
+    db: &Moltres,
+    cases: &[(&str, Option<&str>)],
+    remote: &[(&str, &str)],
+    local: &[(&str, &str)],
+) {
+    let substitute = |template: &str, pairs: &[(&str, &str)]| {
+        pairs.iter().fold(template.to_string(), |sql, (from, to)| {
+            sql.replace(from, to)
+        })
+    };
+    let federated = ["JOIN", "GROUP BY", "LIMIT", "count("];
+    for (template, pushed) in cases {
+        let remote_sql = substitute(template, remote);
+        let mut remote_rows = query(db, &remote_sql).await;
+        let mut local_rows = query(db, &substitute(template, local)).await;
+        if !template.contains("ORDER BY") {
+            remote_rows.sort();
+            local_rows.sort();
+        }
+        assert_eq!(remote_rows, local_rows, "{template}");
+        let plan = explain(db, &remote_sql).await;
+        let scans: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("RemoteScanExec"))
+            .collect();
+        match pushed {
+            Some(keyword) => assert!(
+                scans.len() == 1 && scans[0].contains(keyword),
+                "{template} should run as one remote query with {keyword}:\n{plan}"
+            ),
+            None => assert!(
+                scans
+                    .iter()
+                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
+                "{template} should not be federated:\n{plan}"
+            ),
+        }
+    }
+}
+
+/// Runs `SELECT id FROM <table> WHERE <predicate>` against the remote table
+/// and its local copy for each case: the same rows, and the predicate in the
+/// remote SQL exactly when the case says it is pushed.
+pub async fn check_predicates(db: &Moltres, cases: &[(&str, bool)], remote: &str, local: &str) {
+    let mut wrong = Vec::new();
+    for (predicate, pushed) in cases {
+        let remote_sql = format!("SELECT id FROM {remote} WHERE {predicate} ORDER BY id");
+        let local_sql = format!("SELECT id FROM {local} WHERE {predicate} ORDER BY id");
+        assert_eq!(
+            query(db, &remote_sql).await,
+            query(db, &local_sql).await,
+            "{predicate}: the database and DataFusion disagree"
+        );
+        let plan = explain(db, &remote_sql).await;
+        if plan.contains(" WHERE ") != *pushed {
+            wrong.push(format!("{predicate} (pushed: {})\n{plan}", !pushed));
+        }
+    }
+    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+}
+
+/// EXPLAIN output, one line per row joined.
+pub async fn explain(db: &Moltres, sql: &str) -> String {
+    query(db, &format!("EXPLAIN {sql}"))
+        .await
+        .into_iter()
+        .map(|r| r.join("|"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}

@@ -40,10 +40,6 @@ impl Fixture {
             .collect()
     }
 
-    async fn explain(&self, sql: &str) -> String {
-        self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
-    }
-
     async fn copy_locally(&self, table: &str, local: &str) {
         self.db
             .sql(&format!("CREATE TABLE {local} AS SELECT * FROM my.{table}"))
@@ -240,19 +236,7 @@ async fn differential_pushed_predicates_match_local_evaluation() {
         ("ts > '2024-10-27T00:30:00+01:00'", true),
         ("i > 0 AND nopad = 'abc' OR flag", true),
     ];
-    let mut wrong = Vec::new();
-    for (predicate, pushed) in cases {
-        let remote_sql = format!("SELECT id FROM my.t WHERE {predicate} ORDER BY id");
-        let local_sql = format!("SELECT id FROM local_t WHERE {predicate} ORDER BY id");
-        let remote = query(&f.db, &remote_sql).await;
-        let local = query(&f.db, &local_sql).await;
-        assert_eq!(remote, local, "{predicate}: MySQL and DataFusion disagree");
-        let plan = f.explain(&remote_sql).await;
-        if plan.contains(" WHERE ") != *pushed {
-            wrong.push(format!("{predicate} (pushed: {})\n{plan}", !pushed));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    common::check_predicates(&f.db, cases, "my.t", "local_t").await;
     f.finish().await;
 }
 
@@ -302,35 +286,13 @@ async fn federated_sub_plans_match_local() {
         ("SELECT sum(qty) FROM {o}", None),
         ("SELECT name FROM {c} ORDER BY name LIMIT 2", None),
     ];
-    let federated = ["JOIN", "GROUP BY", "LIMIT"];
-    for (template, pushed) in cases {
-        let remote = template.replace("{c}", "my.c").replace("{o}", "my.o");
-        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
-        let mut remote_rows = query(&f.db, &remote).await;
-        let mut local_rows = query(&f.db, &local).await;
-        if !template.contains("ORDER BY") {
-            remote_rows.sort();
-            local_rows.sort();
-        }
-        assert_eq!(remote_rows, local_rows, "{template}");
-        let plan = f.explain(&remote).await;
-        let remote_sql: Vec<&str> = plan
-            .lines()
-            .filter(|l| l.contains("RemoteScanExec"))
-            .collect();
-        match pushed {
-            Some(keyword) => assert!(
-                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
-                "{template} should run as one remote query with {keyword}:\n{plan}"
-            ),
-            None => assert!(
-                remote_sql
-                    .iter()
-                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
-                "{template} should not be federated:\n{plan}"
-            ),
-        }
-    }
+    common::check_federation(
+        &f.db,
+        cases,
+        &[("{c}", "my.c"), ("{o}", "my.o")],
+        &[("{c}", "local_c"), ("{o}", "local_o")],
+    )
+    .await;
     f.finish().await;
 }
 

@@ -1005,37 +1005,14 @@ async fn federated_sub_plans_match_local() {
         ),
         ("SELECT max(score) FROM {c}", None),
     ];
-    let federated = ["JOIN", "GROUP BY", "DISTINCT", "LIMIT", "count("];
-    for (template, pushed) in cases {
-        let remote = template
-            .replace("{c}", &format!("pg.{}.c", f.schema))
-            .replace("{o}", &format!("pg.{}.o", f.schema));
-        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
-        let mut remote_rows = query(&f.db, &remote).await;
-        let mut local_rows = query(&f.db, &local).await;
-        if !template.contains("ORDER BY") {
-            remote_rows.sort();
-            local_rows.sort();
-        }
-        assert_eq!(remote_rows, local_rows, "{template}");
-        let plan = f.explain(&remote).await;
-        let remote_sql: Vec<&str> = plan
-            .lines()
-            .filter(|l| l.contains("RemoteScanExec"))
-            .collect();
-        match pushed {
-            Some(keyword) => assert!(
-                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
-                "{template} should run as one remote query with {keyword}:\n{plan}"
-            ),
-            None => assert!(
-                remote_sql
-                    .iter()
-                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
-                "{template} should not be federated:\n{plan}"
-            ),
-        }
-    }
+    let (c, o) = (format!("pg.{}.c", f.schema), format!("pg.{}.o", f.schema));
+    common::check_federation(
+        &f.db,
+        cases,
+        &[("{c}", &c), ("{o}", &o)],
+        &[("{c}", "local_c"), ("{o}", "local_o")],
+    )
+    .await;
     f.finish().await;
 }
 
@@ -1137,25 +1114,7 @@ async fn differential_expressions_match_local_evaluation() {
             false,
         ),
     ];
-    let mut wrong = Vec::new();
-    for (predicate, pushed) in cases {
-        let remote_sql = format!(
-            "SELECT id FROM pg.{}.e WHERE {predicate} ORDER BY id",
-            f.schema
-        );
-        let local_sql = format!("SELECT id FROM local_e WHERE {predicate} ORDER BY id");
-        let remote = query(&f.db, &remote_sql).await;
-        let local = query(&f.db, &local_sql).await;
-        assert_eq!(
-            remote, local,
-            "{predicate}: PostgreSQL and DataFusion disagree"
-        );
-        let plan = f.explain(&remote_sql).await;
-        if plan.contains(" WHERE ") != *pushed {
-            wrong.push(format!("{predicate} (pushed: {})\n{plan}", !pushed));
-        }
-    }
-    assert!(wrong.is_empty(), "{}", wrong.join("\n\n"));
+    common::check_predicates(&f.db, cases, &format!("pg.{}.e", f.schema), "local_e").await;
     f.finish().await;
 }
 

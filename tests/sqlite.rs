@@ -456,33 +456,11 @@ async fn federated_sub_plans_match_local() {
         ("SELECT tag, count(*) FROM {c} GROUP BY tag", None),
         ("SELECT sum(qty) FROM {o}", None),
     ];
-    let federated = ["JOIN", "GROUP BY", "LIMIT"];
-    for (template, pushed) in cases {
-        let remote = template.replace("{c}", "lite.c").replace("{o}", "lite.o");
-        let local = template.replace("{c}", "local_c").replace("{o}", "local_o");
-        let mut remote_rows = query(&f.db, &remote).await;
-        let mut local_rows = query(&f.db, &local).await;
-        if !template.contains("ORDER BY") {
-            remote_rows.sort();
-            local_rows.sort();
-        }
-        assert_eq!(remote_rows, local_rows, "{template}");
-        let plan = f.explain(&remote).await;
-        let remote_sql: Vec<&str> = plan
-            .lines()
-            .filter(|l| l.contains("RemoteScanExec"))
-            .collect();
-        match pushed {
-            Some(keyword) => assert!(
-                remote_sql.len() == 1 && remote_sql[0].contains(keyword),
-                "{template} should run as one remote query with {keyword}:\n{plan}"
-            ),
-            None => assert!(
-                remote_sql
-                    .iter()
-                    .all(|sql| !federated.iter().any(|k| sql.contains(k))),
-                "{template} should not be federated:\n{plan}"
-            ),
-        }
-    }
+    common::check_federation(
+        &f.db,
+        cases,
+        &[("{c}", "lite.c"), ("{o}", "lite.o")],
+        &[("{c}", "local_c"), ("{o}", "local_o")],
+    )
+    .await;
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use mysql_async::prelude::Queryable;
@@ -230,23 +230,7 @@ async fn run_query(
 ) -> Result<()> {
     let mut conn = connect(pool, source, settings).await?;
     let id = conn.id();
-    let mut decoders = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            Decoder::new(f.data_type()).ok_or_else(|| {
-                DataFusionError::from(RemoteError::new(
-                    source,
-                    RemoteErrorKind::Data,
-                    format!(
-                        "column '{}': no MySQL reading as {}",
-                        f.name(),
-                        f.data_type()
-                    ),
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut decoders = crate::remote::decoders(schema, source, "MySQL", Decoder::new)?;
     let mut result = tokio::select! {
         result = conn.exec_iter(sql, ()) => result.map_err(|e| remote_error(source, e, Some(sql)))?,
         _ = tx.closed() => {
@@ -300,10 +284,5 @@ async fn run_query(
 
 fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
+    crate::remote::record_batch(schema, columns, rows)
 }

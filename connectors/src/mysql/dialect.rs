@@ -185,10 +185,6 @@ impl PushdownPolicy for MysqlPushdown {
             },
             _ => false,
         };
-        if exact {
-            Capability::Exact
-        } else {
-            Capability::Unsupported
-        }
+        Capability::exact_if(exact)
     }
 }

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::physical_plan::stream::RecordBatchStreamAdapter;
@@ -532,10 +532,5 @@ fn make_decoders(
 /// as for `count(*)`).
 fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder], rows: usize) -> Result<RecordBatch> {
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
+    crate::remote::record_batch(schema, columns, rows)
 }

@@ -42,6 +42,7 @@ use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
 use super::types::{CAST_TO_TEXT, PG_COLLATION, PG_TYPE};
+use crate::remote::pushdown::literals;
 use crate::remote::{Capability, PushdownPolicy};
 
 /// DataFusion's PostgreSQL unparser dialect.
@@ -315,18 +316,11 @@ impl PushdownPolicy for PostgresPushdown {
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
         let exact = match expr {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-                matches!(
-                    op,
-                    Operator::Eq
-                        | Operator::NotEq
-                        | Operator::Lt
-                        | Operator::LtEq
-                        | Operator::Gt
-                        | Operator::GtEq
-                ) && match (kind(left, schema), kind(right, schema)) {
-                    (Some(l), Some(r)) => comparable(&l, &r),
-                    _ => false,
-                }
+                literals::is_comparison(op)
+                    && match (kind(left, schema), kind(right, schema)) {
+                        (Some(l), Some(r)) => comparable(&l, &r),
+                        _ => false,
+                    }
             }
             Expr::IsNull(inner) | Expr::IsNotNull(inner) => {
                 matches!(inner.as_ref(), Expr::Column(c) if schema.field_with_name(&c.name).is_ok())
@@ -370,10 +364,6 @@ impl PushdownPolicy for PostgresPushdown {
             },
             _ => false,
         };
-        if exact {
-            Capability::Exact
-        } else {
-            Capability::Unsupported
-        }
+        Capability::exact_if(exact)
     }
 }

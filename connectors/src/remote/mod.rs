@@ -40,7 +40,7 @@ pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
 pub use sql::RemoteSql;
-pub use stream::{BatchSender, FLUSH_AFTER, batch_channel};
+pub use stream::{BatchSender, FLUSH_AFTER, batch_channel, decoders, record_batch};
 pub use table::RemoteTable;
 pub use topk::RemoteTopK;
 

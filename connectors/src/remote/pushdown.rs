@@ -23,6 +23,17 @@ pub enum Capability {
     Exact,
 }
 
+impl Capability {
+    /// Exact when `exact`, otherwise Unsupported.
+    pub fn exact_if(exact: bool) -> Self {
+        if exact {
+            Capability::Exact
+        } else {
+            Capability::Unsupported
+        }
+    }
+}
+
 impl From<Capability> for TableProviderFilterPushDown {
     fn from(c: Capability) -> Self {
         match c {

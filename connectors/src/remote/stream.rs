@@ -59,3 +59,47 @@ pub fn batch_channel(schema: SchemaRef) -> (BatchSender, SendableRecordBatchStre
         Box::pin(RecordBatchStreamAdapter::new(Arc::clone(&schema), stream)),
     )
 }
+
+/// `columns` as a batch of `rows` rows (`rows` matters when no column is
+/// selected, as for `count(*)`).
+pub fn record_batch(
+    schema: &SchemaRef,
+    columns: Vec<datafusion::arrow::array::ArrayRef>,
+    rows: usize,
+) -> Result<RecordBatch> {
+    let options =
+        datafusion::arrow::record_batch::RecordBatchOptions::new().with_row_count(Some(rows));
+    Ok(RecordBatch::try_new_with_options(
+        Arc::clone(schema),
+        columns,
+        &options,
+    )?)
+}
+
+/// One decoder per column of `schema`, made by `make` from the column's
+/// Arrow type; a type `make` cannot read is an error naming the column.
+pub fn decoders<D>(
+    schema: &SchemaRef,
+    source: &str,
+    database: &str,
+    make: impl Fn(&datafusion::arrow::datatypes::DataType) -> Option<D>,
+) -> Result<Vec<D>> {
+    schema
+        .fields()
+        .iter()
+        .map(|f| {
+            make(f.data_type()).ok_or_else(|| {
+                super::RemoteError::new(
+                    source,
+                    super::RemoteErrorKind::Data,
+                    format!(
+                        "column '{}': no {database} reading as {}",
+                        f.name(),
+                        f.data_type()
+                    ),
+                )
+                .into()
+            })
+        })
+        .collect()
+}

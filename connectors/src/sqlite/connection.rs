@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::{RecordBatch, RecordBatchOptions};
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use deadpool_sqlite::{Config, Pool, Runtime};
@@ -256,23 +256,7 @@ fn run_query(
     let mut statement = connection
         .prepare(sql)
         .map_err(|e| remote_error(source, e, Some(sql)))?;
-    let mut decoders = schema
-        .fields()
-        .iter()
-        .map(|f| {
-            Decoder::new(f.data_type()).ok_or_else(|| {
-                DataFusionError::from(RemoteError::new(
-                    source,
-                    RemoteErrorKind::Data,
-                    format!(
-                        "column '{}': no SQLite reading as {}",
-                        f.name(),
-                        f.data_type()
-                    ),
-                ))
-            })
-        })
-        .collect::<Result<Vec<_>>>()?;
+    let mut decoders = crate::remote::decoders(schema, source, "SQLite", Decoder::new)?;
     let mut rows = statement
         .query([])
         .map_err(|e| remote_error(source, e, Some(sql)))?;
@@ -358,10 +342,5 @@ fn bad_row(
 
 fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    let options = RecordBatchOptions::new().with_row_count(Some(rows));
-    Ok(RecordBatch::try_new_with_options(
-        Arc::clone(schema),
-        columns,
-        &options,
-    )?)
+    crate::remote::record_batch(schema, columns, rows)
 }

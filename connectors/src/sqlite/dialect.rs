@@ -164,10 +164,6 @@ impl PushdownPolicy for SqlitePushdown {
             }
             _ => false,
         };
-        if exact {
-            Capability::Exact
-        } else {
-            Capability::Unsupported
-        }
+        Capability::exact_if(exact)
     }
 }
