@@ -12,3 +12,4 @@ mod session;
 mod slt;
 mod spill;
 mod sqlite;
+mod writes;

@@ -286,3 +286,69 @@ fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<R
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
     crate::remote::record_batch(schema, columns, rows)
 }
+
+/// Appends `data` to `` `database`.`table` `` with multi-row INSERTs of bound
+/// values inside one transaction: all rows or none.
+pub async fn insert(
+    pool: &Pool,
+    source: &str,
+    settings: &Settings,
+    database: &str,
+    table: &str,
+    columns: &SchemaRef,
+    mut data: SendableRecordBatchStream,
+) -> Result<u64> {
+    use futures::StreamExt;
+    let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
+    let names = columns
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let placeholders = format!("({})", vec!["?"; columns.fields().len()].join(", "));
+    // MySQL binds at most 65,535 values per statement.
+    let rows_per_statement = (65_535 / columns.fields().len().max(1)).clamp(1, 1000);
+    let mut conn = connect(pool, source, settings).await?;
+    let mut transaction = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .map_err(|e| remote_error(source, e, Some("START TRANSACTION")))?;
+    let mut written = 0u64;
+    while let Some(batch) = data.next().await {
+        let batch = batch?;
+        let mut start = 0;
+        while start < batch.num_rows() {
+            let end = (start + rows_per_statement).min(batch.num_rows());
+            let mut values = Vec::with_capacity((end - start) * batch.num_columns());
+            for row in start..end {
+                for (i, column) in batch.columns().iter().enumerate() {
+                    values.push(super::types::to_mysql(column, row).map_err(|reason| {
+                        DataFusionError::from(RemoteError::new(
+                            source,
+                            RemoteErrorKind::Data,
+                            format!("column '{}': {reason}", columns.field(i).name()),
+                        ))
+                    })?);
+                }
+            }
+            let sql = format!(
+                "INSERT INTO {}.{} ({names}) VALUES {}",
+                quote(database),
+                quote(table),
+                vec![placeholders.as_str(); end - start].join(", ")
+            );
+            transaction
+                .exec_drop(&sql, mysql_async::Params::Positional(values))
+                .await
+                .map_err(|e| remote_error(source, e, Some(&sql)))?;
+            written += (end - start) as u64;
+            start = end;
+        }
+    }
+    transaction
+        .commit()
+        .await
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(written)
+}

@@ -53,7 +53,8 @@ impl SourceKind for MysqlKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source = MysqlSource::connect(&request.alias, &request.url, &request.options).await?;
         let database = source.settings.database.clone();
-        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
+        let catalog =
+            Arc::new(RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only));
         Ok(AttachedSource {
             catalog: Arc::clone(&catalog) as _,
             default_schema: database,
@@ -178,6 +179,24 @@ impl RemoteDatabase for MysqlSource {
                     expected,
                     DataType::Decimal128(..) | DataType::Decimal256(..)
                 )
+    }
+
+    async fn insert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::insert(
+            &self.pool,
+            &self.name,
+            &self.settings,
+            table.schema().unwrap_or(&self.settings.database),
+            table.table(),
+            &schema,
+            data,
+        )
+        .await
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

@@ -390,6 +390,88 @@ fn decimal_text(value: &Value) -> Option<String> {
     }
 }
 
+/// The civil date of a day count from 1970-01-01 (proleptic Gregorian).
+pub fn civil_from_days(days: i64) -> (i64, u8, u8) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = (doy - (153 * mp + 2) / 5 + 1) as u8;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 } as u8;
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+/// The value at `row` of an Arrow column as a MySQL value to bind.
+pub fn to_mysql(column: &ArrayRef, row: usize) -> Result<Value, String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{
+        Date32Type, Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type,
+        Time64MicrosecondType, TimestampMicrosecondType, UInt8Type, UInt16Type, UInt32Type,
+        UInt64Type,
+    };
+    if column.is_null(row) {
+        return Ok(Value::NULL);
+    }
+    Ok(match column.data_type() {
+        DataType::Boolean => Value::Int(column.as_boolean().value(row) as i64),
+        DataType::Int8 => Value::Int(column.as_primitive::<Int8Type>().value(row) as i64),
+        DataType::Int16 => Value::Int(column.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int32 => Value::Int(column.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int64 => Value::Int(column.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::UInt(column.as_primitive::<UInt8Type>().value(row) as u64),
+        DataType::UInt16 => Value::UInt(column.as_primitive::<UInt16Type>().value(row) as u64),
+        DataType::UInt32 => Value::UInt(column.as_primitive::<UInt32Type>().value(row) as u64),
+        DataType::UInt64 => Value::UInt(column.as_primitive::<UInt64Type>().value(row)),
+        DataType::Float32 => Value::Float(column.as_primitive::<Float32Type>().value(row)),
+        DataType::Float64 => Value::Double(column.as_primitive::<Float64Type>().value(row)),
+        DataType::Utf8 => Value::Bytes(column.as_string::<i32>().value(row).as_bytes().to_vec()),
+        DataType::Binary => Value::Bytes(column.as_binary::<i32>().value(row).to_vec()),
+        DataType::Decimal128(..) | DataType::Decimal256(..) => Value::Bytes(
+            datafusion::arrow::util::display::array_value_to_string(column, row)
+                .map_err(|e| e.to_string())?
+                .into_bytes(),
+        ),
+        DataType::Date32 => {
+            let (y, m, d) = civil_from_days(column.as_primitive::<Date32Type>().value(row) as i64);
+            Value::Date(y as u16, m, d, 0, 0, 0, 0)
+        }
+        DataType::Timestamp(TimeUnit::Microsecond, _) => {
+            let micros = column.as_primitive::<TimestampMicrosecondType>().value(row);
+            let (days, rest) = (
+                micros.div_euclid(86_400_000_000),
+                micros.rem_euclid(86_400_000_000),
+            );
+            let (y, m, d) = civil_from_days(days);
+            let seconds = rest / 1_000_000;
+            Value::Date(
+                y as u16,
+                m,
+                d,
+                (seconds / 3600) as u8,
+                (seconds / 60 % 60) as u8,
+                (seconds % 60) as u8,
+                (rest % 1_000_000) as u32,
+            )
+        }
+        DataType::Time64(TimeUnit::Microsecond) => {
+            let micros = column.as_primitive::<Time64MicrosecondType>().value(row);
+            let seconds = micros / 1_000_000;
+            Value::Time(
+                false,
+                0,
+                (seconds / 3600) as u8,
+                (seconds / 60 % 60) as u8,
+                (seconds % 60) as u8,
+                (micros % 1_000_000) as u32,
+            )
+        }
+        other => return Err(format!("values of type {other} cannot be written to MySQL")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

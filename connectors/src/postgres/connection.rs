@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
@@ -17,7 +17,7 @@ use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 
-use super::types::ColumnDecoder;
+use super::types::{CAST_TO_TEXT, ColumnDecoder, PG_TYPE, can_encode, encode_copy_field};
 use crate::remote::{RemoteError, RemoteErrorKind};
 
 /// How the connection is encrypted (`sslmode`).
@@ -533,4 +533,96 @@ fn make_decoders(
 fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder], rows: usize) -> Result<RecordBatch> {
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
     crate::remote::record_batch(schema, columns, rows)
+}
+
+/// Appends `data` to `schema.table` with `COPY ... FROM STDIN (FORMAT
+/// binary)` inside a transaction: all rows or none. `columns` are the
+/// table's fields (with their PostgreSQL types in the metadata).
+pub async fn copy_in(
+    pool: &Pool,
+    source: &str,
+    schema: &str,
+    table: &str,
+    columns: &SchemaRef,
+    mut data: SendableRecordBatchStream,
+) -> Result<u64> {
+    use futures::SinkExt;
+    let pg_types: Vec<String> = columns
+        .fields()
+        .iter()
+        .map(|f| f.metadata().get(PG_TYPE).cloned().unwrap_or_default())
+        .collect();
+    for (field, pg_type) in columns.fields().iter().zip(&pg_types) {
+        let enum_label = field.data_type() == &DataType::Utf8;
+        if !can_encode(field.data_type(), pg_type) && !enum_label
+            || field.metadata().contains_key(CAST_TO_TEXT)
+        {
+            return Err(RemoteError::new(
+                source,
+                RemoteErrorKind::Data,
+                format!(
+                    "column '{}' of {schema}.{table} has type {pg_type}, which Moltres cannot write",
+                    field.name()
+                ),
+            )
+            .into());
+        }
+    }
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let sql = format!(
+        "COPY {}.{} ({}) FROM STDIN (FORMAT binary)",
+        quote(schema),
+        quote(table),
+        columns
+            .fields()
+            .iter()
+            .map(|f| quote(f.name()))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let mut client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
+    let sink = transaction
+        .copy_in::<_, bytes::Bytes>(&sql)
+        .await
+        .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    futures::pin_mut!(sink);
+    let mut buffer: Vec<u8> = b"PGCOPY\n\xff\r\n\0".to_vec();
+    buffer.extend_from_slice(&0i32.to_be_bytes());
+    buffer.extend_from_slice(&0i32.to_be_bytes());
+    while let Some(batch) = data.next().await {
+        let batch = batch?;
+        for row in 0..batch.num_rows() {
+            buffer.extend_from_slice(&(batch.num_columns() as i16).to_be_bytes());
+            for (i, column) in batch.columns().iter().enumerate() {
+                encode_copy_field(column, row, &pg_types[i], &mut buffer).map_err(|reason| {
+                    DataFusionError::from(RemoteError::new(
+                        source,
+                        RemoteErrorKind::Data,
+                        format!("column '{}': {reason}", columns.field(i).name()),
+                    ))
+                })?;
+            }
+        }
+        sink.send(bytes::Bytes::from(std::mem::take(&mut buffer)))
+            .await
+            .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    }
+    buffer.extend_from_slice(&(-1i16).to_be_bytes());
+    sink.send(bytes::Bytes::from(buffer))
+        .await
+        .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    let rows = sink
+        .as_mut()
+        .finish()
+        .await
+        .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(rows)
 }

@@ -51,7 +51,8 @@ impl SourceKind for PostgresKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source =
             PostgresSource::connect(&request.alias, &request.url, &request.options).await?;
-        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
+        let catalog =
+            Arc::new(RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only));
         Ok(AttachedSource {
             catalog: Arc::clone(&catalog) as _,
             default_schema: "public".to_string(),
@@ -155,6 +156,23 @@ impl RemoteDatabase for PostgresSource {
                     expected,
                     DataType::Decimal128(..) | DataType::Decimal256(..)
                 )
+    }
+
+    async fn insert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::copy_in(
+            &self.pool,
+            &self.name,
+            table.schema().unwrap_or("public"),
+            table.table(),
+            &schema,
+            data,
+        )
+        .await
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

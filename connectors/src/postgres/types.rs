@@ -590,6 +590,228 @@ fn numeric_text(raw: &[u8]) -> Result<String, DecodeError> {
     })
 }
 
+/// Whether values of `data_type` can be sent in COPY's binary format to a
+/// column of PostgreSQL type `pg_type`.
+pub fn can_encode(data_type: &DataType, pg_type: &str) -> bool {
+    matches!(
+        (data_type, pg_type),
+        (DataType::Int16, "int2")
+            | (DataType::Int32, "int4")
+            | (DataType::Int64, "int8")
+            | (DataType::Float32, "float4")
+            | (DataType::Float64, "float8")
+            | (DataType::Boolean, "bool")
+            | (DataType::Binary, "bytea")
+            | (DataType::Date32, "date")
+            | (DataType::Time64(TimeUnit::Microsecond), "time")
+            | (
+                DataType::Timestamp(TimeUnit::Microsecond, None),
+                "timestamp"
+            )
+            | (
+                DataType::Timestamp(TimeUnit::Microsecond, Some(_)),
+                "timestamptz"
+            )
+            | (DataType::Decimal128(..), "numeric")
+            | (
+                DataType::Utf8,
+                "text"
+                    | "varchar"
+                    | "bpchar"
+                    | "name"
+                    | "citext"
+                    | "json"
+                    | "jsonb"
+                    | "numeric"
+                    | "uuid"
+            )
+    )
+}
+
+/// Appends the value at `row` of `column` to `out` as one field of a COPY
+/// binary row (length, then bytes; -1 for NULL), for a column of type
+/// `pg_type` (checked by [`can_encode`]; enums take their label as text).
+pub fn encode_copy_field(
+    column: &ArrayRef,
+    row: usize,
+    pg_type: &str,
+    out: &mut Vec<u8>,
+) -> Result<(), String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{
+        Date32Type, Decimal128Type, Float32Type, Float64Type, Int16Type, Int32Type, Int64Type,
+        Time64MicrosecondType, TimestampMicrosecondType,
+    };
+    if column.is_null(row) {
+        out.extend_from_slice(&(-1i32).to_be_bytes());
+        return Ok(());
+    }
+    let mut field = |bytes: &[u8]| {
+        out.extend_from_slice(&(bytes.len() as i32).to_be_bytes());
+        out.extend_from_slice(bytes);
+    };
+    match column.data_type() {
+        DataType::Int16 => field(&column.as_primitive::<Int16Type>().value(row).to_be_bytes()),
+        DataType::Int32 => field(&column.as_primitive::<Int32Type>().value(row).to_be_bytes()),
+        DataType::Int64 => field(&column.as_primitive::<Int64Type>().value(row).to_be_bytes()),
+        DataType::Float32 => field(
+            &column
+                .as_primitive::<Float32Type>()
+                .value(row)
+                .to_be_bytes(),
+        ),
+        DataType::Float64 => field(
+            &column
+                .as_primitive::<Float64Type>()
+                .value(row)
+                .to_be_bytes(),
+        ),
+        DataType::Boolean => field(&[column.as_boolean().value(row) as u8]),
+        DataType::Binary => field(column.as_binary::<i32>().value(row)),
+        DataType::Date32 => {
+            field(&(column.as_primitive::<Date32Type>().value(row) - PG_EPOCH_DAYS).to_be_bytes())
+        }
+        DataType::Time64(_) => field(
+            &column
+                .as_primitive::<Time64MicrosecondType>()
+                .value(row)
+                .to_be_bytes(),
+        ),
+        DataType::Timestamp(_, _) => field(
+            &(column.as_primitive::<TimestampMicrosecondType>().value(row) - PG_EPOCH_MICROS)
+                .to_be_bytes(),
+        ),
+        DataType::Decimal128(_, scale) => {
+            let value = column.as_primitive::<Decimal128Type>().value(row);
+            field(&numeric_binary(&decimal_text(value, *scale))?)
+        }
+        DataType::Utf8 => {
+            let text = column.as_string::<i32>().value(row);
+            match pg_type {
+                "jsonb" => field(&[&[1u8][..], text.as_bytes()].concat()),
+                "numeric" => field(&numeric_binary(text)?),
+                "uuid" => field(&uuid_binary(text)?),
+                _ => field(text.as_bytes()),
+            }
+        }
+        other => {
+            return Err(format!(
+                "values of type {other} cannot be written to {pg_type}"
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn decimal_text(value: i128, scale: i8) -> String {
+    let digits = value.unsigned_abs().to_string();
+    let scale = scale.max(0) as usize;
+    let padded = format!("{digits:0>width$}", width = scale + 1);
+    let (whole, fraction) = padded.split_at(padded.len() - scale);
+    let sign = if value < 0 { "-" } else { "" };
+    if fraction.is_empty() {
+        format!("{sign}{whole}")
+    } else {
+        format!("{sign}{whole}.{fraction}")
+    }
+}
+
+/// A decimal number's text (`-12.340`) in PostgreSQL's binary numeric
+/// format: base-10000 digits, weight, sign, display scale.
+pub fn numeric_binary(text: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("'{text}' is not a decimal number");
+    let (negative, digits) = match text.trim().strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.trim().strip_prefix('+').unwrap_or(text.trim())),
+    };
+    let (whole, fraction) = digits.split_once('.').unwrap_or((digits, ""));
+    if (whole.is_empty() && fraction.is_empty())
+        || !whole
+            .bytes()
+            .chain(fraction.bytes())
+            .all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let dscale = fraction.len() as u16;
+    let whole = whole.trim_start_matches('0');
+    // Whole part grouped from the right, fraction from the left.
+    let whole_padded = format!("{whole:0>width$}", width = whole.len().div_ceil(4) * 4);
+    let fraction_padded = format!(
+        "{fraction:0<width$}",
+        width = fraction.len().div_ceil(4) * 4
+    );
+    let group = |s: &str| -> Vec<i16> {
+        s.as_bytes()
+            .chunks(4)
+            .map(|c| std::str::from_utf8(c).unwrap_or("0").parse().unwrap_or(0))
+            .collect()
+    };
+    let whole_groups = group(&whole_padded);
+    let mut groups = whole_groups.clone();
+    groups.extend(group(&fraction_padded));
+    let mut weight = whole_groups.len() as i16 - 1;
+    // Leading zero groups (a number below 1) lower the weight.
+    while groups.first() == Some(&0) {
+        groups.remove(0);
+        weight -= 1;
+    }
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let sign: u16 = if negative && !groups.is_empty() {
+        0x4000
+    } else {
+        0
+    };
+    let mut out = Vec::with_capacity(8 + 2 * groups.len());
+    out.extend_from_slice(&(groups.len() as i16).to_be_bytes());
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(out)
+}
+
+fn uuid_binary(text: &str) -> Result<Vec<u8>, String> {
+    let hex: String = text.chars().filter(|c| *c != '-').collect();
+    if hex.len() != 32 {
+        return Err(format!("'{text}' is not a UUID"));
+    }
+    (0..16)
+        .map(|i| u8::from_str_radix(&hex[2 * i..2 * i + 2], 16))
+        .collect::<Result<Vec<u8>, _>>()
+        .map_err(|_| format!("'{text}' is not a UUID"))
+}
+
+#[cfg(test)]
+mod copy_tests {
+    use super::*;
+
+    #[test]
+    fn numerics_encode_as_postgres_does() {
+        // 12345.678 -> digits [1, 2345, 6780], weight 1, dscale 3.
+        assert_eq!(
+            numeric_binary("12345.678").unwrap(),
+            [0, 3, 0, 1, 0, 0, 0, 3, 0, 1, 0x09, 0x29, 0x1a, 0x7c]
+        );
+        // 0.0001 -> digits [1], weight -1, dscale 4.
+        assert_eq!(
+            numeric_binary("-0.0001").unwrap(),
+            [0, 1, 0xff, 0xff, 0x40, 0, 0, 4, 0, 1]
+        );
+        assert_eq!(numeric_binary("0.00").unwrap(), [0, 0, 0, 0, 0, 0, 0, 2]);
+        assert!(numeric_binary("1e5").is_err());
+        assert_eq!(decimal_text(-1234, 2), "-12.34");
+        assert_eq!(decimal_text(5, 3), "0.005");
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -17,6 +17,7 @@ pub struct RemoteCatalog {
     database: Arc<dyn RemoteDatabase>,
     schemas: RwLock<Option<Vec<String>>>,
     providers: RwLock<HashMap<String, Arc<RemoteSchema>>>,
+    read_only: bool,
 }
 
 impl RemoteCatalog {
@@ -26,7 +27,14 @@ impl RemoteCatalog {
             database,
             schemas: RwLock::new(None),
             providers: RwLock::default(),
+            read_only: false,
         }
+    }
+
+    /// Refuses writes (`INSERT`) into its tables when `read_only`.
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// The database behind the catalog.
@@ -52,6 +60,7 @@ impl RemoteCatalog {
                 schema: name.to_string(),
                 tables: RwLock::new(None),
                 definitions: RwLock::default(),
+                read_only: self.read_only,
             })
         }))
     }
@@ -88,6 +97,7 @@ pub struct RemoteSchema {
     schema: String,
     tables: RwLock<Option<Vec<String>>>,
     definitions: RwLock<HashMap<String, Arc<RemoteTable>>>,
+    read_only: bool,
 }
 
 impl RemoteSchema {
@@ -196,12 +206,10 @@ impl SchemaProvider for RemoteSchema {
                 ))),
             };
         };
-        let table = Arc::new(RemoteTable::new(
-            Arc::clone(&self.database),
-            &self.schema,
-            name,
-            schema,
-        ));
+        let table = Arc::new(
+            RemoteTable::new(Arc::clone(&self.database), &self.schema, name, schema)
+                .with_read_only(self.read_only),
+        );
         self.definitions
             .write()
             .unwrap_or_else(|e| e.into_inner())

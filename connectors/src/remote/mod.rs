@@ -29,7 +29,7 @@ use std::fmt::Debug;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
-use datafusion::common::Result;
+use datafusion::common::{Result, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
 
@@ -87,6 +87,22 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
 
     /// Runs a native statement (DDL, DML); returns the rows affected.
     async fn execute_statement(&self, native: &str) -> Result<u64>;
+
+    /// Appends the rows of `data` (with the table's columns, `schema`) to
+    /// `table` in one transaction, streaming; returns the rows written. On
+    /// any error nothing is written.
+    async fn insert(
+        &self,
+        table: &TableReference,
+        _schema: SchemaRef,
+        _data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        datafusion::common::not_impl_err!(
+            "writing to {} tables ({}.{table}) is not supported",
+            self.kind(),
+            self.source_name()
+        )
+    }
 
     /// Runs `sql` and streams its rows as batches of at most `batch_size` rows
     /// with `schema`. Dropping the stream cancels the query on the server.

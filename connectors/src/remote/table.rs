@@ -6,8 +6,11 @@ use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, Result, TableReference};
+use datafusion::common::{Column, DFSchema, Result, TableReference, not_impl_err, plan_err};
 use datafusion::datasource::TableType;
+use datafusion::datasource::sink::{DataSink, DataSinkExec};
+use datafusion::execution::{SendableRecordBatchStream, TaskContext};
+use datafusion::logical_expr::dml::InsertOp;
 use datafusion::logical_expr::utils::conjunction;
 use datafusion::logical_expr::{
     Expr, LogicalPlan, LogicalPlanBuilder, LogicalTableSource, TableProviderFilterPushDown, cast,
@@ -17,9 +20,46 @@ use datafusion::physical_expr::projection::ProjectionExpr;
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_plan::filter::FilterExec;
 use datafusion::physical_plan::projection::ProjectionExec;
+use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
 use super::pushdown::{Capability, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql};
+
+/// Writes the rows of an `INSERT` into a remote table.
+#[derive(Debug)]
+struct RemoteSink {
+    database: Arc<dyn RemoteDatabase>,
+    reference: TableReference,
+    schema: SchemaRef,
+}
+
+impl DisplayAs for RemoteSink {
+    fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        write!(
+            f,
+            "RemoteInsert: source={}, table={}",
+            self.database.source_name(),
+            self.reference
+        )
+    }
+}
+
+#[async_trait]
+impl DataSink for RemoteSink {
+    fn schema(&self) -> &SchemaRef {
+        &self.schema
+    }
+
+    async fn write_all(
+        &self,
+        data: SendableRecordBatchStream,
+        _context: &Arc<TaskContext>,
+    ) -> Result<u64> {
+        self.database
+            .insert(&self.reference, Arc::clone(&self.schema), data)
+            .await
+    }
+}
 
 /// A table (or view) of a remote database.
 #[derive(Debug)]
@@ -27,6 +67,7 @@ pub struct RemoteTable {
     database: Arc<dyn RemoteDatabase>,
     reference: TableReference,
     schema: SchemaRef,
+    read_only: bool,
 }
 
 impl RemoteTable {
@@ -41,7 +82,14 @@ impl RemoteTable {
             database,
             reference: TableReference::partial(schema, table),
             schema: arrow_schema,
+            read_only: false,
         }
+    }
+
+    /// Refuses `INSERT` when `read_only` (the source was attached READ_ONLY).
+    pub fn with_read_only(mut self, read_only: bool) -> Self {
+        self.read_only = read_only;
+        self
     }
 
     /// The database the table lives in.
@@ -109,6 +157,34 @@ impl TableProvider for RemoteTable {
             .iter()
             .map(|f| classify(self.database.pushdown(), f, &self.schema).into())
             .collect())
+    }
+
+    /// `INSERT INTO` appends through [`RemoteDatabase::insert`]: streamed,
+    /// in one transaction, all rows or none.
+    async fn insert_into(
+        &self,
+        _state: &dyn Session,
+        input: Arc<dyn ExecutionPlan>,
+        insert_op: InsertOp,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        let name = format!("{}.{}", self.database.source_name(), self.reference);
+        if self.read_only {
+            return plan_err!(
+                "source '{}' is attached READ_ONLY; INSERT INTO {name} is refused",
+                self.database.source_name()
+            );
+        }
+        if insert_op != InsertOp::Append {
+            return not_impl_err!(
+                "{insert_op} into {name}: only INSERT INTO (append) is supported"
+            );
+        }
+        let sink = RemoteSink {
+            database: Arc::clone(&self.database),
+            reference: self.reference.clone(),
+            schema: Arc::clone(&self.schema),
+        };
+        Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }
 
     async fn scan(

@@ -344,3 +344,79 @@ fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<R
     let columns = decoders.iter_mut().map(|d| d.finish()).collect();
     crate::remote::record_batch(schema, columns, rows)
 }
+
+/// A batch for the writer thread, or the end of the data.
+pub enum Feed {
+    Batch(RecordBatch),
+    End,
+}
+
+/// Inserts what `feed` brings into `schema.table` (columns `columns`) in one
+/// transaction on this (blocking) thread: committed at [`Feed::End`], rolled
+/// back if the feed stops before it or a row fails.
+pub fn insert_rows(
+    connection: &mut rusqlite::Connection,
+    source: &str,
+    schema: &str,
+    table: &str,
+    columns: &[String],
+    mut feed: tokio::sync::mpsc::Receiver<Feed>,
+) -> Result<u64> {
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let sql = format!(
+        "INSERT INTO {}.{} ({}) VALUES ({})",
+        quote(schema),
+        quote(table),
+        columns
+            .iter()
+            .map(|c| quote(c))
+            .collect::<Vec<_>>()
+            .join(", "),
+        (1..=columns.len())
+            .map(|i| format!("?{i}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    let transaction = connection
+        .transaction()
+        .map_err(|e| remote_error(source, e, None))?;
+    let mut written = 0u64;
+    {
+        let mut statement = transaction
+            .prepare(&sql)
+            .map_err(|e| remote_error(source, e, Some(&sql)))?;
+        loop {
+            match feed.blocking_recv() {
+                Some(Feed::Batch(batch)) => {
+                    for row in 0..batch.num_rows() {
+                        let values = batch
+                            .columns()
+                            .iter()
+                            .enumerate()
+                            .map(|(i, column)| {
+                                super::types::to_sqlite(column, row).map_err(|reason| {
+                                    DataFusionError::from(RemoteError::new(
+                                        source,
+                                        RemoteErrorKind::Data,
+                                        format!("column '{}': {reason}", columns[i]),
+                                    ))
+                                })
+                            })
+                            .collect::<Result<Vec<_>>>()?;
+                        statement
+                            .execute(rusqlite::params_from_iter(values))
+                            .map_err(|e| remote_error(source, e, Some(&sql)))?;
+                        written += 1;
+                    }
+                }
+                Some(Feed::End) => break,
+                // The reading side failed: roll back.
+                None => return Ok(written),
+            }
+        }
+    }
+    transaction
+        .commit()
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(written)
+}

@@ -47,7 +47,9 @@ impl SourceKind for SqliteKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source = SqliteSource::open(&request.alias, &request.url, &request.options).await?;
         let read_only = source.read_only;
-        let catalog = Arc::new(RemoteCatalog::new(Arc::new(source)));
+        let catalog = Arc::new(
+            RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only || read_only),
+        );
         Ok(AttachedSource {
             catalog: Arc::clone(&catalog) as _,
             default_schema: "main".to_string(),
@@ -186,6 +188,36 @@ impl RemoteDatabase for SqliteSource {
                     expected,
                     DataType::Int64 | DataType::Float64 | DataType::Utf8 | DataType::Boolean
                 )
+    }
+
+    async fn insert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        mut data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let remote_schema = table.schema().unwrap_or("main").to_string();
+        let name = table.table().to_string();
+        let writer = self.with_connection(move |c, source| {
+            connection::insert_rows(c, source, &remote_schema, &name, &columns, rx)
+        });
+        let feeder = async move {
+            while let Some(batch) = data.next().await {
+                // A failed read drops the sender: the writer rolls back.
+                let batch = batch?;
+                if tx.send(connection::Feed::Batch(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            let _ = tx.send(connection::Feed::End).await;
+            Ok::<(), datafusion::common::DataFusionError>(())
+        };
+        let (written, fed) = futures::join!(writer, feeder);
+        fed?;
+        written
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

@@ -221,6 +221,59 @@ impl Decoder {
     }
 }
 
+/// The value at `row` of an Arrow column as a SQLite value to bind.
+pub fn to_sqlite(column: &ArrayRef, row: usize) -> Result<rusqlite::types::Value, String> {
+    use datafusion::arrow::array::{Array, AsArray};
+    use datafusion::arrow::datatypes::{
+        Float32Type, Float64Type, Int8Type, Int16Type, Int32Type, Int64Type, UInt8Type, UInt16Type,
+        UInt32Type, UInt64Type,
+    };
+    use rusqlite::types::Value;
+    if column.is_null(row) {
+        return Ok(Value::Null);
+    }
+    Ok(match column.data_type() {
+        DataType::Int8 => Value::Integer(column.as_primitive::<Int8Type>().value(row) as i64),
+        DataType::Int16 => Value::Integer(column.as_primitive::<Int16Type>().value(row) as i64),
+        DataType::Int32 => Value::Integer(column.as_primitive::<Int32Type>().value(row) as i64),
+        DataType::Int64 => Value::Integer(column.as_primitive::<Int64Type>().value(row)),
+        DataType::UInt8 => Value::Integer(column.as_primitive::<UInt8Type>().value(row) as i64),
+        DataType::UInt16 => Value::Integer(column.as_primitive::<UInt16Type>().value(row) as i64),
+        DataType::UInt32 => Value::Integer(column.as_primitive::<UInt32Type>().value(row) as i64),
+        DataType::UInt64 => {
+            let v = column.as_primitive::<UInt64Type>().value(row);
+            Value::Integer(
+                i64::try_from(v).map_err(|_| format!("{v} is beyond SQLite's integers"))?,
+            )
+        }
+        DataType::Float32 => Value::Real(column.as_primitive::<Float32Type>().value(row) as f64),
+        DataType::Float64 => Value::Real(column.as_primitive::<Float64Type>().value(row)),
+        DataType::Boolean => Value::Integer(column.as_boolean().value(row) as i64),
+        DataType::Utf8 => Value::Text(column.as_string::<i32>().value(row).to_string()),
+        DataType::Utf8View => Value::Text(column.as_string_view().value(row).to_string()),
+        DataType::LargeUtf8 => Value::Text(column.as_string::<i64>().value(row).to_string()),
+        DataType::Binary => Value::Blob(column.as_binary::<i32>().value(row).to_vec()),
+        DataType::BinaryView => Value::Blob(column.as_binary_view().value(row).to_vec()),
+        // Dates and times as the ISO text SQLite's date functions read.
+        DataType::Date32 | DataType::Timestamp(_, _) | DataType::Decimal128(..) => {
+            let text = datafusion::arrow::util::display::array_value_to_string(column, row)
+                .map_err(|e| e.to_string())?;
+            match column.data_type() {
+                DataType::Decimal128(..) => Value::Real(
+                    text.parse()
+                        .map_err(|_| format!("decimal {text} is not a number"))?,
+                ),
+                _ => Value::Text(text.replace('T', " ")),
+            }
+        }
+        other => {
+            return Err(format!(
+                "values of type {other} cannot be written to SQLite"
+            ));
+        }
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
