@@ -132,3 +132,126 @@ async fn insert_into_postgres_mysql_and_sqlite() {
         .await
         .unwrap();
 }
+
+/// `CREATE TABLE ... AS SELECT`, `CREATE TABLE (...)` and `DROP TABLE` on
+/// each database; a CREATE TABLE AS whose query fails midway leaves no table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_and_drop_tables_in_databases() {
+    let db = common::session().await;
+    let schema = format!("moltres_ddl{}", std::process::id());
+    let pg = common::postgres_schema(&schema, "").await;
+    db.attach(&common::postgres_url(), "pg", false)
+        .await
+        .unwrap();
+    let database = format!("moltres_ddl{}", std::process::id());
+    let mut my = common::mysql_database(&database, "").await;
+    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    db.attach(
+        &format!("sqlite:{}?mode=rwc", dir.path().join("d.db").display()),
+        "lite",
+        false,
+    )
+    .await
+    .unwrap();
+    let summary = "SELECT payment, count(*) AS trips, CAST(sum(fare) AS DECIMAL(12,2)) AS total, \
+                   min(CAST(started_at AS DATE)) AS first_day, max(CAST(started_at AS TIMESTAMP)) AS last_at \
+                   FROM 'testdata/trips.csv' GROUP BY payment";
+    let expected = query(&db, &format!("{summary} ORDER BY payment")).await;
+    for target in [
+        format!("pg.{schema}.summary"),
+        "my.summary".into(),
+        "lite.summary".into(),
+    ] {
+        assert_eq!(
+            query(&db, &format!("CREATE TABLE {target} AS {summary}")).await,
+            [["3"]],
+            "{target}"
+        );
+        let mut back = query(
+            &db,
+            &format!(
+                "SELECT payment, trips, total, first_day, last_at FROM {target} ORDER BY payment"
+            ),
+        )
+        .await;
+        if target.starts_with("lite") {
+            // SQLite keeps decimals as REAL: 18.5 reads back as 18.5, not 18.50.
+            for row in &mut back {
+                row[2] = format!("{:.2}", row[2].parse::<f64>().unwrap());
+            }
+        }
+        assert_eq!(back, expected, "{target}");
+        // IF NOT EXISTS leaves it alone; without, the database refuses.
+        assert_eq!(
+            query(
+                &db,
+                &format!("CREATE TABLE IF NOT EXISTS {target} AS {summary}")
+            )
+            .await,
+            [["0"]]
+        );
+        // A query failing midway (text that is not a number) leaves no table.
+        let bad = target.replace("summary", "bad");
+        let err = error(
+            &db,
+            &format!(
+                "CREATE TABLE {bad} AS SELECT CAST(payment AS INT) AS p FROM 'testdata/trips.csv'"
+            ),
+        )
+        .await;
+        assert!(err.contains("Cannot cast") || err.contains("cast"), "{err}");
+        let err = error(&db, &format!("SELECT * FROM {bad}")).await;
+        assert!(err.contains("not found"), "{target}: {err}");
+        // DROP TABLE.
+        query(&db, &format!("DROP TABLE {target}")).await;
+        let err = error(&db, &format!("SELECT * FROM {target}")).await;
+        assert!(err.contains("not found"), "{target}: {err}");
+        query(&db, &format!("DROP TABLE IF EXISTS {target}")).await;
+    }
+    // Column definitions are the database's own.
+    query(
+        &db,
+        "CREATE TABLE my.notes (id INT PRIMARY KEY, body VARCHAR(20))",
+    )
+    .await;
+    assert_eq!(
+        query(&db, "INSERT INTO my.notes VALUES (1, 'it''s'), (2, 'a\\b')").await,
+        [["2"]]
+    );
+    assert_eq!(
+        query(&db, "SELECT body FROM my.notes ORDER BY id").await,
+        [["it's"], ["a\\b"]]
+    );
+    query(
+        &db,
+        &format!("CREATE TABLE pg.{schema}.notes (id integer, body text)"),
+    )
+    .await;
+    assert_eq!(
+        query(&db, &format!("SELECT count(*) FROM pg.{schema}.notes")).await,
+        [["0"]]
+    );
+    // READ_ONLY sources refuse DDL.
+    db.attach(&common::postgres_url(), "pg_ro", true)
+        .await
+        .unwrap();
+    let err = error(
+        &db,
+        &format!("CREATE TABLE pg_ro.{schema}.x AS SELECT 1 AS one"),
+    )
+    .await;
+    assert!(err.contains("pg_ro") && err.contains("READ_ONLY"), "{err}");
+    let err = error(&db, &format!("DROP TABLE pg_ro.{schema}.notes")).await;
+    assert!(err.contains("READ_ONLY"), "{err}");
+
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    use mysql_async::prelude::Queryable;
+    my.query_drop(format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}

@@ -26,6 +26,7 @@
 //! of DataFusion's API apply as they are.
 
 pub mod config;
+mod ddl;
 mod error;
 mod plan_metrics;
 mod session;

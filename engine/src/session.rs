@@ -294,7 +294,10 @@ impl Moltres {
             Some(MoltresStatement::ShowSources) => {
                 Ok(self.ctx.read_batch(self.registry.to_batch()?)?)
             }
-            None => Ok(self.ctx.sql(sql).await?),
+            None => match crate::ddl::run(self, sql).await? {
+                Some(done) => Ok(done),
+                None => Ok(self.ctx.sql(sql).await?),
+            },
         }
     }
 

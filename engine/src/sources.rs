@@ -90,6 +90,13 @@ pub struct Source {
     pub(crate) ctx: SessionContext,
 }
 
+impl Source {
+    /// The database behind the source (for connector-level operations).
+    pub fn database(&self) -> Arc<dyn moltres_connectors::remote::RemoteDatabase> {
+        self.catalog.database()
+    }
+}
+
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Source").field("info", &self.info).finish()

@@ -181,6 +181,36 @@ impl RemoteDatabase for MysqlSource {
                 )
     }
 
+    fn column_type_sql(&self, data_type: &DataType) -> Option<String> {
+        use datafusion::arrow::datatypes::TimeUnit;
+        Some(match data_type {
+            DataType::Int8 => "TINYINT".into(),
+            DataType::Int16 => "SMALLINT".into(),
+            DataType::Int32 => "INT".into(),
+            DataType::Int64 => "BIGINT".into(),
+            DataType::UInt8 => "TINYINT UNSIGNED".into(),
+            DataType::UInt16 => "SMALLINT UNSIGNED".into(),
+            DataType::UInt32 => "INT UNSIGNED".into(),
+            DataType::UInt64 => "BIGINT UNSIGNED".into(),
+            DataType::Float32 => "FLOAT".into(),
+            DataType::Float64 => "DOUBLE".into(),
+            DataType::Boolean => "BOOLEAN".into(),
+            // Binary collation without padding: compares as DataFusion does.
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => {
+                "LONGTEXT CHARACTER SET utf8mb4 COLLATE utf8mb4_nopad_bin".into()
+            }
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "LONGBLOB".into(),
+            DataType::Date32 => "DATE".into(),
+            DataType::Time64(TimeUnit::Microsecond) => "TIME(6)".into(),
+            // Microseconds, as PostgreSQL's: finer digits are cut.
+            DataType::Timestamp(_, None) => "DATETIME(6)".into(),
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) if *p <= 65 => {
+                format!("DECIMAL({p},{s})")
+            }
+            _ => return None,
+        })
+    }
+
     async fn insert(
         &self,
         table: &datafusion::common::TableReference,

@@ -158,6 +158,27 @@ impl RemoteDatabase for PostgresSource {
                 )
     }
 
+    fn column_type_sql(&self, data_type: &DataType) -> Option<String> {
+        use datafusion::arrow::datatypes::TimeUnit;
+        Some(match data_type {
+            DataType::Int8 | DataType::Int16 | DataType::UInt8 => "smallint".into(),
+            DataType::Int32 | DataType::UInt16 => "integer".into(),
+            DataType::Int64 | DataType::UInt32 => "bigint".into(),
+            DataType::UInt64 => "numeric(20,0)".into(),
+            DataType::Float32 => "real".into(),
+            DataType::Float64 => "double precision".into(),
+            DataType::Boolean => "boolean".into(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "text".into(),
+            DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "bytea".into(),
+            DataType::Date32 => "date".into(),
+            DataType::Time64(TimeUnit::Microsecond) => "time".into(),
+            DataType::Timestamp(_, None) => "timestamp".into(),
+            DataType::Timestamp(_, Some(_)) => "timestamptz".into(),
+            DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => format!("numeric({p},{s})"),
+            _ => return None,
+        })
+    }
+
     async fn insert(
         &self,
         table: &datafusion::common::TableReference,

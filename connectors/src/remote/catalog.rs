@@ -45,10 +45,12 @@ impl RemoteCatalog {
     /// Forgets every cached schema, table list and table definition.
     pub fn refresh(&self) {
         *self.schemas.write().unwrap_or_else(|e| e.into_inner()) = None;
-        self.providers
-            .write()
-            .unwrap_or_else(|e| e.into_inner())
-            .clear();
+        // The providers stay (the session's `alias.table` shortcut holds
+        // one); they forget their tables.
+        let providers = self.providers.read().unwrap_or_else(|e| e.into_inner());
+        for provider in providers.values() {
+            provider.forget();
+        }
     }
 
     /// The schema provider for `name` (whether or not it exists remotely).
@@ -101,6 +103,15 @@ pub struct RemoteSchema {
 }
 
 impl RemoteSchema {
+    /// Forgets the cached table list and definitions.
+    fn forget(&self) {
+        *self.tables.write().unwrap_or_else(|e| e.into_inner()) = None;
+        self.definitions
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
     fn list_tables(&self) -> Result<Vec<String>> {
         let database = Arc::clone(&self.database);
         let schema = self.schema.clone();

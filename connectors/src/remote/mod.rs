@@ -85,6 +85,12 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
         remote.data_type() == expected
     }
 
+    /// The column type `CREATE TABLE ... AS SELECT` gives a column of Arrow
+    /// type `data_type`, or `None` when the database has no faithful one.
+    fn column_type_sql(&self, _data_type: &DataType) -> Option<String> {
+        None
+    }
+
     /// Runs a native statement (DDL, DML); returns the rows affected.
     async fn execute_statement(&self, native: &str) -> Result<u64>;
 

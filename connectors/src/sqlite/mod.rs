@@ -190,6 +190,24 @@ impl RemoteDatabase for SqliteSource {
                 )
     }
 
+    /// Declared types that read back as the same Arrow type (decimals
+    /// become REAL: SQLite keeps nothing more precise).
+    fn column_type_sql(&self, data_type: &DataType) -> Option<String> {
+        Some(
+            match data_type {
+                t if t.is_integer() && *t != DataType::UInt64 => "INTEGER",
+                DataType::Float32 | DataType::Float64 | DataType::Decimal128(..) => "REAL",
+                DataType::Boolean => "BOOLEAN",
+                DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => "TEXT",
+                DataType::Binary | DataType::LargeBinary | DataType::BinaryView => "BLOB",
+                DataType::Date32 => "DATE",
+                DataType::Timestamp(_, None) => "DATETIME",
+                _ => return None,
+            }
+            .to_string(),
+        )
+    }
+
     async fn insert(
         &self,
         table: &datafusion::common::TableReference,

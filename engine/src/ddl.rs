@@ -1,0 +1,278 @@
+//! `CREATE TABLE` and `DROP TABLE` on attached databases.
+//!
+//! * `CREATE TABLE src.schema.t (col type, ...)`: sent to the database with
+//!   the table named as the database names it; the column types are the
+//!   database's own (`INTEGER`, `VARCHAR(20)`, ...).
+//! * `CREATE TABLE [IF NOT EXISTS] src.schema.t AS SELECT ...`: the table is
+//!   created with each column's Arrow type mapped to the database's type,
+//!   then filled by `INSERT INTO` (streamed, one transaction). If filling
+//!   fails, the new table is dropped again: nothing half-written remains.
+//! * `DROP TABLE [IF EXISTS] src.schema.t`.
+//!
+//! Sources attached `READ_ONLY` refuse all three.
+
+use std::sync::Arc;
+
+use datafusion::arrow::array::UInt64Array;
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::prelude::DataFrame;
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{
+    CreateTable, Ident, ObjectName, ObjectNamePart, ObjectType, Statement,
+};
+use moltres_connectors::remote::RemoteDatabase;
+
+use crate::error::{Error, Result};
+use crate::session::Moltres;
+
+/// A table of an attached database, as written and as the database names it.
+struct Target {
+    alias: String,
+    schema: String,
+    table: String,
+}
+
+impl Target {
+    fn display(&self) -> String {
+        format!("{}.{}.{}", self.alias, self.schema, self.table)
+    }
+}
+
+/// Runs `sql` when it is DDL on an attached database; `None` otherwise.
+pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
+    let Ok(mut statements) = DFParser::parse_sql(sql) else {
+        return Ok(None);
+    };
+    let (Some(DFStatement::Statement(statement)), None) =
+        (statements.pop_front(), statements.pop_front())
+    else {
+        return Ok(None);
+    };
+    match *statement {
+        Statement::CreateTable(create) => {
+            let Some(target) = target(db, &create.name) else {
+                return Ok(None);
+            };
+            writable(db, &target)?;
+            create_table(db, target, create).await.map(Some)
+        }
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            if_exists,
+            names,
+            ..
+        } => {
+            let targets: Vec<Target> = names.iter().filter_map(|n| target(db, n)).collect();
+            if targets.is_empty() {
+                return Ok(None);
+            }
+            if targets.len() != names.len() {
+                return Err(Error::Statement(
+                    "DROP TABLE mixes tables of attached databases with local ones; drop them in separate statements"
+                        .to_string(),
+                ));
+            }
+            for target in &targets {
+                writable(db, target)?;
+                let database = database(db, &target.alias)?;
+                let sql = format!(
+                    "DROP TABLE {}{}",
+                    if if_exists { "IF EXISTS " } else { "" },
+                    quoted(database.as_ref(), &target.schema, &target.table)
+                );
+                database.execute_statement(&sql).await?;
+                db.refresh(&target.alias)?;
+            }
+            Ok(Some(db.context().read_empty()?))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// The attached database table `name` names, if it names one
+/// (`alias.schema.table` or `alias.table` for the default schema).
+fn target(db: &Moltres, name: &ObjectName) -> Option<Target> {
+    let parts: Vec<String> = name
+        .0
+        .iter()
+        .map(|p| match p {
+            ObjectNamePart::Identifier(ident) => Some(ident_value(ident)),
+            _ => None,
+        })
+        .collect::<Option<_>>()?;
+    let (alias, schema, table) = match parts.as_slice() {
+        [alias, schema, table] => (alias.clone(), Some(schema.clone()), table.clone()),
+        [alias, table] => (alias.clone(), None, table.clone()),
+        _ => return None,
+    };
+    let info = db.sources().into_iter().find(|s| s.name == alias)?;
+    db.source(&alias).ok()?;
+    Some(Target {
+        schema: schema.unwrap_or(info.default_schema),
+        alias,
+        table,
+    })
+}
+
+/// An identifier as DataFusion resolves it: lower-cased unless quoted.
+fn ident_value(ident: &Ident) -> String {
+    if ident.quote_style.is_some() {
+        ident.value.clone()
+    } else {
+        ident.value.to_lowercase()
+    }
+}
+
+fn writable(db: &Moltres, target: &Target) -> Result<()> {
+    let read_only = db
+        .sources()
+        .into_iter()
+        .any(|s| s.name == target.alias && s.read_only);
+    if read_only {
+        return Err(Error::Statement(format!(
+            "source '{}' is attached READ_ONLY; changing {} is refused",
+            target.alias,
+            target.display()
+        )));
+    }
+    Ok(())
+}
+
+fn database(db: &Moltres, alias: &str) -> Result<Arc<dyn RemoteDatabase>> {
+    Ok(db.source(alias)?.database())
+}
+
+/// `schema.table` quoted in the database's dialect.
+fn quoted(database: &dyn RemoteDatabase, schema: &str, table: &str) -> String {
+    format!("{}.{}", quote(database, schema), quote(database, table))
+}
+
+fn quote(database: &dyn RemoteDatabase, identifier: &str) -> String {
+    let q = database
+        .dialect()
+        .identifier_quote_style(identifier)
+        .unwrap_or('"');
+    let doubled = format!("{q}{q}");
+    format!("{q}{}{q}", identifier.replace(q, &doubled))
+}
+
+async fn create_table(db: &Moltres, target: Target, create: CreateTable) -> Result<DataFrame> {
+    let database = database(db, &target.alias)?;
+    let exists = db
+        .context()
+        .table_exist(target.display().as_str())
+        .unwrap_or(false);
+    if exists && create.if_not_exists {
+        return count(db, 0);
+    }
+    let Some(query) = create.query.clone() else {
+        // Column definitions as written, the table named as the database names it.
+        let mut native = create.clone();
+        native.name = ObjectName::from(vec![
+            Ident::with_quote('"', &target.schema),
+            Ident::with_quote('"', &target.table),
+        ]);
+        let sql = native.to_string();
+        let sql = rename_quotes(database.as_ref(), &sql, &target);
+        database.execute_statement(&sql).await?;
+        db.refresh(&target.alias)?;
+        return Ok(db.context().read_empty()?);
+    };
+    let frame = db.context().sql(&query.to_string()).await?;
+    let schema = frame.schema().as_arrow().clone();
+    let columns = schema
+        .fields()
+        .iter()
+        .map(|field| {
+            let sql_type = database.column_type_sql(field.data_type()).ok_or_else(|| {
+                Error::Statement(format!(
+                    "column '{}' of CREATE TABLE {} has type {}, which {} tables cannot hold",
+                    field.name(),
+                    target.display(),
+                    field.data_type(),
+                    database.kind()
+                ))
+            })?;
+            Ok(format!(
+                "{} {sql_type}{}",
+                quote(database.as_ref(), field.name()),
+                if field.is_nullable() { "" } else { " NOT NULL" }
+            ))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let ddl = format!(
+        "CREATE TABLE {} ({})",
+        quoted(database.as_ref(), &target.schema, &target.table),
+        columns.join(", ")
+    );
+    database.execute_statement(&ddl).await?;
+    db.refresh(&target.alias)?;
+    let insert = format!("INSERT INTO {} {}", datafusion_name(&target), query);
+    let filled = async {
+        let batches = db.context().sql(&insert).await?.collect().await?;
+        Ok::<_, datafusion::error::DataFusionError>(
+            batches
+                .first()
+                .and_then(|b| {
+                    b.column(0)
+                        .as_any()
+                        .downcast_ref::<UInt64Array>()
+                        .map(|a| a.value(0))
+                })
+                .unwrap_or(0),
+        )
+    }
+    .await;
+    match filled {
+        Ok(rows) => count(db, rows),
+        Err(error) => {
+            // Nothing half-written: the new table goes again.
+            let drop = format!(
+                "DROP TABLE {}",
+                quoted(database.as_ref(), &target.schema, &target.table)
+            );
+            let _ = database.execute_statement(&drop).await;
+            db.refresh(&target.alias)?;
+            Err(error.into())
+        }
+    }
+}
+
+/// The target as a quoted DataFusion name.
+fn datafusion_name(target: &Target) -> String {
+    let q = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    format!(
+        "{}.{}.{}",
+        q(&target.alias),
+        q(&target.schema),
+        q(&target.table)
+    )
+}
+
+/// The statement rendered with `"` quotes, re-quoted for the database when
+/// it quotes otherwise (MySQL's backquotes).
+fn rename_quotes(database: &dyn RemoteDatabase, sql: &str, target: &Target) -> String {
+    let generic = format!(
+        "\"{}\".\"{}\"",
+        target.schema.replace('"', "\"\""),
+        target.table.replace('"', "\"\"")
+    );
+    sql.replacen(
+        &generic,
+        &quoted(database, &target.schema, &target.table),
+        1,
+    )
+}
+
+/// A one-row result: the rows written.
+fn count(db: &Moltres, rows: u64) -> Result<DataFrame> {
+    let schema = Arc::new(Schema::new(vec![Field::new(
+        "count",
+        DataType::UInt64,
+        false,
+    )]));
+    let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
+        .map_err(datafusion::error::DataFusionError::from)?;
+    Ok(db.context().read_batch(batch)?)
+}
