@@ -200,3 +200,17 @@ pub async fn explain(db: &Moltres, sql: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// The error `sql` fails with (at planning or while running); panics when
+/// it succeeds.
+pub async fn error(db: &Moltres, sql: &str) -> String {
+    match db.sql(sql).await {
+        Ok(df) => df
+            .collect()
+            .await
+            .map(|_| ())
+            .expect_err("the statement should fail")
+            .to_string(),
+        Err(e) => e.to_string(),
+    }
+}

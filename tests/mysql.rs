@@ -58,18 +58,6 @@ impl Fixture {
     }
 }
 
-async fn error(db: &Moltres, sql: &str) -> String {
-    match db.sql(sql).await {
-        Ok(df) => df
-            .collect()
-            .await
-            .map(|_| ())
-            .expect_err("the query should fail")
-            .to_string(),
-        Err(e) => e.to_string(),
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_type_round_trips_with_nulls_and_extremes() {
     let f = Fixture::new(
@@ -338,9 +326,9 @@ async fn passthrough_discovery_and_bad_input() {
         ["n"]
     );
     // Unsupported types name the column; text reads them.
-    let err = error(&f.db, "SELECT * FROM my.shapes").await;
+    let err = common::error(&f.db, "SELECT * FROM my.shapes").await;
     assert!(err.contains("'g'") && err.contains("geometry"), "{err}");
-    let err = error(&f.db, "SELECT * FROM my.order").await;
+    let err = common::error(&f.db, "SELECT * FROM my.order").await;
     assert!(err.contains("orders"), "{err}");
     let err = source
         .query("SELECT nope FROM orders")

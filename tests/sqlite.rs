@@ -38,15 +38,7 @@ impl Fixture {
     }
 
     async fn error(&self, sql: &str) -> String {
-        match self.db.sql(sql).await {
-            Ok(df) => df
-                .collect()
-                .await
-                .map(|_| ())
-                .expect_err("the query should fail")
-                .to_string(),
-            Err(e) => e.to_string(),
-        }
+        common::error(&self.db, sql).await
     }
 
     async fn explain(&self, sql: &str) -> String {

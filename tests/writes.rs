@@ -14,18 +14,6 @@ const SELECT: &str = "SELECT trip_id, city_id, CAST(started_at AS TIMESTAMP) AS 
                       distance_km, CAST(fare AS DECIMAL(10,2)) AS fare, payment, \
                       CAST(started_at AS DATE) AS paid_on FROM 'testdata/trips.csv'";
 
-async fn error(db: &Moltres, sql: &str) -> String {
-    match db.sql(sql).await {
-        Ok(df) => df
-            .collect()
-            .await
-            .map(|_| ())
-            .expect_err("the statement should fail")
-            .to_string(),
-        Err(e) => e.to_string(),
-    }
-}
-
 /// Loads the 2,000 demo trips into `table`, checks them against the CSV,
 /// then shows a failing load (a duplicate key after 1,000 good rows) leaves
 /// the table as it was.
@@ -40,7 +28,7 @@ async fn load_and_fail(db: &Moltres, table: &str) {
         "{table}"
     );
     // Trip ids 3001.. are new, but the last 1,000 collide with 1..1000.
-    let err = error(
+    let err = common::error(
         db,
         &format!(
             "INSERT INTO {table} SELECT CASE WHEN trip_id <= 1000 THEN trip_id + 3000 ELSE trip_id - 1000 END, \
@@ -109,7 +97,7 @@ async fn insert_into_postgres_mysql_and_sqlite() {
     db.attach(&common::postgres_url(), "pg_ro", true)
         .await
         .unwrap();
-    let err = error(&db, &format!("INSERT INTO pg_ro.{schema}.trips {SELECT}")).await;
+    let err = common::error(&db, &format!("INSERT INTO pg_ro.{schema}.trips {SELECT}")).await;
     assert!(err.contains("pg_ro") && err.contains("READ_ONLY"), "{err}");
     db.attach(
         &format!("sqlite:{}?mode=ro", path.display()),
@@ -118,7 +106,7 @@ async fn insert_into_postgres_mysql_and_sqlite() {
     )
     .await
     .unwrap();
-    let err = error(&db, &format!("INSERT INTO lite_ro.trips {SELECT}")).await;
+    let err = common::error(&db, &format!("INSERT INTO lite_ro.trips {SELECT}")).await;
     assert!(
         err.contains("lite_ro") && err.contains("READ_ONLY"),
         "{err}"
@@ -195,7 +183,7 @@ async fn create_and_drop_tables_in_databases() {
         );
         // A query failing midway (text that is not a number) leaves no table.
         let bad = target.replace("summary", "bad");
-        let err = error(
+        let err = common::error(
             &db,
             &format!(
                 "CREATE TABLE {bad} AS SELECT CAST(payment AS INT) AS p FROM 'testdata/trips.csv'"
@@ -203,11 +191,11 @@ async fn create_and_drop_tables_in_databases() {
         )
         .await;
         assert!(err.contains("Cannot cast") || err.contains("cast"), "{err}");
-        let err = error(&db, &format!("SELECT * FROM {bad}")).await;
+        let err = common::error(&db, &format!("SELECT * FROM {bad}")).await;
         assert!(err.contains("not found"), "{target}: {err}");
         // DROP TABLE.
         query(&db, &format!("DROP TABLE {target}")).await;
-        let err = error(&db, &format!("SELECT * FROM {target}")).await;
+        let err = common::error(&db, &format!("SELECT * FROM {target}")).await;
         assert!(err.contains("not found"), "{target}: {err}");
         query(&db, &format!("DROP TABLE IF EXISTS {target}")).await;
     }
@@ -238,13 +226,13 @@ async fn create_and_drop_tables_in_databases() {
     db.attach(&common::postgres_url(), "pg_ro", true)
         .await
         .unwrap();
-    let err = error(
+    let err = common::error(
         &db,
         &format!("CREATE TABLE pg_ro.{schema}.x AS SELECT 1 AS one"),
     )
     .await;
     assert!(err.contains("pg_ro") && err.contains("READ_ONLY"), "{err}");
-    let err = error(&db, &format!("DROP TABLE pg_ro.{schema}.notes")).await;
+    let err = common::error(&db, &format!("DROP TABLE pg_ro.{schema}.notes")).await;
     assert!(err.contains("READ_ONLY"), "{err}");
 
     pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
