@@ -243,3 +243,103 @@ async fn create_and_drop_tables_in_databases() {
         .await
         .unwrap();
 }
+
+/// Table names, column names and values that try to end the statement stay
+/// names and values on every database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn names_and_values_cannot_inject_sql() {
+    let db = common::session().await;
+    let schema = format!("moltres_inj{}", std::process::id());
+    let pg = common::postgres_schema(
+        &schema,
+        "CREATE TABLE keep (id int); INSERT INTO keep VALUES (1);",
+    )
+    .await;
+    db.attach(&common::postgres_url(), "pg", false)
+        .await
+        .unwrap();
+    let database = format!("moltres_inj{}", std::process::id());
+    let mut my = common::mysql_database(
+        &database,
+        "CREATE TABLE keep (id INT); INSERT INTO keep VALUES (1);",
+    )
+    .await;
+    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("i.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE keep (id INTEGER); INSERT INTO keep VALUES (1);")
+        .unwrap();
+    db.attach(&format!("sqlite:{}", path.display()), "lite", false)
+        .await
+        .unwrap();
+
+    // A table and a column named to close the quote, in every quoting style.
+    let table = r#""t""`'; DROP TABLE keep; --""#;
+    let column = r#""c""`'); DROP TABLE keep; --""#;
+    let values = [
+        "x'); DROP TABLE keep; --",
+        "a\\ '; DROP TABLE keep; --",
+        "`b`\"c\"",
+        "-- \n/* */ ;",
+    ];
+    let select = values
+        .iter()
+        .map(|v| {
+            let literal = v.replace('\'', "''");
+            format!("SELECT '{literal}' AS {column}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    for source in [
+        format!("pg.{schema}"),
+        format!("my.{database}"),
+        "lite.main".into(),
+    ] {
+        let target = format!("{source}.{table}");
+        assert_eq!(
+            query(&db, &format!("CREATE TABLE {target} AS {select}")).await,
+            [["4"]],
+            "{source}"
+        );
+        assert_eq!(
+            query(&db, &format!("INSERT INTO {target} {select}")).await,
+            [["4"]],
+            "{source}"
+        );
+        let mut stored: Vec<String> = query(&db, &format!("SELECT {column} FROM {target}"))
+            .await
+            .into_iter()
+            .map(|r| r[0].clone())
+            .collect();
+        stored.sort();
+        let mut expected: Vec<String> = values
+            .iter()
+            .chain(values.iter())
+            .map(|v| v.to_string())
+            .collect();
+        expected.sort();
+        assert_eq!(stored, expected, "{source}");
+        assert_eq!(
+            query(&db, &format!("SELECT count(*) FROM {source}.keep")).await,
+            [["1"]],
+            "{source}: keep was touched"
+        );
+        query(&db, &format!("DROP TABLE {target}")).await;
+        assert_eq!(
+            query(&db, &format!("SELECT count(*) FROM {source}.keep")).await,
+            [["1"]],
+            "{source}: keep was touched"
+        );
+    }
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    use mysql_async::prelude::Queryable;
+    my.query_drop(format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}

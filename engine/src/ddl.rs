@@ -55,7 +55,7 @@ pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
                 return Ok(None);
             };
             writable(db, &target)?;
-            create_table(db, target, create).await.map(Some)
+            create_table(db, target, create, sql).await.map(Some)
         }
         Statement::Drop {
             object_type: ObjectType::Table,
@@ -157,7 +157,68 @@ fn quote(database: &dyn RemoteDatabase, identifier: &str) -> String {
     format!("{q}{}{q}", identifier.replace(q, &doubled))
 }
 
-async fn create_table(db: &Moltres, target: Target, create: CreateTable) -> Result<DataFrame> {
+/// The text of the query of `CREATE TABLE ... AS <query>` as the user wrote
+/// it: everything after the first unquoted `AS` outside parentheses.
+/// (Re-rendering the parsed query would lose escapes, and sqlparser's spans
+/// do not always cover a whole query.)
+fn query_text(sql: &str) -> Result<String> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let missing = || {
+        Error::Statement(format!(
+            "cannot find the query of CREATE TABLE ... AS in: {sql}"
+        ))
+    };
+    let tokens = Tokenizer::new(&GenericDialect {}, sql)
+        .tokenize_with_location()
+        .map_err(|e| Error::Statement(e.to_string()))?;
+    let mut depth = 0i32;
+    let mut after_as = false;
+    for token in tokens {
+        match &token.token {
+            Token::Whitespace(_) => continue,
+            _ if after_as => {
+                let start = byte_offset(sql, token.span.start.line, token.span.start.column)
+                    .ok_or_else(missing)?;
+                let text = sql[start..].trim_end().trim_end_matches(';').trim_end();
+                return Ok(text.to_string());
+            }
+            Token::LParen => depth += 1,
+            Token::RParen => depth -= 1,
+            Token::Word(word)
+                if depth == 0 && word.keyword == Keyword::AS && word.quote_style.is_none() =>
+            {
+                after_as = true
+            }
+            _ => {}
+        }
+    }
+    Err(missing())
+}
+
+/// The byte offset of a 1-based line and column (in characters).
+fn byte_offset(sql: &str, line: u64, column: u64) -> Option<usize> {
+    let mut current = (1, 1);
+    for (i, c) in sql.char_indices() {
+        if current == (line, column) {
+            return Some(i);
+        }
+        current = if c == '\n' {
+            (current.0 + 1, 1)
+        } else {
+            (current.0, current.1 + 1)
+        };
+    }
+    (current == (line, column)).then_some(sql.len())
+}
+
+async fn create_table(
+    db: &Moltres,
+    target: Target,
+    create: CreateTable,
+    sql: &str,
+) -> Result<DataFrame> {
     let database = database(db, &target.alias)?;
     let exists = db
         .context()
@@ -166,7 +227,7 @@ async fn create_table(db: &Moltres, target: Target, create: CreateTable) -> Resu
     if exists && create.if_not_exists {
         return count(db, 0);
     }
-    let Some(query) = create.query.clone() else {
+    if create.query.is_none() {
         // Column definitions as written, the table named as the database names it.
         let mut native = create.clone();
         native.name = ObjectName::from(vec![
@@ -178,8 +239,9 @@ async fn create_table(db: &Moltres, target: Target, create: CreateTable) -> Resu
         database.execute_statement(&sql).await?;
         db.refresh(&target.alias)?;
         return Ok(db.context().read_empty()?);
-    };
-    let frame = db.context().sql(&query.to_string()).await?;
+    }
+    let query = query_text(sql)?;
+    let frame = db.context().sql(&query).await?;
     let schema = frame.schema().as_arrow().clone();
     let columns = schema
         .fields()
@@ -275,4 +337,31 @@ fn count(db: &Moltres, rows: u64) -> Result<DataFrame> {
     let batch = RecordBatch::try_new(schema, vec![Arc::new(UInt64Array::from(vec![rows]))])
         .map_err(datafusion::error::DataFusionError::from)?;
     Ok(db.context().read_batch(batch)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_text_is_the_original() {
+        for sql in [
+            "CREATE TABLE a.b.c AS SELECT payment, count(*) AS trips FROM 'x.csv' GROUP BY payment",
+            "CREATE TABLE a.b AS SELECT 'it''s\\' AS \"q\"\"\" UNION ALL SELECT 'b'",
+            "CREATE TABLE IF NOT EXISTS a.b AS\n  SELECT 1 AS one\n  ORDER BY 1",
+            "CREATE TABLE a.\"AS\" AS SELECT CAST(payment AS INT) AS p FROM 'x.csv'",
+        ] {
+            let mut statements = DFParser::parse_sql(sql).unwrap();
+            let Some(DFStatement::Statement(statement)) = statements.pop_front() else {
+                panic!()
+            };
+            let Statement::CreateTable(create) = *statement else {
+                panic!()
+            };
+            assert!(create.query.is_some());
+            let text = query_text(sql).unwrap();
+            let expected = &sql[sql.find("SELECT").unwrap()..];
+            assert_eq!(text, expected);
+        }
+    }
 }
