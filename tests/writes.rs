@@ -343,3 +343,83 @@ async fn names_and_values_cannot_inject_sql() {
         .await
         .unwrap();
 }
+
+/// `moltres::connect(url)`: unqualified names resolve in the database;
+/// `insert` appends record batches in one transaction; files still join.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connect_makes_the_database_the_default() {
+    use moltres::datafusion::arrow::array::{Int64Array, StringArray};
+    use moltres::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use moltres::datafusion::arrow::record_batch::RecordBatch;
+    common::root(); // relative paths from the repository root
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE cities (id INTEGER PRIMARY KEY, name TEXT NOT NULL);
+             INSERT INTO cities VALUES (1, 'Lisbon');",
+        )
+        .unwrap();
+    let db = moltres::connect(&format!("sqlite:{}", path.display()))
+        .await
+        .unwrap();
+    let schema = std::sync::Arc::new(Schema::new(vec![
+        Field::new("id", DataType::Int64, false),
+        Field::new("name", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        schema,
+        vec![
+            std::sync::Arc::new(Int64Array::from(vec![2, 3])),
+            std::sync::Arc::new(StringArray::from(vec!["Porto", "it's"])),
+        ],
+    )
+    .unwrap();
+    assert_eq!(db.insert("cities", vec![batch.clone()]).await.unwrap(), 2);
+    assert_eq!(
+        query(&db, "SELECT name FROM cities ORDER BY id").await,
+        [["Lisbon"], ["Porto"], ["it's"]]
+    );
+    // A duplicate key: nothing of the batch is written.
+    assert!(db.insert("cities", vec![batch]).await.is_err());
+    assert_eq!(query(&db, "SELECT count(*) FROM cities").await, [["3"]]);
+    // Files join as before; the passthrough runs on the database.
+    assert_eq!(
+        query(
+            &db,
+            "SELECT c.name, count(*) FROM cities c JOIN 'testdata/trips.csv' t ON t.city_id = c.id \
+             GROUP BY c.name ORDER BY c.name"
+        )
+        .await,
+        [["Lisbon", "225"], ["Porto", "272"], ["it's", "273"]]
+    );
+    assert_eq!(
+        db.source("db")
+            .unwrap()
+            .execute("DELETE FROM cities WHERE id = 3")
+            .await
+            .unwrap(),
+        1
+    );
+    assert_eq!(query(&db, "SELECT count(*) FROM db.cities").await, [["2"]]);
+    assert_eq!(
+        query(&db, "SELECT count(*) FROM db.main.cities").await,
+        [["2"]]
+    );
+    // CREATE TABLE of a plain name creates it in the database.
+    assert_eq!(
+        query(&db, "CREATE TABLE big AS SELECT * FROM cities WHERE id > 1").await,
+        [["1"]]
+    );
+    let batches = db
+        .source("db")
+        .unwrap()
+        .query("SELECT name FROM big")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(common::rows(&batches), [["Porto"]]);
+}

@@ -104,6 +104,12 @@ fn target(db: &Moltres, name: &ObjectName) -> Option<Target> {
     let (alias, schema, table) = match parts.as_slice() {
         [alias, schema, table] => (alias.clone(), Some(schema.clone()), table.clone()),
         [alias, table] => (alias.clone(), None, table.clone()),
+        // After `use_source`, the default schema is a database's alias.
+        [table] => {
+            let state = db.context().state();
+            let current = state.config().options().catalog.default_schema.clone();
+            (current, None, table.clone())
+        }
         _ => return None,
     };
     let info = db.sources().into_iter().find(|s| s.name == alias)?;

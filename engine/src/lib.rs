@@ -36,7 +36,7 @@ pub mod statements;
 pub use config::{MemoryLimit, Settings};
 pub use error::{Error, Result};
 pub use plan_metrics::PlanMetrics;
-pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder};
+pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder, connect};
 pub use sources::{Source, SourceInfo, redact_url};
 
 pub use datafusion;

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::catalog::{CatalogProviderList, DynamicFileCatalog, MemorySchemaProvider};
 use datafusion::common::TableReference;
+use datafusion::dataframe::DataFrameWriteOptions;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::memory_pool::{
     FairSpillPool, MemoryPool, TrackConsumersPool, UnboundedMemoryPool,
@@ -478,4 +479,69 @@ impl Moltres {
     pub fn context(&self) -> &SessionContext {
         &self.ctx
     }
+
+    /// Makes the attached database `alias` where unqualified names resolve:
+    /// `orders` then means `alias.orders` (its default schema), and
+    /// `CREATE TABLE t AS ...` creates `t` there. Other sources keep their
+    /// names (`files.trips`, `pg.public.orders`).
+    pub fn use_source(&self, alias: &str) -> Result<()> {
+        if self.registry.get(alias).is_none() {
+            return Err(Error::Statement(format!(
+                "no source named '{alias}' is attached (see SHOW SOURCES)"
+            )));
+        }
+        let state = self.ctx.state_ref();
+        let mut state = state.write();
+        let options = state.config_mut().options_mut();
+        options.catalog.default_catalog = DEFAULT_CATALOG.to_string();
+        options.catalog.default_schema = alias.to_string();
+        Ok(())
+    }
+
+    /// Appends `batches` to `table` (any table Moltres can write: a table
+    /// of an attached database, a memory table) and returns the rows
+    /// written. For databases: one transaction, all rows or none.
+    pub async fn insert(
+        &self,
+        table: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    ) -> Result<u64> {
+        let written = self
+            .ctx
+            .read_batches(batches)?
+            .write_table(table, DataFrameWriteOptions::new())
+            .await?;
+        Ok(written
+            .first()
+            .and_then(|b| {
+                b.column(0)
+                    .as_any()
+                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0))
+    }
+}
+
+/// Connects to one database by URL (`postgres://...`, `mysql://...`,
+/// `sqlite:path`) with settings from the environment: it is attached as
+/// `db` and becomes where unqualified names resolve, so
+/// `db.sql("SELECT * FROM orders")` reads the database's `orders`. Files
+/// and other databases can still be attached and joined.
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "multi_thread")]
+/// # async fn main() -> moltres::Result<()> {
+/// let db = moltres::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+/// let open = db.sql("SELECT count(*) FROM orders WHERE status = 'open'").await?;
+/// open.show().await?;
+/// db.source("db")?.execute("ANALYZE orders").await?;
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Moltres> {
+    let db = Moltres::builder().build().await?;
+    db.attach(url, "db", false).await?;
+    db.use_source("db")?;
+    Ok(db)
 }
