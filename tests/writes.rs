@@ -423,3 +423,103 @@ async fn connect_makes_the_database_the_default() {
         .unwrap();
     assert_eq!(common::rows(&batches), [["Porto"]]);
 }
+
+/// `DELETE` and `UPDATE` run as one statement in the database when every
+/// condition and value is exact there, and are refused otherwise.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_and_update_in_databases() {
+    let db = common::session().await;
+    let schema = format!("moltres_dml{}", std::process::id());
+    let pg = common::postgres_schema(&schema, "").await;
+    db.attach(&common::postgres_url(), "pg", false)
+        .await
+        .unwrap();
+    let database = format!("moltres_dml{}", std::process::id());
+    let mut my = common::mysql_database(&database, "").await;
+    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    db.attach(
+        &format!("sqlite:{}?mode=rwc", dir.path().join("u.db").display()),
+        "lite",
+        false,
+    )
+    .await
+    .unwrap();
+    let csv = "'testdata/trips.csv'";
+    let madrid = query(
+        &db,
+        &format!("SELECT count(*) FROM {csv} WHERE city_id = 3"),
+    )
+    .await[0][0]
+        .clone();
+    let sevilla_late = query(
+        &db,
+        &format!("SELECT count(*) FROM {csv} WHERE city_id = 4 AND trip_id > 1000"),
+    )
+    .await[0][0]
+        .clone();
+    for table in [format!("pg.{schema}.t"), "my.t".into(), "lite.t".into()] {
+        query(
+            &db,
+            &format!("CREATE TABLE {table} AS SELECT trip_id, city_id, payment FROM {csv}"),
+        )
+        .await;
+        let plan = common::explain(&db, &format!("DELETE FROM {table} WHERE city_id = 3")).await;
+        assert!(
+            plan.contains("RemoteStatementExec") && plan.contains("DELETE FROM"),
+            "{plan}"
+        );
+        assert_eq!(
+            query(&db, &format!("DELETE FROM {table} WHERE city_id = 3")).await,
+            [[madrid.clone()]],
+            "{table}"
+        );
+        assert_eq!(
+            query(
+                &db,
+                &format!("UPDATE {table} SET payment = 'tap' WHERE city_id = 4 AND trip_id > 1000")
+            )
+            .await,
+            [[sevilla_late.clone()]],
+            "{table}"
+        );
+        assert_eq!(
+            query(
+                &db,
+                &format!("SELECT count(*) FROM {table} WHERE payment = 'tap' OR city_id = 3")
+            )
+            .await,
+            [[sevilla_late.clone()]],
+            "{table}"
+        );
+        // Not exact in the database: refused, nothing changed.
+        let err = common::error(&db, &format!("DELETE FROM {table} WHERE trip_id + 1 > 5")).await;
+        assert!(err.contains("not sent"), "{table}: {err}");
+        let err = common::error(&db, &format!("UPDATE {table} SET city_id = city_id + 1")).await;
+        assert!(err.contains("not sent"), "{table}: {err}");
+        let expected = 2000 - madrid.parse::<i64>().unwrap();
+        assert_eq!(
+            query(&db, &format!("SELECT count(*), sum(city_id) FROM {table}")).await[0][0],
+            expected.to_string(),
+            "{table}"
+        );
+    }
+    db.attach(&common::postgres_url(), "pg_ro", true)
+        .await
+        .unwrap();
+    let err = common::error(
+        &db,
+        &format!("DELETE FROM pg_ro.{schema}.t WHERE city_id = 1"),
+    )
+    .await;
+    assert!(err.contains("READ_ONLY"), "{err}");
+    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+    use mysql_async::prelude::Queryable;
+    my.query_drop(format!("DROP DATABASE `{database}`"))
+        .await
+        .unwrap();
+}

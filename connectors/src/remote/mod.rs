@@ -15,6 +15,7 @@
 //!   strings together.
 
 mod catalog;
+mod dml;
 mod error;
 mod exec;
 mod federation;
@@ -34,6 +35,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
 
 pub use catalog::{RemoteCatalog, RemoteSchema};
+pub use dml::RemoteStatementExec;
 pub use error::{RemoteError, RemoteErrorKind};
 pub use exec::RemoteScanExec;
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};

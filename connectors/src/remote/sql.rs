@@ -8,7 +8,9 @@ use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::unparser::Unparser;
 use datafusion::sql::unparser::dialect::Dialect;
 
-fn utc_literal(expr: Expr) -> Result<Transformed<Expr>> {
+/// A timestamp literal with a time zone as the same instant without one
+/// (UTC wall-clock time); other expressions unchanged.
+pub(crate) fn utc_literal(expr: Expr) -> Result<Transformed<Expr>> {
     use ScalarValue::*;
     Ok(match expr {
         Expr::Literal(value, metadata) => {
@@ -53,6 +55,12 @@ impl RemoteSql {
     /// Moltres's making is ever put into it.
     pub fn passthrough(native: &str) -> Self {
         Self(native.to_string())
+    }
+
+    /// A data-changing statement Moltres assembled from a quoted table name
+    /// and expressions rendered by the unparser (`DELETE`, `UPDATE`).
+    pub(crate) fn statement(sql: String) -> Self {
+        Self(sql)
     }
 
     /// The text sent to the database.

@@ -102,6 +102,19 @@ impl RemoteTable {
         &self.reference
     }
 
+    /// Refuses `what` when the source is read-only.
+    fn writable(&self, what: &str) -> Result<()> {
+        if self.read_only {
+            return plan_err!(
+                "source '{}' is attached READ_ONLY; {what} {}.{} is refused",
+                self.database.source_name(),
+                self.database.source_name(),
+                self.reference
+            );
+        }
+        Ok(())
+    }
+
     /// The logical plan of a scan: the table, the `pushed` filters (already
     /// judged pushable), the projection and the limit.
     fn scan_plan(
@@ -168,12 +181,7 @@ impl TableProvider for RemoteTable {
         insert_op: InsertOp,
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let name = format!("{}.{}", self.database.source_name(), self.reference);
-        if self.read_only {
-            return plan_err!(
-                "source '{}' is attached READ_ONLY; INSERT INTO {name} is refused",
-                self.database.source_name()
-            );
-        }
+        self.writable("INSERT INTO")?;
         if insert_op != InsertOp::Append {
             return not_impl_err!(
                 "{insert_op} into {name}: only INSERT INTO (append) is supported"
@@ -185,6 +193,49 @@ impl TableProvider for RemoteTable {
             schema: Arc::clone(&self.schema),
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
+    }
+
+    /// `DELETE FROM` as one statement in the database, when it evaluates
+    /// every condition exactly as DataFusion does (refused otherwise).
+    async fn delete_from(
+        &self,
+        _state: &dyn Session,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.writable("DELETE")?;
+        let sql = super::dml::delete_sql(
+            self.database.as_ref(),
+            self.reference.schema().unwrap_or_default(),
+            self.reference.table(),
+            &self.schema,
+            &filters,
+        )?;
+        Ok(Arc::new(super::RemoteStatementExec::new(
+            Arc::clone(&self.database),
+            sql,
+        )))
+    }
+
+    /// `UPDATE` as one statement in the database, under the same rule.
+    async fn update(
+        &self,
+        _state: &dyn Session,
+        assignments: Vec<(String, Expr)>,
+        filters: Vec<Expr>,
+    ) -> Result<Arc<dyn ExecutionPlan>> {
+        self.writable("UPDATE")?;
+        let sql = super::dml::update_sql(
+            self.database.as_ref(),
+            self.reference.schema().unwrap_or_default(),
+            self.reference.table(),
+            &self.schema,
+            &assignments,
+            &filters,
+        )?;
+        Ok(Arc::new(super::RemoteStatementExec::new(
+            Arc::clone(&self.database),
+            sql,
+        )))
     }
 
     async fn scan(
