@@ -4,6 +4,9 @@
 //! (PostgreSQL at `MOLTRES_EXAMPLE_POSTGRES_URL`, default
 //! `postgres://postgres@127.0.0.1:5432/test`).
 
+use moltres::datafusion::arrow::array::{Array, UInt64Array};
+use moltres::datafusion::arrow::record_batch::RecordBatch;
+
 #[tokio::main(flavor = "multi_thread")]
 async fn main() -> moltres::Result<()> {
     let url = std::env::var("MOLTRES_EXAMPLE_POSTGRES_URL")
@@ -43,8 +46,8 @@ async fn main() -> moltres::Result<()> {
     Ok(())
 }
 
-fn moltres_example_count(batches: &[moltres::datafusion::arrow::record_batch::RecordBatch]) -> u64 {
-    use moltres::datafusion::arrow::array::{Array, UInt64Array};
+/// The `count` an INSERT or CREATE TABLE AS returns.
+fn moltres_example_count(batches: &[RecordBatch]) -> u64 {
     batches
         .first()
         .and_then(|b| {
