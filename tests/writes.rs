@@ -14,6 +14,67 @@ const SELECT: &str = "SELECT trip_id, city_id, CAST(started_at AS TIMESTAMP) AS 
                       distance_km, CAST(fare AS DECIMAL(10,2)) AS fare, payment, \
                       CAST(started_at AS DATE) AS paid_on FROM 'testdata/trips.csv'";
 
+/// A session with a PostgreSQL schema (`pg.<schema>`), a MySQL database
+/// (`my`) and a SQLite file (`lite`) of the test's own, filled by the
+/// setup SQL; [`Databases::finish`] drops them.
+struct Databases {
+    db: Moltres,
+    schema: String,
+    database: String,
+    pg: tokio_postgres::Client,
+    my: mysql_async::Conn,
+    dir: tempfile::TempDir,
+}
+
+impl Databases {
+    async fn new(name: &str, pg_setup: &str, my_setup: &str, lite_setup: &str) -> Self {
+        let db = common::session().await;
+        let schema = format!("moltres_{name}{}", std::process::id());
+        let pg = common::postgres_schema(&schema, pg_setup).await;
+        db.attach(&common::postgres_url(), "pg", false)
+            .await
+            .unwrap();
+        let database = schema.clone();
+        let my = common::mysql_database(&database, my_setup).await;
+        db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lite.db");
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(lite_setup)
+            .unwrap();
+        db.attach(&format!("sqlite:{}", path.display()), "lite", false)
+            .await
+            .unwrap();
+        Databases {
+            db,
+            schema,
+            database,
+            pg,
+            my,
+            dir,
+        }
+    }
+
+    fn sqlite_path(&self) -> std::path::PathBuf {
+        self.dir.path().join("lite.db")
+    }
+
+    async fn finish(mut self) {
+        use mysql_async::prelude::Queryable;
+        self.pg
+            .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))
+            .await
+            .unwrap();
+        self.my
+            .query_drop(format!("DROP DATABASE `{}`", self.database))
+            .await
+            .unwrap();
+    }
+}
+
 /// Loads the 2,000 demo trips into `table`, checks them against the CSV,
 /// then shows a failing load (a duplicate key after 1,000 good rows) leaves
 /// the table as it was.
@@ -51,32 +112,17 @@ async fn load_and_fail(db: &Moltres, table: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn insert_into_postgres_mysql_and_sqlite() {
-    let db = common::session().await;
-    // PostgreSQL.
-    let schema = format!("moltres_w{}", std::process::id());
-    let pg = common::postgres_schema(&schema, &CREATE.replace("TIMESTAMP", "timestamp")).await;
-    db.attach(&common::postgres_url(), "pg", false)
-        .await
-        .unwrap();
-    load_and_fail(&db, &format!("pg.{schema}.trips")).await;
-    // MySQL/MariaDB.
-    let database = format!("moltres_w{}", std::process::id());
-    let mut my = common::mysql_database(&database, &CREATE.replace("TIMESTAMP", "DATETIME")).await;
-    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
-        .await
-        .unwrap();
-    load_and_fail(&db, "my.trips").await;
-    // SQLite.
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("w.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch(CREATE)
-        .unwrap();
-    db.attach(&format!("sqlite:{}", path.display()), "lite", false)
-        .await
-        .unwrap();
-    load_and_fail(&db, "lite.trips").await;
+    let t = Databases::new(
+        "w",
+        &CREATE.replace("TIMESTAMP", "timestamp"),
+        &CREATE.replace("TIMESTAMP", "DATETIME"),
+        CREATE,
+    )
+    .await;
+    let (db, schema, path) = (&t.db, t.schema.clone(), t.sqlite_path());
+    load_and_fail(db, &format!("pg.{schema}.trips")).await;
+    load_and_fail(db, "my.trips").await;
+    load_and_fail(db, "lite.trips").await;
 
     // A cross-source INSERT: PostgreSQL rows joined with MySQL into SQLite.
     rusqlite::Connection::open(&path)
@@ -86,7 +132,7 @@ async fn insert_into_postgres_mysql_and_sqlite() {
     db.refresh("lite").unwrap();
     assert_eq!(
         query(
-            &db,
+            db,
             &format!("INSERT INTO lite.pairs SELECT p.trip_id, m.city_id FROM pg.{schema}.trips p JOIN my.trips m ON m.trip_id = p.trip_id WHERE p.trip_id <= 10")
         )
         .await,
@@ -97,7 +143,7 @@ async fn insert_into_postgres_mysql_and_sqlite() {
     db.attach(&common::postgres_url(), "pg_ro", true)
         .await
         .unwrap();
-    let err = common::error(&db, &format!("INSERT INTO pg_ro.{schema}.trips {SELECT}")).await;
+    let err = common::error(db, &format!("INSERT INTO pg_ro.{schema}.trips {SELECT}")).await;
     assert!(err.contains("pg_ro") && err.contains("READ_ONLY"), "{err}");
     db.attach(
         &format!("sqlite:{}?mode=ro", path.display()),
@@ -106,60 +152,37 @@ async fn insert_into_postgres_mysql_and_sqlite() {
     )
     .await
     .unwrap();
-    let err = common::error(&db, &format!("INSERT INTO lite_ro.trips {SELECT}")).await;
+    let err = common::error(db, &format!("INSERT INTO lite_ro.trips {SELECT}")).await;
     assert!(
         err.contains("lite_ro") && err.contains("READ_ONLY"),
         "{err}"
     );
 
-    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
-    use mysql_async::prelude::Queryable;
-    my.query_drop(format!("DROP DATABASE `{database}`"))
-        .await
-        .unwrap();
+    t.finish().await;
 }
 
 /// `CREATE TABLE ... AS SELECT`, `CREATE TABLE (...)` and `DROP TABLE` on
 /// each database; a CREATE TABLE AS whose query fails midway leaves no table.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn create_and_drop_tables_in_databases() {
-    let db = common::session().await;
-    let schema = format!("moltres_ddl{}", std::process::id());
-    let pg = common::postgres_schema(&schema, "").await;
-    db.attach(&common::postgres_url(), "pg", false)
-        .await
-        .unwrap();
-    let database = format!("moltres_ddl{}", std::process::id());
-    let mut my = common::mysql_database(&database, "").await;
-    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    db.attach(
-        &format!("sqlite:{}?mode=rwc", dir.path().join("d.db").display()),
-        "lite",
-        false,
-    )
-    .await
-    .unwrap();
+    let t = Databases::new("ddl", "", "", "").await;
+    let (db, schema) = (&t.db, t.schema.clone());
     let summary = "SELECT payment, count(*) AS trips, CAST(sum(fare) AS DECIMAL(12,2)) AS total, \
                    min(CAST(started_at AS DATE)) AS first_day, max(CAST(started_at AS TIMESTAMP)) AS last_at \
                    FROM 'testdata/trips.csv' GROUP BY payment";
-    let expected = query(&db, &format!("{summary} ORDER BY payment")).await;
+    let expected = query(db, &format!("{summary} ORDER BY payment")).await;
     for target in [
         format!("pg.{schema}.summary"),
         "my.summary".into(),
         "lite.summary".into(),
     ] {
         assert_eq!(
-            query(&db, &format!("CREATE TABLE {target} AS {summary}")).await,
+            query(db, &format!("CREATE TABLE {target} AS {summary}")).await,
             [["3"]],
             "{target}"
         );
         let mut back = query(
-            &db,
+            db,
             &format!(
                 "SELECT payment, trips, total, first_day, last_at FROM {target} ORDER BY payment"
             ),
@@ -175,7 +198,7 @@ async fn create_and_drop_tables_in_databases() {
         // IF NOT EXISTS leaves it alone; without, the database refuses.
         assert_eq!(
             query(
-                &db,
+                db,
                 &format!("CREATE TABLE IF NOT EXISTS {target} AS {summary}")
             )
             .await,
@@ -184,42 +207,42 @@ async fn create_and_drop_tables_in_databases() {
         // A query failing midway (text that is not a number) leaves no table.
         let bad = target.replace("summary", "bad");
         let err = common::error(
-            &db,
+            db,
             &format!(
                 "CREATE TABLE {bad} AS SELECT CAST(payment AS INT) AS p FROM 'testdata/trips.csv'"
             ),
         )
         .await;
         assert!(err.contains("Cannot cast") || err.contains("cast"), "{err}");
-        let err = common::error(&db, &format!("SELECT * FROM {bad}")).await;
+        let err = common::error(db, &format!("SELECT * FROM {bad}")).await;
         assert!(err.contains("not found"), "{target}: {err}");
         // DROP TABLE.
-        query(&db, &format!("DROP TABLE {target}")).await;
-        let err = common::error(&db, &format!("SELECT * FROM {target}")).await;
+        query(db, &format!("DROP TABLE {target}")).await;
+        let err = common::error(db, &format!("SELECT * FROM {target}")).await;
         assert!(err.contains("not found"), "{target}: {err}");
-        query(&db, &format!("DROP TABLE IF EXISTS {target}")).await;
+        query(db, &format!("DROP TABLE IF EXISTS {target}")).await;
     }
     // Column definitions are the database's own.
     query(
-        &db,
+        db,
         "CREATE TABLE my.notes (id INT PRIMARY KEY, body VARCHAR(20))",
     )
     .await;
     assert_eq!(
-        query(&db, "INSERT INTO my.notes VALUES (1, 'it''s'), (2, 'a\\b')").await,
+        query(db, "INSERT INTO my.notes VALUES (1, 'it''s'), (2, 'a\\b')").await,
         [["2"]]
     );
     assert_eq!(
-        query(&db, "SELECT body FROM my.notes ORDER BY id").await,
+        query(db, "SELECT body FROM my.notes ORDER BY id").await,
         [["it's"], ["a\\b"]]
     );
     query(
-        &db,
+        db,
         &format!("CREATE TABLE pg.{schema}.notes (id integer, body text)"),
     )
     .await;
     assert_eq!(
-        query(&db, &format!("SELECT count(*) FROM pg.{schema}.notes")).await,
+        query(db, &format!("SELECT count(*) FROM pg.{schema}.notes")).await,
         [["0"]]
     );
     // READ_ONLY sources refuse DDL.
@@ -227,56 +250,24 @@ async fn create_and_drop_tables_in_databases() {
         .await
         .unwrap();
     let err = common::error(
-        &db,
+        db,
         &format!("CREATE TABLE pg_ro.{schema}.x AS SELECT 1 AS one"),
     )
     .await;
     assert!(err.contains("pg_ro") && err.contains("READ_ONLY"), "{err}");
-    let err = common::error(&db, &format!("DROP TABLE pg_ro.{schema}.notes")).await;
+    let err = common::error(db, &format!("DROP TABLE pg_ro.{schema}.notes")).await;
     assert!(err.contains("READ_ONLY"), "{err}");
 
-    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
-    use mysql_async::prelude::Queryable;
-    my.query_drop(format!("DROP DATABASE `{database}`"))
-        .await
-        .unwrap();
+    t.finish().await;
 }
 
 /// Table names, column names and values that try to end the statement stay
 /// names and values on every database.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn names_and_values_cannot_inject_sql() {
-    let db = common::session().await;
-    let schema = format!("moltres_inj{}", std::process::id());
-    let pg = common::postgres_schema(
-        &schema,
-        "CREATE TABLE keep (id int); INSERT INTO keep VALUES (1);",
-    )
-    .await;
-    db.attach(&common::postgres_url(), "pg", false)
-        .await
-        .unwrap();
-    let database = format!("moltres_inj{}", std::process::id());
-    let mut my = common::mysql_database(
-        &database,
-        "CREATE TABLE keep (id INT); INSERT INTO keep VALUES (1);",
-    )
-    .await;
-    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("i.db");
-    rusqlite::Connection::open(&path)
-        .unwrap()
-        .execute_batch("CREATE TABLE keep (id INTEGER); INSERT INTO keep VALUES (1);")
-        .unwrap();
-    db.attach(&format!("sqlite:{}", path.display()), "lite", false)
-        .await
-        .unwrap();
-
+    let keep = "CREATE TABLE keep (id INTEGER); INSERT INTO keep VALUES (1);";
+    let t = Databases::new("inj", keep, keep, keep).await;
+    let (db, schema, database) = (&t.db, t.schema.clone(), t.database.clone());
     // A table and a column named to close the quote, in every quoting style.
     let table = r#""t""`'; DROP TABLE keep; --""#;
     let column = r#""c""`'); DROP TABLE keep; --""#;
@@ -301,16 +292,16 @@ async fn names_and_values_cannot_inject_sql() {
     ] {
         let target = format!("{source}.{table}");
         assert_eq!(
-            query(&db, &format!("CREATE TABLE {target} AS {select}")).await,
+            query(db, &format!("CREATE TABLE {target} AS {select}")).await,
             [["4"]],
             "{source}"
         );
         assert_eq!(
-            query(&db, &format!("INSERT INTO {target} {select}")).await,
+            query(db, &format!("INSERT INTO {target} {select}")).await,
             [["4"]],
             "{source}"
         );
-        let mut stored: Vec<String> = query(&db, &format!("SELECT {column} FROM {target}"))
+        let mut stored: Vec<String> = query(db, &format!("SELECT {column} FROM {target}"))
             .await
             .into_iter()
             .map(|r| r[0].clone())
@@ -324,24 +315,18 @@ async fn names_and_values_cannot_inject_sql() {
         expected.sort();
         assert_eq!(stored, expected, "{source}");
         assert_eq!(
-            query(&db, &format!("SELECT count(*) FROM {source}.keep")).await,
+            query(db, &format!("SELECT count(*) FROM {source}.keep")).await,
             [["1"]],
             "{source}: keep was touched"
         );
-        query(&db, &format!("DROP TABLE {target}")).await;
+        query(db, &format!("DROP TABLE {target}")).await;
         assert_eq!(
-            query(&db, &format!("SELECT count(*) FROM {source}.keep")).await,
+            query(db, &format!("SELECT count(*) FROM {source}.keep")).await,
             [["1"]],
             "{source}: keep was touched"
         );
     }
-    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
-    use mysql_async::prelude::Queryable;
-    my.query_drop(format!("DROP DATABASE `{database}`"))
-        .await
-        .unwrap();
+    t.finish().await;
 }
 
 /// `moltres::connect(url)`: unqualified names resolve in the database;
@@ -428,57 +413,36 @@ async fn connect_makes_the_database_the_default() {
 /// condition and value is exact there, and are refused otherwise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn delete_and_update_in_databases() {
-    let db = common::session().await;
-    let schema = format!("moltres_dml{}", std::process::id());
-    let pg = common::postgres_schema(&schema, "").await;
-    db.attach(&common::postgres_url(), "pg", false)
-        .await
-        .unwrap();
-    let database = format!("moltres_dml{}", std::process::id());
-    let mut my = common::mysql_database(&database, "").await;
-    db.attach(&format!("{}/{database}", common::mysql_url()), "my", false)
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    db.attach(
-        &format!("sqlite:{}?mode=rwc", dir.path().join("u.db").display()),
-        "lite",
-        false,
-    )
-    .await
-    .unwrap();
+    let t = Databases::new("dml", "", "", "").await;
+    let (db, schema) = (&t.db, t.schema.clone());
     let csv = "'testdata/trips.csv'";
-    let madrid = query(
-        &db,
-        &format!("SELECT count(*) FROM {csv} WHERE city_id = 3"),
-    )
-    .await[0][0]
-        .clone();
+    let madrid =
+        query(db, &format!("SELECT count(*) FROM {csv} WHERE city_id = 3")).await[0][0].clone();
     let sevilla_late = query(
-        &db,
+        db,
         &format!("SELECT count(*) FROM {csv} WHERE city_id = 4 AND trip_id > 1000"),
     )
     .await[0][0]
         .clone();
     for table in [format!("pg.{schema}.t"), "my.t".into(), "lite.t".into()] {
         query(
-            &db,
+            db,
             &format!("CREATE TABLE {table} AS SELECT trip_id, city_id, payment FROM {csv}"),
         )
         .await;
-        let plan = common::explain(&db, &format!("DELETE FROM {table} WHERE city_id = 3")).await;
+        let plan = common::explain(db, &format!("DELETE FROM {table} WHERE city_id = 3")).await;
         assert!(
             plan.contains("RemoteStatementExec") && plan.contains("DELETE FROM"),
             "{plan}"
         );
         assert_eq!(
-            query(&db, &format!("DELETE FROM {table} WHERE city_id = 3")).await,
+            query(db, &format!("DELETE FROM {table} WHERE city_id = 3")).await,
             [[madrid.clone()]],
             "{table}"
         );
         assert_eq!(
             query(
-                &db,
+                db,
                 &format!("UPDATE {table} SET payment = 'tap' WHERE city_id = 4 AND trip_id > 1000")
             )
             .await,
@@ -487,7 +451,7 @@ async fn delete_and_update_in_databases() {
         );
         assert_eq!(
             query(
-                &db,
+                db,
                 &format!("SELECT count(*) FROM {table} WHERE payment = 'tap' OR city_id = 3")
             )
             .await,
@@ -495,13 +459,13 @@ async fn delete_and_update_in_databases() {
             "{table}"
         );
         // Not exact in the database: refused, nothing changed.
-        let err = common::error(&db, &format!("DELETE FROM {table} WHERE trip_id + 1 > 5")).await;
+        let err = common::error(db, &format!("DELETE FROM {table} WHERE trip_id + 1 > 5")).await;
         assert!(err.contains("not sent"), "{table}: {err}");
-        let err = common::error(&db, &format!("UPDATE {table} SET city_id = city_id + 1")).await;
+        let err = common::error(db, &format!("UPDATE {table} SET city_id = city_id + 1")).await;
         assert!(err.contains("not sent"), "{table}: {err}");
         let expected = 2000 - madrid.parse::<i64>().unwrap();
         assert_eq!(
-            query(&db, &format!("SELECT count(*), sum(city_id) FROM {table}")).await[0][0],
+            query(db, &format!("SELECT count(*), sum(city_id) FROM {table}")).await[0][0],
             expected.to_string(),
             "{table}"
         );
@@ -510,16 +474,10 @@ async fn delete_and_update_in_databases() {
         .await
         .unwrap();
     let err = common::error(
-        &db,
+        db,
         &format!("DELETE FROM pg_ro.{schema}.t WHERE city_id = 1"),
     )
     .await;
     assert!(err.contains("READ_ONLY"), "{err}");
-    pg.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
-        .await
-        .unwrap();
-    use mysql_async::prelude::Queryable;
-    my.query_drop(format!("DROP DATABASE `{database}`"))
-        .await
-        .unwrap();
+    t.finish().await;
 }
