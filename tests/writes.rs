@@ -481,3 +481,56 @@ async fn delete_and_update_in_databases() {
     assert!(err.contains("READ_ONLY"), "{err}");
     t.finish().await;
 }
+
+/// `Moltres::upsert`: new keys are inserted, existing keys updated, in one
+/// transaction, on every database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upsert_on_every_database() {
+    use moltres::datafusion::arrow::array::{Int64Array, StringArray};
+    use moltres::datafusion::arrow::datatypes::{DataType, Field, Schema};
+    use moltres::datafusion::arrow::record_batch::RecordBatch;
+    let create = "CREATE TABLE stock (sku INTEGER PRIMARY KEY, name VARCHAR(20), qty INTEGER);
+                  INSERT INTO stock VALUES (1, 'pen', 10), (2, 'ink', 5);";
+    let t = Databases::new("ups", create, create, create).await;
+    let (db, schema) = (&t.db, t.schema.clone());
+    let rows = |skus: Vec<i64>, names: Vec<&str>, qty: Vec<i64>| {
+        RecordBatch::try_new(
+            std::sync::Arc::new(Schema::new(vec![
+                Field::new("sku", DataType::Int64, false),
+                Field::new("name", DataType::Utf8, false),
+                Field::new("qty", DataType::Int64, false),
+            ])),
+            vec![
+                std::sync::Arc::new(Int64Array::from(skus)),
+                std::sync::Arc::new(StringArray::from(names)),
+                std::sync::Arc::new(Int64Array::from(qty)),
+            ],
+        )
+        .unwrap()
+    };
+    for table in [
+        format!("pg.{schema}.stock"),
+        "my.stock".into(),
+        "lite.stock".into(),
+    ] {
+        let batch = rows(vec![2, 3], vec!["ink", "pad"], vec![7, 1]);
+        db.upsert(&table, vec![batch], &["sku"]).await.unwrap();
+        assert_eq!(
+            query(
+                db,
+                &format!("SELECT sku, name, qty FROM {table} ORDER BY sku")
+            )
+            .await,
+            [["1", "pen", "10"], ["2", "ink", "7"], ["3", "pad", "1"]],
+            "{table}"
+        );
+        // A batch that fails (a key column missing from the rows) changes nothing.
+        let err = db
+            .upsert(&table, vec![rows(vec![1], vec!["x"], vec![0])], &["id"])
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("'id'"), "{err}");
+    }
+    t.finish().await;
+}

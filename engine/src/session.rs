@@ -523,6 +523,69 @@ impl Moltres {
     }
 }
 
+impl Moltres {
+    /// Inserts `batches` into `table` of an attached database, replacing
+    /// the other columns of rows whose `keys` already exist (PostgreSQL and
+    /// SQLite `ON CONFLICT (keys) DO UPDATE`, MySQL `ON DUPLICATE KEY
+    /// UPDATE`); one transaction. The batches' columns are matched to the
+    /// table's by name and cast to its types. Returns the rows sent
+    /// (PostgreSQL: the rows inserted or updated).
+    pub async fn upsert(
+        &self,
+        table: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+        keys: &[&str],
+    ) -> Result<u64> {
+        use datafusion::logical_expr::{cast, col};
+        use moltres_connectors::remote::RemoteTable;
+        let provider = self.ctx.table_provider(table).await?;
+        let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
+            return Err(Error::Statement(format!(
+                "upsert into '{table}': only tables of attached databases take upserts"
+            )));
+        };
+        remote.writable("upsert into")?;
+        let table_schema = datafusion::datasource::TableProvider::schema(remote);
+        let frame = self.ctx.read_batches(batches)?;
+        let mut columns = Vec::new();
+        let mut fields = Vec::new();
+        for field in frame.schema().fields() {
+            let target = table_schema.field_with_name(field.name()).map_err(|_| {
+                Error::Statement(format!(
+                    "upsert into '{table}': the table has no column '{}'",
+                    field.name()
+                ))
+            })?;
+            columns.push(
+                cast(
+                    col(datafusion::common::Column::from_name(field.name())),
+                    target.data_type().clone(),
+                )
+                .alias(field.name()),
+            );
+            fields.push(target.clone());
+        }
+        for key in keys {
+            if !fields.iter().any(|f| f.name() == key) {
+                return Err(Error::Statement(format!(
+                    "upsert into '{table}': key column '{key}' is not among the rows' columns"
+                )));
+            }
+        }
+        let stream = frame.select(columns)?.execute_stream().await?;
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
+        Ok(remote
+            .database()
+            .upsert(
+                remote.reference(),
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                stream,
+                &keys,
+            )
+            .await?)
+    }
+}
+
 /// Connects to one database by URL (`postgres://...`, `mysql://...`,
 /// `sqlite:path`) with settings from the environment: it is attached as
 /// `db` and becomes where unqualified names resolve, so

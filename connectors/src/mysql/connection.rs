@@ -293,13 +293,32 @@ pub async fn insert(
     pool: &Pool,
     source: &str,
     settings: &Settings,
-    database: &str,
-    table: &str,
+    (database, table): (&str, &str),
     columns: &SchemaRef,
     mut data: SendableRecordBatchStream,
+    upsert_keys: Option<&[String]>,
 ) -> Result<u64> {
     use futures::StreamExt;
     let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
+    // MySQL replaces on any unique key; the keys name what is not updated.
+    let on_duplicate = match upsert_keys {
+        Some(keys) => {
+            let updates: Vec<String> = columns
+                .fields()
+                .iter()
+                .filter(|f| !keys.contains(f.name()))
+                .map(|f| format!("{0} = VALUES({0})", quote(f.name())))
+                .collect();
+            let updates = if updates.is_empty() {
+                let key = quote(&keys[0]);
+                vec![format!("{key} = {key}")]
+            } else {
+                updates
+            };
+            format!(" ON DUPLICATE KEY UPDATE {}", updates.join(", "))
+        }
+        None => String::new(),
+    };
     let names = columns
         .fields()
         .iter()
@@ -333,7 +352,7 @@ pub async fn insert(
                 }
             }
             let sql = format!(
-                "INSERT INTO {}.{} ({names}) VALUES {}",
+                "INSERT INTO {}.{} ({names}) VALUES {}{on_duplicate}",
                 quote(database),
                 quote(table),
                 vec![placeholders.as_str(); end - start].join(", ")

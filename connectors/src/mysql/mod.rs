@@ -221,10 +221,38 @@ impl RemoteDatabase for MysqlSource {
             &self.pool,
             &self.name,
             &self.settings,
-            table.schema().unwrap_or(&self.settings.database),
-            table.table(),
+            (
+                table.schema().unwrap_or(&self.settings.database),
+                table.table(),
+            ),
             &schema,
             data,
+            None,
+        )
+        .await
+    }
+
+    async fn upsert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+        keys: &[String],
+    ) -> Result<u64> {
+        if keys.is_empty() {
+            return datafusion::common::plan_err!("upsert needs at least one key column");
+        }
+        connection::insert(
+            &self.pool,
+            &self.name,
+            &self.settings,
+            (
+                table.schema().unwrap_or(&self.settings.database),
+                table.table(),
+            ),
+            &schema,
+            data,
+            Some(keys),
         )
         .await
     }

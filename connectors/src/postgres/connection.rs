@@ -545,6 +545,7 @@ pub async fn copy_in(
     table: &str,
     columns: &SchemaRef,
     mut data: SendableRecordBatchStream,
+    upsert_keys: Option<&[String]>,
 ) -> Result<u64> {
     use futures::SinkExt;
     let pg_types: Vec<String> = columns
@@ -569,22 +570,34 @@ pub async fn copy_in(
         }
     }
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
-    let sql = format!(
-        "COPY {}.{} ({}) FROM STDIN (FORMAT binary)",
-        quote(schema),
-        quote(table),
-        columns
-            .fields()
-            .iter()
-            .map(|f| quote(f.name()))
-            .collect::<Vec<_>>()
-            .join(", ")
-    );
+    let target = format!("{}.{}", quote(schema), quote(table));
+    let names = columns
+        .fields()
+        .iter()
+        .map(|f| quote(f.name()))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut client = pool.get().await.map_err(|e| pool_error(source, e))?;
     let transaction = client
         .transaction()
         .await
         .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
+    // An upsert copies into a temporary table first, then merges.
+    let copied_into = match upsert_keys {
+        Some(_) => {
+            let staging = "moltres_upsert_rows";
+            let create = format!(
+                "CREATE TEMPORARY TABLE {staging} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
+            );
+            transaction
+                .batch_execute(&create)
+                .await
+                .map_err(|e| remote_error(source, e, Some(&create)))?;
+            staging.to_string()
+        }
+        None => target.clone(),
+    };
+    let sql = format!("COPY {copied_into} ({names}) FROM STDIN (FORMAT binary)");
     let sink = transaction
         .copy_in::<_, bytes::Bytes>(&sql)
         .await
@@ -615,11 +628,32 @@ pub async fn copy_in(
     sink.send(bytes::Bytes::from(buffer))
         .await
         .map_err(|e| remote_error(source, e, Some(&sql)))?;
-    let rows = sink
+    let mut rows = sink
         .as_mut()
         .finish()
         .await
         .map_err(|e| remote_error(source, e, Some(&sql)))?;
+    if let Some(keys) = upsert_keys {
+        let updates: Vec<String> = columns
+            .fields()
+            .iter()
+            .filter(|f| !keys.contains(f.name()))
+            .map(|f| format!("{0} = EXCLUDED.{0}", quote(f.name())))
+            .collect();
+        let action = if updates.is_empty() {
+            "DO NOTHING".to_string()
+        } else {
+            format!("DO UPDATE SET {}", updates.join(", "))
+        };
+        let merge = format!(
+            "INSERT INTO {target} ({names}) SELECT {names} FROM {copied_into} ON CONFLICT ({}) {action}",
+            keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ")
+        );
+        rows = transaction
+            .execute(merge.as_str(), &[])
+            .await
+            .map_err(|e| remote_error(source, e, Some(&merge)))?;
+    }
     transaction
         .commit()
         .await

@@ -192,6 +192,26 @@ impl RemoteDatabase for PostgresSource {
             table.table(),
             &schema,
             data,
+            None,
+        )
+        .await
+    }
+
+    async fn upsert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+        keys: &[String],
+    ) -> Result<u64> {
+        connection::copy_in(
+            &self.pool,
+            &self.name,
+            table.schema().unwrap_or("public"),
+            table.table(),
+            &schema,
+            data,
+            Some(keys),
         )
         .await
     }

@@ -112,6 +112,23 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
         )
     }
 
+    /// Like [`insert`](Self::insert), but a row whose `keys` match an
+    /// existing row replaces that row's other columns (PostgreSQL and SQLite
+    /// `ON CONFLICT (keys) DO UPDATE`, MySQL `ON DUPLICATE KEY UPDATE`).
+    async fn upsert(
+        &self,
+        table: &TableReference,
+        _schema: SchemaRef,
+        _data: SendableRecordBatchStream,
+        _keys: &[String],
+    ) -> Result<u64> {
+        datafusion::common::not_impl_err!(
+            "upsert into {} tables ({}.{table}) is not supported",
+            self.kind(),
+            self.source_name()
+        )
+    }
+
     /// Runs `sql` and streams its rows as batches of at most `batch_size` rows
     /// with `schema`. Dropping the stream cancels the query on the server.
     fn execute(

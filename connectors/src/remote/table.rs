@@ -103,7 +103,7 @@ impl RemoteTable {
     }
 
     /// Refuses `what` when the source is read-only.
-    fn writable(&self, what: &str) -> Result<()> {
+    pub fn writable(&self, what: &str) -> Result<()> {
         if self.read_only {
             return plan_err!(
                 "source '{}' is attached READ_ONLY; {what} {}.{} is refused",

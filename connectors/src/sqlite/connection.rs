@@ -361,10 +361,30 @@ pub fn insert_rows(
     table: &str,
     columns: &[String],
     mut feed: tokio::sync::mpsc::Receiver<Feed>,
+    upsert_keys: Option<&[String]>,
 ) -> Result<u64> {
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let on_conflict = match upsert_keys {
+        Some(keys) => {
+            let updates: Vec<String> = columns
+                .iter()
+                .filter(|c| !keys.contains(c))
+                .map(|c| format!("{0} = excluded.{0}", quote(c)))
+                .collect();
+            format!(
+                " ON CONFLICT ({}) {}",
+                keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", "),
+                if updates.is_empty() {
+                    "DO NOTHING".to_string()
+                } else {
+                    format!("DO UPDATE SET {}", updates.join(", "))
+                }
+            )
+        }
+        None => String::new(),
+    };
     let sql = format!(
-        "INSERT INTO {}.{} ({}) VALUES ({})",
+        "INSERT INTO {}.{} ({}) VALUES ({}){on_conflict}",
         quote(schema),
         quote(table),
         columns

@@ -121,6 +121,46 @@ impl SqliteSource {
         })
     }
 
+    /// Appends (or upserts on `keys`) the rows of `data` in one transaction.
+    async fn write(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        mut data: SendableRecordBatchStream,
+        keys: Option<Vec<String>>,
+    ) -> Result<u64> {
+        use futures::StreamExt;
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+        let remote_schema = table.schema().unwrap_or("main").to_string();
+        let name = table.table().to_string();
+        let writer = self.with_connection(move |c, source| {
+            connection::insert_rows(
+                c,
+                source,
+                &remote_schema,
+                &name,
+                &columns,
+                rx,
+                keys.as_deref(),
+            )
+        });
+        let feeder = async move {
+            while let Some(batch) = data.next().await {
+                // A failed read drops the sender: the writer rolls back.
+                let batch = batch?;
+                if tx.send(connection::Feed::Batch(batch)).await.is_err() {
+                    return Ok(());
+                }
+            }
+            let _ = tx.send(connection::Feed::End).await;
+            Ok::<(), datafusion::common::DataFusionError>(())
+        };
+        let (written, fed) = futures::join!(writer, feeder);
+        fed?;
+        written
+    }
+
     async fn with_connection<T: Send + 'static>(
         &self,
         f: impl FnOnce(&mut rusqlite::Connection, &str) -> Result<T> + Send + 'static,
@@ -212,30 +252,19 @@ impl RemoteDatabase for SqliteSource {
         &self,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
-        mut data: SendableRecordBatchStream,
+        data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        use futures::StreamExt;
-        let (tx, rx) = tokio::sync::mpsc::channel(2);
-        let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
-        let remote_schema = table.schema().unwrap_or("main").to_string();
-        let name = table.table().to_string();
-        let writer = self.with_connection(move |c, source| {
-            connection::insert_rows(c, source, &remote_schema, &name, &columns, rx)
-        });
-        let feeder = async move {
-            while let Some(batch) = data.next().await {
-                // A failed read drops the sender: the writer rolls back.
-                let batch = batch?;
-                if tx.send(connection::Feed::Batch(batch)).await.is_err() {
-                    return Ok(());
-                }
-            }
-            let _ = tx.send(connection::Feed::End).await;
-            Ok::<(), datafusion::common::DataFusionError>(())
-        };
-        let (written, fed) = futures::join!(writer, feeder);
-        fed?;
-        written
+        self.write(table, schema, data, None).await
+    }
+
+    async fn upsert(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+        keys: &[String],
+    ) -> Result<u64> {
+        self.write(table, schema, data, Some(keys.to_vec())).await
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {
