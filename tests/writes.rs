@@ -534,3 +534,48 @@ async fn upsert_on_every_database() {
     }
     t.finish().await;
 }
+
+/// `INSERT OVERWRITE` replaces every row in one transaction; when the new
+/// rows fail (a duplicate key), the old rows stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn insert_overwrite_replaces_rows_atomically() {
+    let create = "CREATE TABLE stock (sku INTEGER PRIMARY KEY, qty INTEGER);
+                  INSERT INTO stock VALUES (1, 10), (2, 5);";
+    let t = Databases::new("ovw", create, create, create).await;
+    let (db, schema) = (&t.db, t.schema.clone());
+    for table in [
+        format!("pg.{schema}.stock"),
+        "my.stock".into(),
+        "lite.stock".into(),
+    ] {
+        assert_eq!(
+            query(
+                db,
+                &format!("INSERT OVERWRITE {table} SELECT column1 AS sku, column2 AS qty FROM (VALUES (7, 70), (8, 80), (9, 90))")
+            )
+            .await,
+            [["3"]],
+            "{table}"
+        );
+        assert_eq!(
+            query(db, &format!("SELECT sku, qty FROM {table} ORDER BY sku")).await,
+            [["7", "70"], ["8", "80"], ["9", "90"]],
+            "{table}"
+        );
+        let err = common::error(
+            db,
+            &format!("INSERT OVERWRITE {table} SELECT column1 AS sku, column2 AS qty FROM (VALUES (1, 1), (1, 2))"),
+        )
+        .await;
+        assert!(
+            err.to_lowercase().contains("duplicate") || err.contains("UNIQUE"),
+            "{table}: {err}"
+        );
+        assert_eq!(
+            query(db, &format!("SELECT count(*), sum(qty) FROM {table}")).await,
+            [["3", "240"]],
+            "{table}: a failed overwrite changed the table"
+        );
+    }
+    t.finish().await;
+}

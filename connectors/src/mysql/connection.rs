@@ -296,9 +296,10 @@ pub async fn insert(
     (database, table): (&str, &str),
     columns: &SchemaRef,
     mut data: SendableRecordBatchStream,
-    upsert_keys: Option<&[String]>,
+    mode: crate::remote::WriteMode<'_>,
 ) -> Result<u64> {
     use futures::StreamExt;
+    let upsert_keys = mode.upsert_keys();
     let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
     // MySQL replaces on any unique key; the keys name what is not updated.
     let on_duplicate = match upsert_keys {
@@ -333,6 +334,13 @@ pub async fn insert(
         .start_transaction(mysql_async::TxOpts::default())
         .await
         .map_err(|e| remote_error(source, e, Some("START TRANSACTION")))?;
+    if mode.overwrites() {
+        let delete = format!("DELETE FROM {}.{}", quote(database), quote(table));
+        transaction
+            .query_drop(&delete)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&delete)))?;
+    }
     let mut written = 0u64;
     while let Some(batch) = data.next().await {
         let batch = batch?;

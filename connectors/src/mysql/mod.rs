@@ -32,7 +32,7 @@ use mysql_async::prelude::Queryable;
 pub use dialect::{MysqlDialect, MysqlPushdown};
 
 use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -227,7 +227,28 @@ impl RemoteDatabase for MysqlSource {
             ),
             &schema,
             data,
-            None,
+            WriteMode::Append,
+        )
+        .await
+    }
+
+    async fn overwrite(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::insert(
+            &self.pool,
+            &self.name,
+            &self.settings,
+            (
+                table.schema().unwrap_or(&self.settings.database),
+                table.table(),
+            ),
+            &schema,
+            data,
+            WriteMode::Overwrite,
         )
         .await
     }
@@ -252,7 +273,7 @@ impl RemoteDatabase for MysqlSource {
             ),
             &schema,
             data,
-            Some(keys),
+            WriteMode::Upsert(keys),
         )
         .await
     }

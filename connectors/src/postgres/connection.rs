@@ -545,9 +545,10 @@ pub async fn copy_in(
     table: &str,
     columns: &SchemaRef,
     mut data: SendableRecordBatchStream,
-    upsert_keys: Option<&[String]>,
+    mode: crate::remote::WriteMode<'_>,
 ) -> Result<u64> {
     use futures::SinkExt;
+    let upsert_keys = mode.upsert_keys();
     let pg_types: Vec<String> = columns
         .fields()
         .iter()
@@ -582,6 +583,13 @@ pub async fn copy_in(
         .transaction()
         .await
         .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
+    if mode.overwrites() {
+        let delete = format!("DELETE FROM {target}");
+        transaction
+            .batch_execute(&delete)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&delete)))?;
+    }
     // An upsert copies into a temporary table first, then merges.
     let copied_into = match upsert_keys {
         Some(_) => {

@@ -30,7 +30,7 @@ pub use dialect::{PostgresDialect, PostgresPushdown};
 pub use schema::UnsupportedTypes;
 
 use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -192,7 +192,25 @@ impl RemoteDatabase for PostgresSource {
             table.table(),
             &schema,
             data,
-            None,
+            WriteMode::Append,
+        )
+        .await
+    }
+
+    async fn overwrite(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::copy_in(
+            &self.pool,
+            &self.name,
+            table.schema().unwrap_or("public"),
+            table.table(),
+            &schema,
+            data,
+            WriteMode::Overwrite,
         )
         .await
     }
@@ -211,7 +229,7 @@ impl RemoteDatabase for PostgresSource {
             table.table(),
             &schema,
             data,
-            Some(keys),
+            WriteMode::Upsert(keys),
         )
         .await
     }

@@ -41,6 +41,32 @@ pub use exec::RemoteScanExec;
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
+
+/// How rows are written into a table.
+#[derive(Debug, Clone, Copy)]
+pub enum WriteMode<'a> {
+    /// Added to the rows there.
+    Append,
+    /// Replacing every row, in one transaction.
+    Overwrite,
+    /// Added, or replacing the other columns of rows with the same keys.
+    Upsert(&'a [String]),
+}
+
+impl<'a> WriteMode<'a> {
+    /// The key columns of an upsert.
+    pub fn upsert_keys(self) -> Option<&'a [String]> {
+        match self {
+            WriteMode::Upsert(keys) => Some(keys),
+            _ => None,
+        }
+    }
+
+    /// Whether the table's rows go first.
+    pub fn overwrites(self) -> bool {
+        matches!(self, WriteMode::Overwrite)
+    }
+}
 pub use sql::RemoteSql;
 pub use stream::{BatchSender, FLUSH_AFTER, batch_channel, decoders, record_batch};
 pub use table::RemoteTable;
@@ -107,6 +133,22 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     ) -> Result<u64> {
         datafusion::common::not_impl_err!(
             "writing to {} tables ({}.{table}) is not supported",
+            self.kind(),
+            self.source_name()
+        )
+    }
+
+    /// Like [`insert`](Self::insert), but the table's rows are deleted
+    /// first, in the same transaction: readers see the old rows or the new
+    /// ones (`INSERT OVERWRITE`).
+    async fn overwrite(
+        &self,
+        table: &TableReference,
+        _schema: SchemaRef,
+        _data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        datafusion::common::not_impl_err!(
+            "overwriting {} tables ({}.{table}) is not supported",
             self.kind(),
             self.source_name()
         )

@@ -31,15 +31,18 @@ struct RemoteSink {
     database: Arc<dyn RemoteDatabase>,
     reference: TableReference,
     schema: SchemaRef,
+    /// The table's rows go first, in the same transaction.
+    overwrite: bool,
 }
 
 impl DisplayAs for RemoteSink {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut std::fmt::Formatter) -> std::fmt::Result {
         write!(
             f,
-            "RemoteInsert: source={}, table={}",
+            "RemoteInsert: source={}, table={}{}",
             self.database.source_name(),
-            self.reference
+            self.reference,
+            if self.overwrite { ", overwrite" } else { "" }
         )
     }
 }
@@ -55,9 +58,12 @@ impl DataSink for RemoteSink {
         data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        self.database
-            .insert(&self.reference, Arc::clone(&self.schema), data)
-            .await
+        let schema = Arc::clone(&self.schema);
+        if self.overwrite {
+            self.database.overwrite(&self.reference, schema, data).await
+        } else {
+            self.database.insert(&self.reference, schema, data).await
+        }
     }
 }
 
@@ -172,7 +178,8 @@ impl TableProvider for RemoteTable {
             .collect())
     }
 
-    /// `INSERT INTO` appends through [`RemoteDatabase::insert`]: streamed,
+    /// `INSERT INTO` appends through [`RemoteDatabase::insert`] and `INSERT
+    /// OVERWRITE` replaces through [`RemoteDatabase::overwrite`]: streamed,
     /// in one transaction, all rows or none.
     async fn insert_into(
         &self,
@@ -182,15 +189,20 @@ impl TableProvider for RemoteTable {
     ) -> Result<Arc<dyn ExecutionPlan>> {
         let name = format!("{}.{}", self.database.source_name(), self.reference);
         self.writable("INSERT INTO")?;
-        if insert_op != InsertOp::Append {
-            return not_impl_err!(
-                "{insert_op} into {name}: only INSERT INTO (append) is supported"
-            );
-        }
+        let overwrite = match insert_op {
+            InsertOp::Append => false,
+            InsertOp::Overwrite => true,
+            other => {
+                return not_impl_err!(
+                    "{other} into {name}: INSERT INTO and INSERT OVERWRITE are supported"
+                );
+            }
+        };
         let sink = RemoteSink {
             database: Arc::clone(&self.database),
             reference: self.reference.clone(),
             schema: Arc::clone(&self.schema),
+            overwrite,
         };
         Ok(Arc::new(DataSinkExec::new(input, Arc::new(sink), None)))
     }

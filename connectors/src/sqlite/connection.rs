@@ -361,8 +361,9 @@ pub fn insert_rows(
     table: &str,
     columns: &[String],
     mut feed: tokio::sync::mpsc::Receiver<Feed>,
-    upsert_keys: Option<&[String]>,
+    mode: crate::remote::WriteMode<'_>,
 ) -> Result<u64> {
+    let upsert_keys = mode.upsert_keys();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let on_conflict = match upsert_keys {
         Some(keys) => {
@@ -400,6 +401,12 @@ pub fn insert_rows(
     let transaction = connection
         .transaction()
         .map_err(|e| remote_error(source, e, None))?;
+    if mode.overwrites() {
+        let delete = format!("DELETE FROM {}.{}", quote(schema), quote(table));
+        transaction
+            .execute(&delete, [])
+            .map_err(|e| remote_error(source, e, Some(&delete)))?;
+    }
     let mut written = 0u64;
     {
         let mut statement = transaction

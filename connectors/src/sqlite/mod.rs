@@ -26,7 +26,7 @@ use deadpool_sqlite::Pool;
 pub use dialect::{SqliteDialect, SqlitePushdown};
 
 use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -128,6 +128,7 @@ impl SqliteSource {
         schema: SchemaRef,
         mut data: SendableRecordBatchStream,
         keys: Option<Vec<String>>,
+        overwrite: bool,
     ) -> Result<u64> {
         use futures::StreamExt;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
@@ -142,7 +143,11 @@ impl SqliteSource {
                 &name,
                 &columns,
                 rx,
-                keys.as_deref(),
+                match (&keys, overwrite) {
+                    (Some(keys), _) => WriteMode::Upsert(keys),
+                    (None, true) => WriteMode::Overwrite,
+                    (None, false) => WriteMode::Append,
+                },
             )
         });
         let feeder = async move {
@@ -254,7 +259,16 @@ impl RemoteDatabase for SqliteSource {
         schema: SchemaRef,
         data: SendableRecordBatchStream,
     ) -> Result<u64> {
-        self.write(table, schema, data, None).await
+        self.write(table, schema, data, None, false).await
+    }
+
+    async fn overwrite(
+        &self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        self.write(table, schema, data, None, true).await
     }
 
     async fn upsert(
@@ -264,7 +278,8 @@ impl RemoteDatabase for SqliteSource {
         data: SendableRecordBatchStream,
         keys: &[String],
     ) -> Result<u64> {
-        self.write(table, schema, data, Some(keys.to_vec())).await
+        self.write(table, schema, data, Some(keys.to_vec()), false)
+            .await
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {
