@@ -565,6 +565,11 @@ impl Moltres {
             );
             fields.push(target.clone());
         }
+        if keys.is_empty() {
+            return Err(Error::Statement(format!(
+                "upsert into '{table}': name at least one key column"
+            )));
+        }
         for key in keys {
             if !fields.iter().any(|f| f.name() == key) {
                 return Err(Error::Statement(format!(
@@ -576,11 +581,11 @@ impl Moltres {
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         Ok(remote
             .database()
-            .upsert(
+            .write(
                 remote.reference(),
                 Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
                 stream,
-                &keys,
+                moltres_connectors::remote::WriteMode::Upsert(&keys),
             )
             .await?)
     }

@@ -211,56 +211,14 @@ impl RemoteDatabase for MysqlSource {
         })
     }
 
-    async fn insert(
+    async fn write(
         &self,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
         data: SendableRecordBatchStream,
+        mode: WriteMode<'_>,
     ) -> Result<u64> {
-        connection::insert(
-            &self.pool,
-            &self.name,
-            &self.settings,
-            (
-                table.schema().unwrap_or(&self.settings.database),
-                table.table(),
-            ),
-            &schema,
-            data,
-            WriteMode::Append,
-        )
-        .await
-    }
-
-    async fn overwrite(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-    ) -> Result<u64> {
-        connection::insert(
-            &self.pool,
-            &self.name,
-            &self.settings,
-            (
-                table.schema().unwrap_or(&self.settings.database),
-                table.table(),
-            ),
-            &schema,
-            data,
-            WriteMode::Overwrite,
-        )
-        .await
-    }
-
-    async fn upsert(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-        keys: &[String],
-    ) -> Result<u64> {
-        if keys.is_empty() {
+        if let WriteMode::Upsert([]) = mode {
             return datafusion::common::plan_err!("upsert needs at least one key column");
         }
         connection::insert(
@@ -273,7 +231,7 @@ impl RemoteDatabase for MysqlSource {
             ),
             &schema,
             data,
-            WriteMode::Upsert(keys),
+            mode,
         )
         .await
     }

@@ -179,11 +179,12 @@ impl RemoteDatabase for PostgresSource {
         })
     }
 
-    async fn insert(
+    async fn write(
         &self,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
         data: SendableRecordBatchStream,
+        mode: WriteMode<'_>,
     ) -> Result<u64> {
         connection::copy_in(
             &self.pool,
@@ -192,44 +193,7 @@ impl RemoteDatabase for PostgresSource {
             table.table(),
             &schema,
             data,
-            WriteMode::Append,
-        )
-        .await
-    }
-
-    async fn overwrite(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-    ) -> Result<u64> {
-        connection::copy_in(
-            &self.pool,
-            &self.name,
-            table.schema().unwrap_or("public"),
-            table.table(),
-            &schema,
-            data,
-            WriteMode::Overwrite,
-        )
-        .await
-    }
-
-    async fn upsert(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-        keys: &[String],
-    ) -> Result<u64> {
-        connection::copy_in(
-            &self.pool,
-            &self.name,
-            table.schema().unwrap_or("public"),
-            table.table(),
-            &schema,
-            data,
-            WriteMode::Upsert(keys),
+            mode,
         )
         .await
     }

@@ -122,50 +122,22 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     /// Runs a native statement (DDL, DML); returns the rows affected.
     async fn execute_statement(&self, native: &str) -> Result<u64>;
 
-    /// Appends the rows of `data` (with the table's columns, `schema`) to
-    /// `table` in one transaction, streaming; returns the rows written. On
-    /// any error nothing is written.
-    async fn insert(
+    /// Writes the rows of `data` (with the table's columns, `schema`) into
+    /// `table` as `mode` says, in one transaction, streaming; returns the
+    /// rows written. On any error nothing is written: appended rows are not
+    /// there, an overwrite keeps the old rows, an upsert changes nothing.
+    /// Upserts replace the other columns of rows whose keys exist
+    /// (PostgreSQL and SQLite `ON CONFLICT (keys) DO UPDATE`, MySQL `ON
+    /// DUPLICATE KEY UPDATE`).
+    async fn write(
         &self,
         table: &TableReference,
         _schema: SchemaRef,
         _data: SendableRecordBatchStream,
+        _mode: WriteMode<'_>,
     ) -> Result<u64> {
         datafusion::common::not_impl_err!(
             "writing to {} tables ({}.{table}) is not supported",
-            self.kind(),
-            self.source_name()
-        )
-    }
-
-    /// Like [`insert`](Self::insert), but the table's rows are deleted
-    /// first, in the same transaction: readers see the old rows or the new
-    /// ones (`INSERT OVERWRITE`).
-    async fn overwrite(
-        &self,
-        table: &TableReference,
-        _schema: SchemaRef,
-        _data: SendableRecordBatchStream,
-    ) -> Result<u64> {
-        datafusion::common::not_impl_err!(
-            "overwriting {} tables ({}.{table}) is not supported",
-            self.kind(),
-            self.source_name()
-        )
-    }
-
-    /// Like [`insert`](Self::insert), but a row whose `keys` match an
-    /// existing row replaces that row's other columns (PostgreSQL and SQLite
-    /// `ON CONFLICT (keys) DO UPDATE`, MySQL `ON DUPLICATE KEY UPDATE`).
-    async fn upsert(
-        &self,
-        table: &TableReference,
-        _schema: SchemaRef,
-        _data: SendableRecordBatchStream,
-        _keys: &[String],
-    ) -> Result<u64> {
-        datafusion::common::not_impl_err!(
-            "upsert into {} tables ({}.{table}) is not supported",
             self.kind(),
             self.source_name()
         )

@@ -23,7 +23,7 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
 use super::pushdown::{Capability, classify};
-use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql};
+use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, WriteMode};
 
 /// Writes the rows of an `INSERT` into a remote table.
 #[derive(Debug)]
@@ -58,12 +58,14 @@ impl DataSink for RemoteSink {
         data: SendableRecordBatchStream,
         _context: &Arc<TaskContext>,
     ) -> Result<u64> {
-        let schema = Arc::clone(&self.schema);
-        if self.overwrite {
-            self.database.overwrite(&self.reference, schema, data).await
+        let mode = if self.overwrite {
+            WriteMode::Overwrite
         } else {
-            self.database.insert(&self.reference, schema, data).await
-        }
+            WriteMode::Append
+        };
+        self.database
+            .write(&self.reference, Arc::clone(&self.schema), data, mode)
+            .await
     }
 }
 
@@ -178,9 +180,9 @@ impl TableProvider for RemoteTable {
             .collect())
     }
 
-    /// `INSERT INTO` appends through [`RemoteDatabase::insert`] and `INSERT
-    /// OVERWRITE` replaces through [`RemoteDatabase::overwrite`]: streamed,
-    /// in one transaction, all rows or none.
+    /// `INSERT INTO` appends and `INSERT OVERWRITE` replaces through
+    /// [`RemoteDatabase::write`]: streamed, in one transaction, all rows or
+    /// none.
     async fn insert_into(
         &self,
         _state: &dyn Session,

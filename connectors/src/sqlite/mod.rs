@@ -122,7 +122,7 @@ impl SqliteSource {
     }
 
     /// Appends (or upserts on `keys`) the rows of `data` in one transaction.
-    async fn write(
+    async fn write_rows(
         &self,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
@@ -253,32 +253,15 @@ impl RemoteDatabase for SqliteSource {
         )
     }
 
-    async fn insert(
+    async fn write(
         &self,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
         data: SendableRecordBatchStream,
+        mode: WriteMode<'_>,
     ) -> Result<u64> {
-        self.write(table, schema, data, None, false).await
-    }
-
-    async fn overwrite(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-    ) -> Result<u64> {
-        self.write(table, schema, data, None, true).await
-    }
-
-    async fn upsert(
-        &self,
-        table: &datafusion::common::TableReference,
-        schema: SchemaRef,
-        data: SendableRecordBatchStream,
-        keys: &[String],
-    ) -> Result<u64> {
-        self.write(table, schema, data, Some(keys.to_vec()), false)
+        let keys = mode.upsert_keys().map(<[String]>::to_vec);
+        self.write_rows(table, schema, data, keys, mode.overwrites())
             .await
     }
 
