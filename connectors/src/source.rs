@@ -45,6 +45,28 @@ pub struct AttachedSource {
     pub read_only: bool,
 }
 
+impl AttachedSource {
+    /// A database attached as a catalog of its schemas, `alias.table`
+    /// resolving in its default schema; read-only when ATTACH said so or
+    /// the database itself refuses writes (`source_read_only`).
+    pub fn database(
+        database: Arc<dyn crate::remote::RemoteDatabase>,
+        request: &AttachRequest,
+        source_read_only: bool,
+    ) -> Self {
+        let default_schema = database.default_schema().to_string();
+        let catalog = Arc::new(
+            RemoteCatalog::new(database).with_read_only(request.read_only || source_read_only),
+        );
+        AttachedSource {
+            catalog: Arc::clone(&catalog) as _,
+            default_schema,
+            remote: Some(catalog),
+            read_only: source_read_only,
+        }
+    }
+}
+
 /// A kind of source (files, PostgreSQL, ...).
 #[async_trait]
 pub trait SourceKind: Debug + Send + Sync {

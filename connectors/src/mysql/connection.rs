@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::SchemaRef;
-use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::common::{DataFusionError, Result};
 use datafusion::execution::SendableRecordBatchStream;
 use mysql_async::prelude::Queryable;
@@ -267,7 +266,7 @@ async fn run_query(
         }
         pending += 1;
         if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
-            let batch = finish(schema, &mut decoders, pending)?;
+            let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
             pending = 0;
             if !tx.send(Ok(batch)).await {
                 kill(pool, source, settings, id).await;
@@ -276,15 +275,10 @@ async fn run_query(
         }
     }
     if pending > 0 {
-        let batch = finish(schema, &mut decoders, pending)?;
+        let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
         tx.send(Ok(batch)).await;
     }
     Ok(())
-}
-
-fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
-    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    crate::remote::record_batch(schema, columns, rows)
 }
 
 /// Appends `data` to `` `database`.`table` `` with multi-row INSERTs of bound

@@ -31,9 +31,7 @@ use mysql_async::prelude::Queryable;
 
 pub use dialect::{MysqlDialect, MysqlPushdown};
 
-use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
-};
+use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `mysql://` / `mariadb://` kind of source.
@@ -52,15 +50,7 @@ impl SourceKind for MysqlKind {
 
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source = MysqlSource::connect(&request.alias, &request.url, &request.options).await?;
-        let database = source.settings.database.clone();
-        let catalog =
-            Arc::new(RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only));
-        Ok(AttachedSource {
-            catalog: Arc::clone(&catalog) as _,
-            default_schema: database,
-            remote: Some(catalog),
-            read_only: false,
-        })
+        Ok(AttachedSource::database(Arc::new(source), request, false))
     }
 
     fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {

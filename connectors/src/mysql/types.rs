@@ -472,6 +472,12 @@ pub fn to_mysql(column: &ArrayRef, row: usize) -> Result<Value, String> {
     })
 }
 
+impl crate::remote::ColumnBuilder for Decoder {
+    fn finish(&mut self) -> ArrayRef {
+        Decoder::finish(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -487,7 +487,7 @@ async fn run_query(
         if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
             let rows = pending;
             pending = 0;
-            let batch = finish(&schema, decoders, rows)?;
+            let batch = crate::remote::finish_batch(&schema, decoders, rows)?;
             if tx.send(Ok(batch)).await.is_err() {
                 let _ = cancel.cancel_query(NoTls).await;
                 return Ok(());
@@ -498,7 +498,7 @@ async fn run_query(
     if let Some(decoders) = decoders.as_mut()
         && pending > 0
     {
-        let batch = finish(&schema, decoders, pending)?;
+        let batch = crate::remote::finish_batch(&schema, decoders, pending)?;
         let _ = tx.send(Ok(batch)).await;
     }
     Ok(())
@@ -526,13 +526,6 @@ fn make_decoders(
             )
         })
         .collect()
-}
-
-/// The pending rows as a batch (`rows` matters when no column is selected,
-/// as for `count(*)`).
-fn finish(schema: &SchemaRef, decoders: &mut [ColumnDecoder], rows: usize) -> Result<RecordBatch> {
-    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    crate::remote::record_batch(schema, columns, rows)
 }
 
 /// Appends `data` to `schema.table` with `COPY ... FROM STDIN (FORMAT

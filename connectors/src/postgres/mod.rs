@@ -29,9 +29,7 @@ use deadpool_postgres::Pool;
 pub use dialect::{PostgresDialect, PostgresPushdown};
 pub use schema::UnsupportedTypes;
 
-use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
-};
+use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `postgres://` / `postgresql://` kind of source.
@@ -51,14 +49,7 @@ impl SourceKind for PostgresKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source =
             PostgresSource::connect(&request.alias, &request.url, &request.options).await?;
-        let catalog =
-            Arc::new(RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only));
-        Ok(AttachedSource {
-            catalog: Arc::clone(&catalog) as _,
-            default_schema: "public".to_string(),
-            remote: Some(catalog),
-            read_only: false,
-        })
+        Ok(AttachedSource::database(Arc::new(source), request, false))
     }
 
     fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {

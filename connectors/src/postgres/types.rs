@@ -789,6 +789,12 @@ fn uuid_binary(text: &str) -> Result<Vec<u8>, String> {
         .map_err(|_| format!("'{text}' is not a UUID"))
 }
 
+impl crate::remote::ColumnBuilder for ColumnDecoder {
+    fn finish(&mut self) -> ArrayRef {
+        ColumnDecoder::finish(self)
+    }
+}
+
 #[cfg(test)]
 mod copy_tests {
     use super::*;

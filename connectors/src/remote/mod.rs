@@ -68,7 +68,9 @@ impl<'a> WriteMode<'a> {
     }
 }
 pub use sql::RemoteSql;
-pub use stream::{BatchSender, FLUSH_AFTER, batch_channel, decoders, record_batch};
+pub use stream::{
+    BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, decoders, finish_batch, record_batch,
+};
 pub use table::RemoteTable;
 pub use topk::RemoteTopK;
 

@@ -103,3 +103,19 @@ pub fn decoders<D>(
         })
         .collect()
 }
+
+/// A column decoder: values pushed one by one, taken as an array.
+pub trait ColumnBuilder {
+    /// The values so far, as an array; the builder starts over.
+    fn finish(&mut self) -> datafusion::arrow::array::ArrayRef;
+}
+
+/// The pending values of `decoders` as a batch of `rows` rows.
+pub fn finish_batch<D: ColumnBuilder>(
+    schema: &SchemaRef,
+    decoders: &mut [D],
+    rows: usize,
+) -> Result<RecordBatch> {
+    let columns = decoders.iter_mut().map(ColumnBuilder::finish).collect();
+    record_batch(schema, columns, rows)
+}

@@ -296,7 +296,7 @@ fn run_query(
         }
         pending += 1;
         if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
-            let batch = finish(schema, &mut decoders, pending)?;
+            let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
             pending = 0;
             if !tx.blocking_send(Ok(batch)) {
                 return Ok(());
@@ -304,7 +304,7 @@ fn run_query(
         }
     }
     if pending > 0 {
-        let batch = finish(schema, &mut decoders, pending)?;
+        let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
         tx.blocking_send(Ok(batch));
     }
     Ok(())
@@ -338,11 +338,6 @@ fn bad_row(
         .query_row(&sql, [], |row| row.get::<_, i64>(0))
         .ok()?;
     Some((table.clone(), rowid))
-}
-
-fn finish(schema: &SchemaRef, decoders: &mut [Decoder], rows: usize) -> Result<RecordBatch> {
-    let columns = decoders.iter_mut().map(|d| d.finish()).collect();
-    crate::remote::record_batch(schema, columns, rows)
 }
 
 /// A batch for the writer thread, or the end of the data.

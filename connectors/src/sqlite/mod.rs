@@ -25,9 +25,7 @@ use deadpool_sqlite::Pool;
 
 pub use dialect::{SqliteDialect, SqlitePushdown};
 
-use crate::remote::{
-    PushdownPolicy, RemoteCatalog, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode,
-};
+use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `sqlite:` kind of source.
@@ -47,15 +45,11 @@ impl SourceKind for SqliteKind {
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source = SqliteSource::open(&request.alias, &request.url, &request.options).await?;
         let read_only = source.read_only;
-        let catalog = Arc::new(
-            RemoteCatalog::new(Arc::new(source)).with_read_only(request.read_only || read_only),
-        );
-        Ok(AttachedSource {
-            catalog: Arc::clone(&catalog) as _,
-            default_schema: "main".to_string(),
-            remote: Some(catalog),
+        Ok(AttachedSource::database(
+            Arc::new(source),
+            request,
             read_only,
-        })
+        ))
     }
 
     fn table_functions(&self) -> Vec<(String, Arc<dyn TableFunctionImpl>)> {

@@ -274,6 +274,12 @@ pub fn to_sqlite(column: &ArrayRef, row: usize) -> Result<rusqlite::types::Value
     })
 }
 
+impl crate::remote::ColumnBuilder for Decoder {
+    fn finish(&mut self) -> ArrayRef {
+        Decoder::finish(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
