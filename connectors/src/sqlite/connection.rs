@@ -164,14 +164,12 @@ pub fn remote_error(source: &str, error: rusqlite::Error, sql: Option<&str>) -> 
 /// A pool failure (cannot open the file, pool exhausted) naming the source.
 pub fn pool_error(source: &str, path: &str, error: deadpool_sqlite::PoolError) -> DataFusionError {
     match error {
-        deadpool_sqlite::PoolError::Backend(e) => {
-            let err = remote_error(source, e, None);
-            DataFusionError::External(Box::new(RemoteError::new(
-                source,
-                RemoteErrorKind::Connection,
-                format!("cannot open '{path}': {err}"),
-            )))
-        }
+        deadpool_sqlite::PoolError::Backend(e) => RemoteError::new(
+            source,
+            RemoteErrorKind::Connection,
+            format!("cannot open '{path}': {e}"),
+        )
+        .into(),
         other => RemoteError::new(source, RemoteErrorKind::Connection, other.to_string()).into(),
     }
 }
