@@ -5,6 +5,7 @@
 mod cli;
 mod common;
 mod files;
+mod library;
 mod mysql;
 mod object_store;
 mod postgres;

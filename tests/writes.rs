@@ -17,17 +17,17 @@ const SELECT: &str = "SELECT trip_id, city_id, CAST(started_at AS TIMESTAMP) AS 
 /// A session with a PostgreSQL schema (`pg.<schema>`), a MySQL database
 /// (`my`) and a SQLite file (`lite`) of the test's own, filled by the
 /// setup SQL; [`Databases::finish`] drops them.
-struct Databases {
-    db: Moltres,
-    schema: String,
-    database: String,
-    pg: tokio_postgres::Client,
-    my: mysql_async::Conn,
+pub(crate) struct Databases {
+    pub db: Moltres,
+    pub schema: String,
+    pub database: String,
+    pub pg: tokio_postgres::Client,
+    pub my: mysql_async::Conn,
     dir: tempfile::TempDir,
 }
 
 impl Databases {
-    async fn new(name: &str, pg_setup: &str, my_setup: &str, lite_setup: &str) -> Self {
+    pub async fn new(name: &str, pg_setup: &str, my_setup: &str, lite_setup: &str) -> Self {
         let db = common::session().await;
         let schema = format!("moltres_{name}{}", std::process::id());
         let pg = common::postgres_schema(&schema, pg_setup).await;
@@ -58,11 +58,11 @@ impl Databases {
         }
     }
 
-    fn sqlite_path(&self) -> std::path::PathBuf {
+    pub fn sqlite_path(&self) -> std::path::PathBuf {
         self.dir.path().join("lite.db")
     }
 
-    async fn finish(mut self) {
+    pub async fn finish(mut self) {
         use mysql_async::prelude::Queryable;
         self.pg
             .batch_execute(&format!("DROP SCHEMA {} CASCADE", self.schema))

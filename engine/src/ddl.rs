@@ -27,16 +27,51 @@ use crate::error::{Error, Result};
 use crate::session::Moltres;
 
 /// A table of an attached database, as written and as the database names it.
-struct Target {
-    alias: String,
-    schema: String,
-    table: String,
+#[derive(Debug, Clone)]
+pub(crate) struct Target {
+    pub alias: String,
+    pub schema: String,
+    pub table: String,
 }
 
 impl Target {
-    fn display(&self) -> String {
+    pub fn display(&self) -> String {
         format!("{}.{}.{}", self.alias, self.schema, self.table)
     }
+
+    /// The name quoted for DataFusion (`"alias"."schema"."table"`).
+    pub fn datafusion_name(&self) -> String {
+        datafusion_name(self)
+    }
+
+    /// `schema.table` quoted in the database's dialect.
+    pub fn quoted(&self, database: &dyn RemoteDatabase) -> String {
+        quoted(database, &self.schema, &self.table)
+    }
+}
+
+/// The attached database table `name` names: `source.schema.table`,
+/// `source.table` (the source's default schema) or, after
+/// [`Moltres::use_source`], `table`. Unquoted parts are lower-cased.
+pub(crate) fn resolve(db: &Moltres, name: &str) -> Result<Target> {
+    let reference = datafusion::common::TableReference::parse_str(name);
+    let parts: Vec<String> = match &reference {
+        datafusion::common::TableReference::Bare { table } => vec![table.to_string()],
+        datafusion::common::TableReference::Partial { schema, table } => {
+            vec![schema.to_string(), table.to_string()]
+        }
+        datafusion::common::TableReference::Full {
+            catalog,
+            schema,
+            table,
+        } => vec![catalog.to_string(), schema.to_string(), table.to_string()],
+    };
+    target_of(db, parts).ok_or_else(|| {
+        Error::Statement(format!(
+            "'{name}' is not a table of an attached database: name it source.table or \
+             source.schema.table (see SHOW SOURCES), or call use_source first"
+        ))
+    })
 }
 
 /// Runs `sql` when it is DDL on an attached database; `None` otherwise.
@@ -101,6 +136,10 @@ fn target(db: &Moltres, name: &ObjectName) -> Option<Target> {
             _ => None,
         })
         .collect::<Option<_>>()?;
+    target_of(db, parts)
+}
+
+fn target_of(db: &Moltres, parts: Vec<String>) -> Option<Target> {
     let (alias, schema, table) = match parts.as_slice() {
         [alias, schema, table] => (alias.clone(), Some(schema.clone()), table.clone()),
         [alias, table] => (alias.clone(), None, table.clone()),
@@ -130,7 +169,7 @@ fn ident_value(ident: &Ident) -> String {
     }
 }
 
-fn writable(db: &Moltres, target: &Target) -> Result<()> {
+pub(crate) fn writable(db: &Moltres, target: &Target) -> Result<()> {
     let read_only = db
         .sources()
         .into_iter()
@@ -145,7 +184,7 @@ fn writable(db: &Moltres, target: &Target) -> Result<()> {
     Ok(())
 }
 
-fn database(db: &Moltres, alias: &str) -> Result<Arc<dyn RemoteDatabase>> {
+pub(crate) fn database(db: &Moltres, alias: &str) -> Result<Arc<dyn RemoteDatabase>> {
     Ok(db.source(alias)?.database())
 }
 
@@ -154,7 +193,7 @@ fn quoted(database: &dyn RemoteDatabase, schema: &str, table: &str) -> String {
     format!("{}.{}", quote(database, schema), quote(database, table))
 }
 
-fn quote(database: &dyn RemoteDatabase, identifier: &str) -> String {
+pub(crate) fn quote(database: &dyn RemoteDatabase, identifier: &str) -> String {
     let q = database
         .dialect()
         .identifier_quote_style(identifier)
@@ -248,6 +287,20 @@ async fn create_table(
     }
     let query = query_text(sql)?;
     let frame = db.context().sql(&query).await?;
+    let rows = create_and_fill(db, &target, frame).await?;
+    count(db, rows)
+}
+
+/// Creates `target` with the columns of `frame` (each Arrow type mapped to
+/// the database's), then writes the rows of `frame` into it (streamed, one
+/// transaction). If writing fails the new table is dropped again: nothing
+/// half-written remains. Returns the rows written.
+pub(crate) async fn create_and_fill(
+    db: &Moltres,
+    target: &Target,
+    frame: DataFrame,
+) -> Result<u64> {
+    let database = database(db, &target.alias)?;
     let schema = frame.schema().as_arrow().clone();
     let columns = schema
         .fields()
@@ -255,7 +308,7 @@ async fn create_table(
         .map(|field| {
             let sql_type = database.column_type_sql(field.data_type()).ok_or_else(|| {
                 Error::Statement(format!(
-                    "column '{}' of CREATE TABLE {} has type {}, which {} tables cannot hold",
+                    "column '{}' of {} has type {}, which {} tables cannot hold",
                     field.name(),
                     target.display(),
                     field.data_type(),
@@ -276,24 +329,18 @@ async fn create_table(
     );
     database.execute_statement(&ddl).await?;
     db.refresh(&target.alias)?;
-    let insert = format!("INSERT INTO {} {}", datafusion_name(&target), query);
     let filled = async {
-        let batches = db.context().sql(&insert).await?.collect().await?;
-        Ok::<_, datafusion::error::DataFusionError>(
-            batches
-                .first()
-                .and_then(|b| {
-                    b.column(0)
-                        .as_any()
-                        .downcast_ref::<UInt64Array>()
-                        .map(|a| a.value(0))
-                })
-                .unwrap_or(0),
-        )
+        let batches = frame
+            .write_table(
+                &datafusion_name(target),
+                datafusion::dataframe::DataFrameWriteOptions::new(),
+            )
+            .await?;
+        Ok::<_, datafusion::error::DataFusionError>(written(&batches))
     }
     .await;
     match filled {
-        Ok(rows) => count(db, rows),
+        Ok(rows) => Ok(rows),
         Err(error) => {
             // Nothing half-written: the new table goes again.
             let drop = format!(
@@ -305,6 +352,19 @@ async fn create_table(
             Err(error.into())
         }
     }
+}
+
+/// The `count` of a DML result.
+pub(crate) fn written(batches: &[RecordBatch]) -> u64 {
+    batches
+        .first()
+        .and_then(|b| {
+            b.column(0)
+                .as_any()
+                .downcast_ref::<UInt64Array>()
+                .map(|a| a.value(0))
+        })
+        .unwrap_or(0)
 }
 
 /// The target as a quoted DataFusion name.

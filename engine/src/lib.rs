@@ -32,12 +32,18 @@ mod plan_metrics;
 mod session;
 mod sources;
 pub mod statements;
+mod tables;
+mod transaction;
 
 pub use config::{MemoryLimit, Settings};
 pub use error::{Error, Result};
 pub use plan_metrics::PlanMetrics;
 pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder, connect};
 pub use sources::{Source, SourceInfo, redact_url};
+pub use tables::{
+    Column, ColumnType, CreateIndex, CreateTable, DropIndex, DropTable, SaveMode, column,
+};
+pub use transaction::Transaction;
 
 pub use datafusion;
 pub use moltres_connectors as connectors;

@@ -500,26 +500,36 @@ impl Moltres {
 
     /// Appends `batches` to `table` (any table Moltres can write: a table
     /// of an attached database, a memory table) and returns the rows
-    /// written. For databases: one transaction, all rows or none.
+    /// written. For databases: columns matched by name and cast to the
+    /// table's types (its other columns get their defaults), streamed in
+    /// one transaction, all rows or none.
     pub async fn insert(
         &self,
         table: &str,
         batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
     ) -> Result<u64> {
-        let written = self
-            .ctx
-            .read_batches(batches)?
-            .write_table(table, DataFrameWriteOptions::new())
-            .await?;
-        Ok(written
-            .first()
-            .and_then(|b| {
-                b.column(0)
-                    .as_any()
-                    .downcast_ref::<datafusion::arrow::array::UInt64Array>()
-                    .map(|a| a.value(0))
-            })
-            .unwrap_or(0))
+        use moltres_connectors::remote::RemoteTable;
+        let frame = self.ctx.read_batches(batches)?;
+        let provider = self.ctx.table_provider(table).await?;
+        let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
+            let written = frame
+                .write_table(table, DataFrameWriteOptions::new())
+                .await?;
+            return Ok(crate::ddl::written(&written));
+        };
+        remote.writable("INSERT INTO")?;
+        let table_schema = datafusion::datasource::TableProvider::schema(remote);
+        let what = format!("insert into '{table}'");
+        let (frame, fields) = crate::tables::by_name(frame, &table_schema, &what, false)?;
+        Ok(remote
+            .database()
+            .write(
+                remote.reference(),
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
+                frame.execute_stream().await?,
+                moltres_connectors::remote::WriteMode::Append,
+            )
+            .await?)
     }
 }
 
@@ -536,7 +546,6 @@ impl Moltres {
         batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
         keys: &[&str],
     ) -> Result<u64> {
-        use datafusion::logical_expr::{cast, col};
         use moltres_connectors::remote::RemoteTable;
         let provider = self.ctx.table_provider(table).await?;
         let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
@@ -547,24 +556,8 @@ impl Moltres {
         remote.writable("upsert into")?;
         let table_schema = datafusion::datasource::TableProvider::schema(remote);
         let frame = self.ctx.read_batches(batches)?;
-        let mut columns = Vec::new();
-        let mut fields = Vec::new();
-        for field in frame.schema().fields() {
-            let target = table_schema.field_with_name(field.name()).map_err(|_| {
-                Error::Statement(format!(
-                    "upsert into '{table}': the table has no column '{}'",
-                    field.name()
-                ))
-            })?;
-            columns.push(
-                cast(
-                    col(datafusion::common::Column::from_name(field.name())),
-                    target.data_type().clone(),
-                )
-                .alias(field.name()),
-            );
-            fields.push(target.clone());
-        }
+        let what = format!("upsert into '{table}'");
+        let (frame, fields) = crate::tables::by_name(frame, &table_schema, &what, false)?;
         if keys.is_empty() {
             return Err(Error::Statement(format!(
                 "upsert into '{table}': name at least one key column"
@@ -577,7 +570,7 @@ impl Moltres {
                 )));
             }
         }
-        let stream = frame.select(columns)?.execute_stream().await?;
+        let stream = frame.execute_stream().await?;
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         Ok(remote
             .database()

@@ -289,10 +289,47 @@ pub async fn insert(
     settings: &Settings,
     (database, table): (&str, &str),
     columns: &SchemaRef,
-    mut data: SendableRecordBatchStream,
+    data: SendableRecordBatchStream,
+    mode: crate::remote::WriteMode<'_>,
+) -> Result<u64> {
+    let mut conn = connect(pool, source, settings).await?;
+    let mut transaction = conn
+        .start_transaction(mysql_async::TxOpts::default())
+        .await
+        .map_err(|e| remote_error(source, e, Some("START TRANSACTION")))?;
+    let written = insert_rows(
+        &mut transaction,
+        source,
+        (database, table),
+        columns,
+        data,
+        mode,
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(written)
+}
+
+/// The work of [`insert`] on `conn`, which is inside a transaction: the
+/// caller commits or rolls back.
+pub async fn insert_rows<Q: Queryable>(
+    transaction: &mut Q,
+    source: &str,
+    (database, table): (&str, &str),
+    columns: &SchemaRef,
+    data: SendableRecordBatchStream,
     mode: crate::remote::WriteMode<'_>,
 ) -> Result<u64> {
     use futures::StreamExt;
+    // The converters read each column as the table's type.
+    let mut data = crate::remote::conform(
+        data,
+        Arc::clone(columns),
+        format!("writing {source}.{database}.{table}"),
+    );
     let upsert_keys = mode.upsert_keys();
     let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
     // MySQL replaces on any unique key; the keys name what is not updated.
@@ -323,11 +360,6 @@ pub async fn insert(
     let placeholders = format!("({})", vec!["?"; columns.fields().len()].join(", "));
     // MySQL binds at most 65,535 values per statement.
     let rows_per_statement = (65_535 / columns.fields().len().max(1)).clamp(1, 1000);
-    let mut conn = connect(pool, source, settings).await?;
-    let mut transaction = conn
-        .start_transaction(mysql_async::TxOpts::default())
-        .await
-        .map_err(|e| remote_error(source, e, Some("START TRANSACTION")))?;
     if mode.overwrites() {
         let delete = format!("DELETE FROM {}.{}", quote(database), quote(table));
         transaction
@@ -367,9 +399,5 @@ pub async fn insert(
             start = end;
         }
     }
-    transaction
-        .commit()
-        .await
-        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
     Ok(written)
 }

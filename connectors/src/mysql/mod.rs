@@ -16,6 +16,7 @@
 mod connection;
 mod dialect;
 mod schema;
+mod transaction;
 pub mod types;
 
 use std::sync::Arc;
@@ -31,7 +32,9 @@ use mysql_async::prelude::Queryable;
 
 pub use dialect::{MysqlDialect, MysqlPushdown};
 
-use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
+use crate::remote::{
+    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction, WriteMode,
+};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `mysql://` / `mariadb://` kind of source.
@@ -224,6 +227,17 @@ impl RemoteDatabase for MysqlSource {
             mode,
         )
         .await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {
+        Ok(Box::new(
+            transaction::MysqlTransaction::begin(
+                self.conn().await?,
+                Arc::clone(&self.name),
+                self.settings.database.clone(),
+            )
+            .await?,
+        ))
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

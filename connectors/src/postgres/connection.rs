@@ -537,7 +537,38 @@ pub async fn copy_in(
     schema: &str,
     table: &str,
     columns: &SchemaRef,
-    mut data: SendableRecordBatchStream,
+    data: SendableRecordBatchStream,
+    mode: crate::remote::WriteMode<'_>,
+) -> Result<u64> {
+    let mut client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
+    let rows = copy_rows(
+        transaction.client(),
+        source,
+        (schema, table),
+        columns,
+        data,
+        mode,
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(rows)
+}
+
+/// The work of [`copy_in`] on `client`, which is inside a transaction: the
+/// caller commits or rolls back.
+pub async fn copy_rows(
+    client: &tokio_postgres::Client,
+    source: &str,
+    (schema, table): (&str, &str),
+    columns: &SchemaRef,
+    data: SendableRecordBatchStream,
     mode: crate::remote::WriteMode<'_>,
 ) -> Result<u64> {
     use futures::SinkExt;
@@ -563,6 +594,12 @@ pub async fn copy_in(
             .into());
         }
     }
+    // The encoders read each column as the table's type.
+    let mut data = crate::remote::conform(
+        data,
+        Arc::clone(columns),
+        format!("writing {source}.{schema}.{table}"),
+    );
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     let target = format!("{}.{}", quote(schema), quote(table));
     let names = columns
@@ -571,14 +608,9 @@ pub async fn copy_in(
         .map(|f| quote(f.name()))
         .collect::<Vec<_>>()
         .join(", ");
-    let mut client = pool.get().await.map_err(|e| pool_error(source, e))?;
-    let transaction = client
-        .transaction()
-        .await
-        .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
     if mode.overwrites() {
         let delete = format!("DELETE FROM {target}");
-        transaction
+        client
             .batch_execute(&delete)
             .await
             .map_err(|e| remote_error(source, e, Some(&delete)))?;
@@ -590,7 +622,7 @@ pub async fn copy_in(
             let create = format!(
                 "CREATE TEMPORARY TABLE {staging} (LIKE {target} INCLUDING DEFAULTS) ON COMMIT DROP"
             );
-            transaction
+            client
                 .batch_execute(&create)
                 .await
                 .map_err(|e| remote_error(source, e, Some(&create)))?;
@@ -599,7 +631,7 @@ pub async fn copy_in(
         None => target.clone(),
     };
     let sql = format!("COPY {copied_into} ({names}) FROM STDIN (FORMAT binary)");
-    let sink = transaction
+    let sink = client
         .copy_in::<_, bytes::Bytes>(&sql)
         .await
         .map_err(|e| remote_error(source, e, Some(&sql)))?;
@@ -650,14 +682,18 @@ pub async fn copy_in(
             "INSERT INTO {target} ({names}) SELECT {names} FROM {copied_into} ON CONFLICT ({}) {action}",
             keys.iter().map(|k| quote(k)).collect::<Vec<_>>().join(", ")
         );
-        rows = transaction
+        rows = client
             .execute(merge.as_str(), &[])
             .await
             .map_err(|e| remote_error(source, e, Some(&merge)))?;
     }
-    transaction
-        .commit()
-        .await
-        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    if upsert_keys.is_some() {
+        // Inside a longer transaction ON COMMIT DROP is not soon enough.
+        let drop = format!("DROP TABLE {copied_into}");
+        client
+            .batch_execute(&drop)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&drop)))?;
+    }
     Ok(rows)
 }

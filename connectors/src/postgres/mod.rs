@@ -14,6 +14,7 @@
 mod connection;
 mod dialect;
 mod schema;
+mod transaction;
 pub mod types;
 
 use std::sync::Arc;
@@ -29,7 +30,9 @@ use deadpool_postgres::Pool;
 pub use dialect::{PostgresDialect, PostgresPushdown};
 pub use schema::UnsupportedTypes;
 
-use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
+use crate::remote::{
+    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction, WriteMode,
+};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `postgres://` / `postgresql://` kind of source.
@@ -187,6 +190,12 @@ impl RemoteDatabase for PostgresSource {
             mode,
         )
         .await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {
+        Ok(Box::new(
+            transaction::PostgresTransaction::begin(&self.pool, Arc::clone(&self.name)).await?,
+        ))
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {

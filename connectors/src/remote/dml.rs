@@ -159,6 +159,11 @@ pub struct RemoteStatementExec {
 }
 
 impl RemoteStatementExec {
+    /// The statement it sends.
+    pub fn sql(&self) -> &RemoteSql {
+        &self.sql
+    }
+
     /// A plan that runs `sql` on `database`.
     pub fn new(database: Arc<dyn RemoteDatabase>, sql: RemoteSql) -> Self {
         let schema = count_schema();

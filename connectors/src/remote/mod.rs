@@ -25,6 +25,7 @@ mod sql;
 mod stream;
 mod table;
 mod topk;
+mod transaction;
 
 use std::fmt::Debug;
 
@@ -69,10 +70,12 @@ impl<'a> WriteMode<'a> {
 }
 pub use sql::RemoteSql;
 pub use stream::{
-    BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, decoders, finish_batch, record_batch,
+    BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders, finish_batch,
+    record_batch,
 };
 pub use table::RemoteTable;
 pub use topk::RemoteTopK;
+pub use transaction::{OPERATION_SAVEPOINT, RemoteTransaction, TransactionState};
 
 /// Field metadata key marking a column the database sends as text: the scan
 /// selects `CAST(column AS TEXT)` (types with no Arrow mapping of their own).
@@ -140,6 +143,16 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     ) -> Result<u64> {
         datafusion::common::not_impl_err!(
             "writing to {} tables ({}.{table}) is not supported",
+            self.kind(),
+            self.source_name()
+        )
+    }
+
+    /// Starts a transaction on a connection of its own (see
+    /// [`RemoteTransaction`]).
+    async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {
+        datafusion::common::not_impl_err!(
+            "{} databases ({}) do not support transactions",
             self.kind(),
             self.source_name()
         )

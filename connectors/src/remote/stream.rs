@@ -119,3 +119,57 @@ pub fn finish_batch<D: ColumnBuilder>(
     let columns = decoders.iter_mut().map(ColumnBuilder::finish).collect();
     record_batch(schema, columns, rows)
 }
+
+/// `data` with each batch in the types of `schema` (the table's columns,
+/// in order): a column of another type is cast (`CAST` semantics: a value
+/// that does not fit is an error naming the column, never truncated), and
+/// a NULL in a NOT NULL column is an error naming it. `what` names the
+/// table in messages.
+pub fn conform(
+    data: SendableRecordBatchStream,
+    schema: SchemaRef,
+    what: String,
+) -> SendableRecordBatchStream {
+    use datafusion::arrow::compute::{CastOptions, cast_with_options};
+    use datafusion::common::DataFusionError;
+    use futures::StreamExt;
+    let target = Arc::clone(&schema);
+    let stream = data.map(move |batch| {
+        let batch = batch?;
+        if batch.num_columns() != target.fields().len() {
+            return Err(DataFusionError::Plan(format!(
+                "{what}: {} columns given for the table's {}",
+                batch.num_columns(),
+                target.fields().len()
+            )));
+        }
+        let options = CastOptions {
+            safe: false,
+            ..Default::default()
+        };
+        let mut columns = Vec::with_capacity(batch.num_columns());
+        for (column, field) in batch.columns().iter().zip(target.fields()) {
+            let column = if column.data_type() == field.data_type() {
+                Arc::clone(column)
+            } else {
+                cast_with_options(column, field.data_type(), &options).map_err(|e| {
+                    DataFusionError::Execution(format!(
+                        "{what}: column '{}' ({} as {}): {e}",
+                        field.name(),
+                        column.data_type(),
+                        field.data_type()
+                    ))
+                })?
+            };
+            if !field.is_nullable() && column.null_count() > 0 {
+                return Err(DataFusionError::Execution(format!(
+                    "{what}: column '{}' is NOT NULL, and a row has NULL there",
+                    field.name()
+                )));
+            }
+            columns.push(column);
+        }
+        Ok(RecordBatch::try_new(Arc::clone(&target), columns)?)
+    });
+    Box::pin(RecordBatchStreamAdapter::new(schema, stream))
+}

@@ -182,6 +182,15 @@ pub async fn with_connection<T: Send + 'static>(
     f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
 ) -> Result<T> {
     let connection = pool.get().await.map_err(|e| pool_error(source, path, e))?;
+    interact(&connection, source, f).await
+}
+
+/// Runs `f` with `connection` on a blocking thread.
+pub async fn interact<T: Send + 'static>(
+    connection: &deadpool_sqlite::Object,
+    source: &str,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T> + Send + 'static,
+) -> Result<T> {
     connection.interact(f).await.map_err(|e| {
         DataFusionError::External(Box::new(RemoteError::new(
             source,
@@ -345,8 +354,9 @@ pub enum Feed {
 }
 
 /// Inserts what `feed` brings into `schema.table` (columns `columns`) in one
-/// transaction on this (blocking) thread: committed at [`Feed::End`], rolled
-/// back if the feed stops before it or a row fails.
+/// savepoint on this (blocking) thread (a transaction of its own outside
+/// one): released at [`Feed::End`], rolled back if the feed stops before it
+/// or a row fails.
 pub fn insert_rows(
     connection: &mut rusqlite::Connection,
     source: &str,
@@ -391,9 +401,10 @@ pub fn insert_rows(
             .collect::<Vec<_>>()
             .join(", ")
     );
+    // A savepoint: a transaction of its own, or a part of the caller's.
     let transaction = connection
-        .transaction()
-        .map_err(|e| remote_error(source, e, None))?;
+        .savepoint()
+        .map_err(|e| remote_error(source, e, Some("SAVEPOINT")))?;
     if mode.overwrites() {
         let delete = format!("DELETE FROM {}.{}", quote(schema), quote(table));
         transaction
@@ -437,6 +448,6 @@ pub fn insert_rows(
     }
     transaction
         .commit()
-        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+        .map_err(|e| remote_error(source, e, Some("RELEASE")))?;
     Ok(written)
 }

@@ -25,7 +25,10 @@ use deadpool_sqlite::Pool;
 
 pub use dialect::{SqliteDialect, SqlitePushdown};
 
-use crate::remote::{PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, WriteMode};
+use crate::remote::{
+    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
+    TransactionState, WriteMode,
+};
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
 /// The `sqlite:` kind of source.
@@ -115,24 +118,34 @@ impl SqliteSource {
         })
     }
 
-    /// Appends (or upserts on `keys`) the rows of `data` in one transaction.
+    /// Appends (or upserts on `keys`) the rows of `data` in one transaction
+    /// (a savepoint of `connection`'s transaction when it is in one).
     async fn write_rows(
-        &self,
+        connection: &deadpool_sqlite::Object,
+        source: &Arc<str>,
         table: &datafusion::common::TableReference,
         schema: SchemaRef,
-        mut data: SendableRecordBatchStream,
-        keys: Option<Vec<String>>,
-        overwrite: bool,
+        data: SendableRecordBatchStream,
+        mode: WriteMode<'_>,
     ) -> Result<u64> {
         use futures::StreamExt;
+        // The converters read each column as the table's type.
+        let mut data = crate::remote::conform(
+            data,
+            Arc::clone(&schema),
+            format!("writing {source}.{table}"),
+        );
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let columns: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
         let remote_schema = table.schema().unwrap_or("main").to_string();
         let name = table.table().to_string();
-        let writer = self.with_connection(move |c, source| {
+        let keys = mode.upsert_keys().map(<[String]>::to_vec);
+        let overwrite = mode.overwrites();
+        let writer_source = Arc::clone(source);
+        let writer = connection::interact(connection, source, move |c| {
             connection::insert_rows(
                 c,
-                source,
+                &writer_source,
                 &remote_schema,
                 &name,
                 &columns,
@@ -254,9 +267,31 @@ impl RemoteDatabase for SqliteSource {
         data: SendableRecordBatchStream,
         mode: WriteMode<'_>,
     ) -> Result<u64> {
-        let keys = mode.upsert_keys().map(<[String]>::to_vec);
-        self.write_rows(table, schema, data, keys, mode.overwrites())
+        let connection = self
+            .pool
+            .get()
             .await
+            .map_err(|e| connection::pool_error(&self.name, &self.path, e))?;
+        Self::write_rows(&connection, &self.name, table, schema, data, mode).await
+    }
+
+    async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {
+        let connection = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| connection::pool_error(&self.name, &self.path, e))?;
+        let source = Arc::clone(&self.name);
+        connection::interact(&connection, &self.name, move |c| {
+            c.execute_batch("BEGIN IMMEDIATE")
+                .map_err(|e| connection::remote_error(&source, e, Some("BEGIN IMMEDIATE")))
+        })
+        .await?;
+        Ok(Box::new(SqliteTransaction {
+            connection: Some(connection),
+            name: Arc::clone(&self.name),
+            state: TransactionState::default(),
+        }))
     }
 
     async fn execute_statement(&self, native: &str) -> Result<u64> {
@@ -283,5 +318,132 @@ impl RemoteDatabase for SqliteSource {
             schema,
             batch_size,
         ))
+    }
+}
+
+/// A transaction on one pooled SQLite connection (`BEGIN IMMEDIATE`: the
+/// write lock is taken at the start, so it cannot fail to upgrade later).
+struct SqliteTransaction {
+    connection: Option<deadpool_sqlite::Object>,
+    name: Arc<str>,
+    state: TransactionState,
+}
+
+impl SqliteTransaction {
+    fn connection(&self) -> &deadpool_sqlite::Object {
+        self.connection
+            .as_ref()
+            .expect("the connection is kept until the transaction ends")
+    }
+
+    async fn end(mut self: Box<Self>, sql: &'static str) -> Result<()> {
+        if sql == "ROLLBACK" && !self.state.clean() {
+            // Dropping closes the connection, which rolls back.
+            return Ok(());
+        }
+        self.state.start(&self.name)?;
+        let source = Arc::clone(&self.name);
+        let result = connection::interact(self.connection(), &self.name, move |c| {
+            c.execute_batch(sql)
+                .map_err(|e| connection::remote_error(&source, e, Some(sql)))
+        })
+        .await;
+        self.state.done();
+        if result.is_ok() {
+            self.state.finish();
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl RemoteTransaction for SqliteTransaction {
+    fn source_name(&self) -> &str {
+        &self.name
+    }
+
+    async fn execute(&mut self, native: &str) -> Result<u64> {
+        self.state.start(&self.name)?;
+        let native = native.to_string();
+        let source = Arc::clone(&self.name);
+        let result = connection::interact(self.connection(), &self.name, move |c| {
+            let savepoint = c
+                .savepoint()
+                .map_err(|e| connection::remote_error(&source, e, Some("SAVEPOINT")))?;
+            savepoint
+                .execute_batch(&native)
+                .map_err(|e| connection::remote_error(&source, e, Some(&native)))?;
+            let changed = savepoint.changes();
+            savepoint
+                .commit()
+                .map_err(|e| connection::remote_error(&source, e, Some("RELEASE")))?;
+            Ok(changed)
+        })
+        .await;
+        self.state.done();
+        result
+    }
+
+    async fn control(&mut self, native: &str) -> Result<()> {
+        self.state.start(&self.name)?;
+        let native = native.to_string();
+        let source = Arc::clone(&self.name);
+        let result = connection::interact(self.connection(), &self.name, move |c| {
+            c.execute_batch(&native)
+                .map_err(|e| connection::remote_error(&source, e, Some(&native)))
+        })
+        .await;
+        self.state.done();
+        result
+    }
+
+    async fn write(
+        &mut self,
+        table: &datafusion::common::TableReference,
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+        mode: WriteMode<'_>,
+    ) -> Result<u64> {
+        self.state.start(&self.name)?;
+        let result =
+            SqliteSource::write_rows(self.connection(), &self.name, table, schema, data, mode)
+                .await;
+        self.state.done();
+        result
+    }
+
+    async fn commit(self: Box<Self>) -> Result<()> {
+        self.end("COMMIT").await
+    }
+
+    async fn rollback(self: Box<Self>) -> Result<()> {
+        self.end("ROLLBACK").await
+    }
+}
+
+impl Drop for SqliteTransaction {
+    fn drop(&mut self) {
+        let Some(connection) = self.connection.take() else {
+            return;
+        };
+        if !self.state.open() {
+            return;
+        }
+        // Roll back before the connection goes back to the pool; without a
+        // runtime, close it (SQLite rolls back an open transaction then).
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if self.state.clean() => {
+                runtime.spawn(async move {
+                    let rolled_back = connection
+                        .interact(|c| c.execute_batch("ROLLBACK"))
+                        .await
+                        .is_ok_and(|r| r.is_ok());
+                    if !rolled_back {
+                        drop(deadpool_sqlite::Object::take(connection));
+                    }
+                });
+            }
+            _ => drop(deadpool_sqlite::Object::take(connection)),
+        }
     }
 }
