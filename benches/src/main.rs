@@ -9,6 +9,8 @@
 //! memory limit, each in a fresh child process so its peak RSS is its own, and
 //! prints time, peak RSS, peak RSS / limit and bytes spilled.
 
+mod load;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -34,6 +36,7 @@ const QUERIES: &[(&str, &str)] = &[
 fn usage() -> ! {
     eprintln!(
         "usage: moltres-benches spill [--size 2GB] [--memory-limit 256MiB] [--data DIR]\n       \
+         moltres-benches load [--sf 1] [--data DIR] [--only postgres,mysql,sqlite]\n       \
          moltres-benches spill-query NAME CSV LIMIT_BYTES SPILL_DIR   (internal)"
     );
     std::process::exit(2)
@@ -43,6 +46,10 @@ fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("spill") => spill(&args[1..]),
+        Some("load") => load::load(&args[1..]),
+        Some("load-one") if args.len() == 4 => {
+            load::load_one(&args[1], Path::new(&args[2]), Path::new(&args[3]))
+        }
         Some("spill-query") if args.len() == 5 => {
             let limit = args[3].parse().unwrap_or_else(|_| usage());
             spill_query(&args[1], Path::new(&args[2]), limit, Path::new(&args[4]));
