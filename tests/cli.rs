@@ -11,7 +11,7 @@ fn moltres() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_moltres"));
     cmd.current_dir(common::root());
     for (key, _) in std::env::vars() {
-        if key.starts_with("MOLTRES_") {
+        if key.starts_with("MOLTRES_") || key == "RUST_LOG" {
             cmd.env_remove(key);
         }
     }
@@ -184,6 +184,65 @@ fn meta_commands_in_scripts() {
     let out = run(&["-c", "\\nope"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("unknown command '\\nope'"));
+}
+
+#[test]
+fn json_logs_metrics_and_health_without_passwords() {
+    let url = common::postgres_url().replacen("postgres@", "postgres:sekrit@", 1);
+    assert!(url.contains("sekrit"), "{url}");
+    let out = moltres()
+        .env("MOLTRES_LOG", "moltres=info")
+        .env("MOLTRES_LOG_FORMAT", "json")
+        .env("MOLTRES_SLOW_QUERY_MS", "1")
+        .args([
+            "-c",
+            &format!("ATTACH '{url}' AS pg (READ_ONLY)"),
+            "-c",
+            "SELECT count(*) AS n FROM 'testdata/trips.csv' t JOIN 'testdata/cities.parquet' c ON t.city_id = c.id",
+            "-c",
+            "SELECT * FROM postgres_query('pg', 'SELECT 1 AS one')",
+            "-c",
+            "\\metrics",
+            "-c",
+            "\\health",
+        ])
+        .output()
+        .unwrap();
+    let (text, logs) = (stdout(&out), stderr(&out));
+    assert_eq!(out.status.code(), Some(0), "{logs}");
+    assert!(
+        !text.contains("sekrit") && !logs.contains("sekrit"),
+        "{text}{logs}"
+    );
+    assert!(logs.contains("postgres:***@"), "{logs}");
+    for line in logs.lines() {
+        assert!(
+            line.starts_with('{') && line.ends_with('}'),
+            "not JSON: {line}"
+        );
+    }
+    assert!(logs.contains("\"target\":\"moltres::query\""), "{logs}");
+    assert!(logs.contains("\"message\":\"slow query\""), "{logs}");
+    assert!(logs.contains("\"level\":\"WARN\""), "{logs}");
+    assert!(logs.contains("\"query_id\":"), "{logs}");
+    assert!(text.contains("metric,value\nqueries,"), "{text}");
+    assert!(text.contains("pg remote queries,1"), "{text}");
+    assert!(
+        text.contains("source,kind,healthy,latency,version,pool,error\npg,postgres,yes,"),
+        "{text}"
+    );
+
+    let out = moltres()
+        .env("MOLTRES_LOG_FORMAT", "xml")
+        .args(["-c", "SELECT 1"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("MOLTRES_LOG_FORMAT"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 #[test]

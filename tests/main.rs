@@ -8,6 +8,7 @@ mod files;
 mod library;
 mod mysql;
 mod object_store;
+mod operations;
 mod postgres;
 mod session;
 mod slt;

@@ -8,6 +8,18 @@
 //! | batch size | `MOLTRES_BATCH_SIZE` | `batch_size` | 8192 |
 //! | partitions | `MOLTRES_PARTITIONS` | `partitions` | number of CPU cores |
 //! | config file | `MOLTRES_CONFIG` | - | none |
+//! | query timeout | `MOLTRES_QUERY_TIMEOUT` | `query_timeout` | none |
+//! | concurrent queries | `MOLTRES_MAX_CONCURRENT_QUERIES` | `max_concurrent_queries` | unlimited |
+//! | queue wait | `MOLTRES_QUEUE_TIMEOUT` | `queue_timeout` | 30s |
+//! | slow query log | `MOLTRES_SLOW_QUERY_MS` | `slow_query_ms` | off |
+//! | pool size | `MOLTRES_POOL_MAX_SIZE` | `pool.max_size` | per database |
+//! | pool wait | `MOLTRES_POOL_TIMEOUT` | `pool.timeout` | 30s |
+//! | pool idle timeout | `MOLTRES_POOL_IDLE_TIMEOUT` | `pool.idle_timeout` | none |
+//! | pool lifetime | `MOLTRES_POOL_MAX_LIFETIME` | `pool.max_lifetime` | none |
+//! | pool pre-ping | `MOLTRES_POOL_PRE_PING` | `pool.pre_ping` | false |
+//!
+//! Pool settings are defaults for every database attached: a URL parameter
+//! (`?pool_max_size=4`) or an ATTACH option wins over them.
 //!
 //! Sources to attach at start-up live in the file only, as
 //! `[sources.NAME] url = "..."` with optional `read_only = true` and reader
@@ -118,6 +130,44 @@ pub fn format_bytes(bytes: u64) -> String {
     }
 }
 
+/// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or a number of seconds
+/// (`2.5`). `0` is zero.
+pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number
+        .parse()
+        .map_err(|_| format!("'{text}' is not a duration (500ms, 30s, 5m, 1h)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "ms" => 0.001,
+        "" | "s" | "sec" | "secs" => 1.0,
+        "m" | "min" | "mins" => 60.0,
+        "h" => 3600.0,
+        other => return Err(format!("'{text}': unknown unit '{other}' (ms, s, m, h)")),
+    };
+    let seconds = number * scale;
+    if !seconds.is_finite() || seconds < 0.0 {
+        return Err(format!("'{text}' is not a duration"));
+    }
+    Ok(std::time::Duration::from_secs_f64(seconds))
+}
+
+/// A duration as `250ms`, `30s`, `1.5s`, `5m`.
+pub fn format_duration(d: std::time::Duration) -> String {
+    let ms = d.as_secs_f64() * 1000.0;
+    if ms < 1000.0 {
+        format!("{}ms", ms.round())
+    } else if d.as_secs().is_multiple_of(60) && d.subsec_nanos() == 0 && d.as_secs() >= 60 {
+        format!("{}m", d.as_secs() / 60)
+    } else {
+        let s = format!("{:.3}", d.as_secs_f64());
+        format!("{}s", s.trim_end_matches('0').trim_end_matches('.'))
+    }
+}
+
 /// Total physical memory in bytes (Linux), from /proc/meminfo.
 fn physical_memory() -> Option<usize> {
     let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
@@ -154,6 +204,18 @@ pub struct Settings {
     pub sources: Vec<SourceConfig>,
     /// The TOML file read, if any.
     pub config_file: Option<PathBuf>,
+    /// The longest a query may run; `None`: no limit.
+    pub query_timeout: Option<std::time::Duration>,
+    /// Queries running at once; more wait. `None`: no cap.
+    pub max_concurrent_queries: Option<usize>,
+    /// How long a query waits for a slot before it is refused.
+    pub queue_timeout: std::time::Duration,
+    /// Queries at least this slow are logged at warn.
+    pub slow_query: Option<std::time::Duration>,
+    /// Pool options every database gets unless its URL or ATTACH sets
+    /// them (`pool_max_size`, `pool_timeout`, `pool_idle_timeout`,
+    /// `pool_max_lifetime`, `pool_pre_ping`).
+    pub pool: BTreeMap<String, String>,
 }
 
 impl Default for Settings {
@@ -167,6 +229,11 @@ impl Default for Settings {
                 .unwrap_or(1),
             sources: Vec::new(),
             config_file: None,
+            query_timeout: None,
+            max_concurrent_queries: None,
+            queue_timeout: std::time::Duration::from_secs(30),
+            slow_query: None,
+            pool: BTreeMap::new(),
         }
     }
 }
@@ -182,6 +249,16 @@ pub struct SettingsLayer {
     pub batch_size: Option<usize>,
     /// See [`Settings::target_partitions`].
     pub target_partitions: Option<usize>,
+    /// See [`Settings::query_timeout`] (zero: no limit).
+    pub query_timeout: Option<std::time::Duration>,
+    /// See [`Settings::max_concurrent_queries`] (zero: no cap).
+    pub max_concurrent_queries: Option<usize>,
+    /// See [`Settings::queue_timeout`].
+    pub queue_timeout: Option<std::time::Duration>,
+    /// See [`Settings::slow_query`] (zero: off).
+    pub slow_query: Option<std::time::Duration>,
+    /// See [`Settings::pool`].
+    pub pool: BTreeMap<String, String>,
 }
 
 impl SettingsLayer {
@@ -198,7 +275,78 @@ impl SettingsLayer {
         if let Some(v) = self.target_partitions {
             settings.target_partitions = v;
         }
+        if let Some(v) = self.query_timeout {
+            settings.query_timeout = (!v.is_zero()).then_some(v);
+        }
+        if let Some(v) = self.max_concurrent_queries {
+            settings.max_concurrent_queries = (v > 0).then_some(v);
+        }
+        if let Some(v) = self.queue_timeout {
+            settings.queue_timeout = v;
+        }
+        if let Some(v) = self.slow_query {
+            settings.slow_query = (!v.is_zero()).then_some(v);
+        }
+        for (key, value) in &self.pool {
+            settings.pool.insert(key.clone(), value.clone());
+        }
     }
+}
+
+/// The pool settings: (name in the environment, key in `[pool]`, option).
+const POOL_KEYS: [(&str, &str, &str); 5] = [
+    ("MOLTRES_POOL_MAX_SIZE", "max_size", "pool_max_size"),
+    ("MOLTRES_POOL_TIMEOUT", "timeout", "pool_timeout"),
+    (
+        "MOLTRES_POOL_IDLE_TIMEOUT",
+        "idle_timeout",
+        "pool_idle_timeout",
+    ),
+    (
+        "MOLTRES_POOL_MAX_LIFETIME",
+        "max_lifetime",
+        "pool_max_lifetime",
+    ),
+    ("MOLTRES_POOL_PRE_PING", "pre_ping", "pool_pre_ping"),
+];
+
+/// Checks a pool setting's value; the option's value (seconds for times).
+fn pool_value(setting: &str, option: &str, text: &str) -> Result<String> {
+    match option {
+        "pool_max_size" => parse_count(setting, text).map(|n| n.to_string()),
+        "pool_pre_ping" => match text.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok("true".into()),
+            "false" | "0" | "no" | "off" => Ok("false".into()),
+            _ => Err(config_error(
+                setting,
+                format!("'{text}' is not true or false"),
+            )),
+        },
+        _ => {
+            let d = parse_duration(text).map_err(|m| config_error(setting, m))?;
+            if d.is_zero() {
+                return Err(config_error(setting, "must be more than zero"));
+            }
+            Ok(d.as_secs_f64().to_string())
+        }
+    }
+}
+
+fn duration_setting(setting: &str, text: &str) -> Result<std::time::Duration> {
+    parse_duration(text).map_err(|m| config_error(setting, m))
+}
+
+fn millis_setting(setting: &str, text: &str) -> Result<std::time::Duration> {
+    text.trim()
+        .parse::<u64>()
+        .map(std::time::Duration::from_millis)
+        .map_err(|_| config_error(setting, format!("'{text}' is not a number of milliseconds")))
+}
+
+fn count_or_zero(setting: &str, text: &str) -> Result<usize> {
+    text.trim()
+        .parse::<usize>()
+        .map_err(|_| config_error(setting, format!("'{text}' is not a number (0: no limit)")))
 }
 
 fn config_error(setting: &str, message: impl Into<String>) -> Error {
@@ -240,6 +388,25 @@ pub fn env_layer(get: impl Fn(&str) -> Option<String>) -> Result<(SettingsLayer,
     if let Some(v) = non_empty("MOLTRES_PARTITIONS") {
         layer.target_partitions = Some(parse_count("MOLTRES_PARTITIONS", &v)?);
     }
+    if let Some(v) = non_empty("MOLTRES_QUERY_TIMEOUT") {
+        layer.query_timeout = Some(duration_setting("MOLTRES_QUERY_TIMEOUT", &v)?);
+    }
+    if let Some(v) = non_empty("MOLTRES_MAX_CONCURRENT_QUERIES") {
+        layer.max_concurrent_queries = Some(count_or_zero("MOLTRES_MAX_CONCURRENT_QUERIES", &v)?);
+    }
+    if let Some(v) = non_empty("MOLTRES_QUEUE_TIMEOUT") {
+        layer.queue_timeout = Some(duration_setting("MOLTRES_QUEUE_TIMEOUT", &v)?);
+    }
+    if let Some(v) = non_empty("MOLTRES_SLOW_QUERY_MS") {
+        layer.slow_query = Some(millis_setting("MOLTRES_SLOW_QUERY_MS", &v)?);
+    }
+    for (variable, _, option) in POOL_KEYS {
+        if let Some(v) = non_empty(variable) {
+            layer
+                .pool
+                .insert(option.to_string(), pool_value(variable, option, &v)?);
+        }
+    }
     Ok((layer, non_empty("MOLTRES_CONFIG").map(PathBuf::from)))
 }
 
@@ -279,6 +446,36 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(SettingsLayer, Vec<Source
             "partitions" => {
                 layer.target_partitions = Some(parse_count(&setting, &value_text(value))?)
             }
+            "query_timeout" => {
+                layer.query_timeout = Some(duration_setting(&setting, &value_text(value))?)
+            }
+            "max_concurrent_queries" => {
+                layer.max_concurrent_queries = Some(count_or_zero(&setting, &value_text(value))?)
+            }
+            "queue_timeout" => {
+                layer.queue_timeout = Some(duration_setting(&setting, &value_text(value))?)
+            }
+            "slow_query_ms" => {
+                layer.slow_query = Some(millis_setting(&setting, &value_text(value))?)
+            }
+            "pool" => {
+                let Some(entries) = value.as_table() else {
+                    return Err(config_error(&setting, "must be a [pool] table"));
+                };
+                for (key, value) in entries {
+                    let setting = format!("pool.{key} in {origin}");
+                    let Some((_, _, option)) = POOL_KEYS.iter().find(|(_, k, _)| k == key) else {
+                        return Err(config_error(
+                            &setting,
+                            "unknown pool setting (known: max_size, timeout, idle_timeout, max_lifetime, pre_ping)",
+                        ));
+                    };
+                    layer.pool.insert(
+                        option.to_string(),
+                        pool_value(&setting, option, &value_text(value))?,
+                    );
+                }
+            }
             "sources" => {
                 let Some(entries) = value.as_table() else {
                     return Err(config_error(
@@ -294,7 +491,8 @@ pub fn parse_file(text: &str, origin: &str) -> Result<(SettingsLayer, Vec<Source
                 return Err(config_error(
                     &setting,
                     format!(
-                        "unknown setting '{other}' (known: memory_limit, spill_dir, batch_size, partitions, sources)"
+                        "unknown setting '{other}' (known: memory_limit, spill_dir, batch_size, partitions, \
+                         query_timeout, max_concurrent_queries, queue_timeout, slow_query_ms, pool, sources)"
                     ),
                 ));
             }
@@ -437,6 +635,49 @@ mod tests {
         assert_eq!(s.target_partitions, 7); // explicit over file
         assert_eq!(s.sources.len(), 1);
         assert!(s.sources[0].read_only);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn limits_and_pool_settings() {
+        let dir = std::env::temp_dir().join(format!("moltres-limits-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("moltres.toml");
+        std::fs::write(
+            &file,
+            "query_timeout = '2m'\nslow_query_ms = 250\n[pool]\nmax_size = 3\ntimeout = '5s'\npre_ping = true\n",
+        )
+        .unwrap();
+        let get = env(&[
+            ("MOLTRES_CONFIG", file.to_str().unwrap()),
+            ("MOLTRES_QUERY_TIMEOUT", "1500ms"),
+            ("MOLTRES_POOL_MAX_SIZE", "6"),
+            ("MOLTRES_MAX_CONCURRENT_QUERIES", "4"),
+        ]);
+        let s = resolve(&SettingsLayer::default(), None, Some(&get)).unwrap();
+        assert_eq!(
+            s.query_timeout,
+            Some(std::time::Duration::from_millis(1500))
+        );
+        assert_eq!(s.slow_query, Some(std::time::Duration::from_millis(250)));
+        assert_eq!(s.max_concurrent_queries, Some(4));
+        assert_eq!(s.pool["pool_max_size"], "6"); // env over file
+        assert_eq!(s.pool["pool_timeout"], "5");
+        assert_eq!(s.pool["pool_pre_ping"], "true");
+        let err = parse_file("[pool]\nmax_sise = 3", "m.toml").unwrap_err();
+        assert!(err.to_string().contains("pool.max_sise"), "{err}");
+        let get = env(&[("MOLTRES_QUERY_TIMEOUT", "soon")]);
+        let err = resolve(&SettingsLayer::default(), None, Some(&get)).unwrap_err();
+        assert!(err.to_string().contains("MOLTRES_QUERY_TIMEOUT"), "{err}");
+        assert_eq!(
+            format_duration(std::time::Duration::from_millis(250)),
+            "250ms"
+        );
+        assert_eq!(
+            format_duration(std::time::Duration::from_millis(1500)),
+            "1.5s"
+        );
+        assert_eq!(format_duration(std::time::Duration::from_secs(300)), "5m");
         std::fs::remove_dir_all(&dir).unwrap();
     }
 

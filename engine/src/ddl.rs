@@ -74,6 +74,26 @@ pub(crate) fn resolve(db: &Moltres, name: &str) -> Result<Target> {
     })
 }
 
+/// The attached database `sql` is DDL on (`CREATE TABLE` or `DROP TABLE`
+/// of one of its tables), if it is.
+pub(crate) fn names_database(db: &Moltres, sql: &str) -> Option<String> {
+    let mut statements = DFParser::parse_sql(sql).ok()?;
+    let (Some(DFStatement::Statement(statement)), None) =
+        (statements.pop_front(), statements.pop_front())
+    else {
+        return None;
+    };
+    match *statement {
+        Statement::CreateTable(create) => target(db, &create.name).map(|t| t.alias),
+        Statement::Drop {
+            object_type: ObjectType::Table,
+            names,
+            ..
+        } => names.iter().find_map(|n| target(db, n)).map(|t| t.alias),
+        _ => None,
+    }
+}
+
 /// Runs `sql` when it is DDL on an attached database; `None` otherwise.
 pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
     let Ok(mut statements) = DFParser::parse_sql(sql) else {
@@ -287,6 +307,7 @@ async fn create_table(
     }
     let query = query_text(sql)?;
     let frame = db.context().sql(&query).await?;
+    let frame = crate::observe::tag(frame, crate::observe::QueryTag::Internal);
     let rows = create_and_fill(db, &target, frame).await?;
     count(db, rows)
 }
@@ -329,6 +350,7 @@ pub(crate) async fn create_and_fill(
     );
     database.execute_statement(&ddl).await?;
     db.refresh(&target.alias)?;
+    let frame = crate::observe::tag(frame, crate::observe::QueryTag::Internal);
     let filled = async {
         let batches = frame
             .write_table(

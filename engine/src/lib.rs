@@ -28,6 +28,9 @@
 pub mod config;
 mod ddl;
 mod error;
+pub mod logging;
+pub mod observe;
+mod operations;
 mod plan_metrics;
 mod session;
 mod sources;
@@ -37,6 +40,10 @@ mod transaction;
 
 pub use config::{MemoryLimit, Settings};
 pub use error::{Error, Result};
+pub use observe::{
+    HookResult, MetricsSnapshot, QueryHook, QueryInfo, QueryOutcome, SourceMetrics, StatementKind,
+};
+pub use operations::SourceHealth;
 pub use plan_metrics::PlanMetrics;
 pub use session::{DEFAULT_CATALOG, DEFAULT_SCHEMA, Moltres, MoltresBuilder, connect};
 pub use sources::{Source, SourceInfo, redact_url};
@@ -52,3 +59,8 @@ pub use moltres_connectors as connectors;
 #[cfg(doctest)]
 #[doc = include_str!("../../README.md")]
 struct ReadmeDoctests;
+
+/// `docs/operations.md`: its Rust snippets are compiled and run.
+#[cfg(doctest)]
+#[doc = include_str!("../../docs/operations.md")]
+struct OperationsDoctests;

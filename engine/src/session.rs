@@ -14,6 +14,7 @@ use datafusion::execution::memory_pool::{
 };
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::execution::session_state::SessionStateBuilder;
+use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use moltres_connectors::files::{
     CheckedCsvFormatFactory, LazyObjectStoreRegistry, PathTableFactory, ReadFileFunction,
@@ -27,6 +28,9 @@ use moltres_connectors::sqlite::SqliteKind;
 
 use crate::config::{self, MemoryLimit, Settings, SettingsLayer};
 use crate::error::{Error, Result};
+use crate::observe::{
+    Limits, MoltresOptions, Observer, ObservingQueryPlanner, QueryTag, StatementKind, tag,
+};
 use crate::sources::{Source, SourceCatalogList, SourceInfo, SourceRegistry};
 use crate::statements::{MoltresStatement, parse_moltres_statement, split_statements};
 
@@ -59,6 +63,7 @@ pub struct Moltres {
     settings: Arc<Settings>,
     skipped_rows: Arc<SkippedRows>,
     remote_sources: Arc<RemoteSources>,
+    pub(crate) observer: Arc<Observer>,
 }
 
 impl std::fmt::Debug for Moltres {
@@ -100,6 +105,33 @@ impl MoltresBuilder {
     /// Memory queries may use before sorts, aggregates and joins spill.
     pub fn memory_limit(mut self, limit: MemoryLimit) -> Self {
         self.explicit.memory_limit = Some(limit);
+        self
+    }
+
+    /// The longest a query may run (`MOLTRES_QUERY_TIMEOUT`); zero: no limit.
+    pub fn query_timeout(mut self, timeout: std::time::Duration) -> Self {
+        self.explicit.query_timeout = Some(timeout);
+        self
+    }
+
+    /// Queries running at once; more wait for a slot
+    /// (`MOLTRES_MAX_CONCURRENT_QUERIES`); zero: no cap.
+    pub fn max_concurrent_queries(mut self, queries: usize) -> Self {
+        self.explicit.max_concurrent_queries = Some(queries);
+        self
+    }
+
+    /// How long a query waits for a slot before it is refused
+    /// (`MOLTRES_QUEUE_TIMEOUT`, default 30s).
+    pub fn queue_timeout(mut self, wait: std::time::Duration) -> Self {
+        self.explicit.queue_timeout = Some(wait);
+        self
+    }
+
+    /// Statements at least this slow are logged at warn
+    /// (`MOLTRES_SLOW_QUERY_MS`); zero: off.
+    pub fn slow_query(mut self, threshold: std::time::Duration) -> Self {
+        self.explicit.slow_query = Some(threshold);
         self
     }
 
@@ -202,7 +234,8 @@ impl Moltres {
             .with_create_default_catalog_and_schema(true)
             .with_information_schema(true)
             .with_extension(Arc::clone(&skipped_rows))
-            .with_extension(Arc::clone(&remote_sources));
+            .with_extension(Arc::clone(&remote_sources))
+            .with_option_extension(MoltresOptions::default());
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             // Each sorting partition reserves this much up front for its merge
             // phase (DataFusion's default is 10 MiB); with a small budget that
@@ -211,6 +244,12 @@ impl Moltres {
             config.options_mut().execution.sort_spill_reservation_bytes =
                 per_partition.clamp(64 << 10, 10 << 20);
         }
+        let observer = Arc::new(Observer::new(Limits {
+            slow_query: settings.slow_query,
+            query_timeout: settings.query_timeout,
+            max_concurrent_queries: settings.max_concurrent_queries,
+            queue_timeout: settings.queue_timeout,
+        }));
         let catalogs = Arc::new(SourceCatalogList::default());
         let path_tables = Arc::new(PathTableFactory::new());
         let mut state = SessionStateBuilder::new()
@@ -218,7 +257,10 @@ impl Moltres {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rule(Arc::new(RemoteTopK))
-            .with_query_planner(Arc::new(FederatingQueryPlanner))
+            .with_query_planner(Arc::new(ObservingQueryPlanner {
+                inner: Arc::new(FederatingQueryPlanner),
+                observer: Arc::clone(&observer),
+            }))
             .with_catalog_list(Arc::new(DynamicFileCatalog::new(
                 Arc::clone(&catalogs) as Arc<dyn CatalogProviderList>,
                 Arc::clone(&path_tables) as _,
@@ -243,6 +285,7 @@ impl Moltres {
             settings: Arc::new(settings),
             skipped_rows,
             remote_sources,
+            observer,
         };
         for source in db.settings.sources.clone() {
             db.attach_with_options(&source.url, &source.name, source.read_only, source.options)
@@ -270,35 +313,105 @@ impl Moltres {
 
     /// Runs exactly one statement (no splitting).
     pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
-        match parse_moltres_statement(sql)? {
-            Some(MoltresStatement::Attach {
+        if let Some(statement) = parse_moltres_statement(sql)? {
+            let sources = match &statement {
+                MoltresStatement::Attach { alias, .. }
+                | MoltresStatement::Detach { alias, .. }
+                | MoltresStatement::Refresh { alias } => vec![alias.clone()],
+                MoltresStatement::ShowSources => Vec::new(),
+            };
+            let observer = Arc::clone(&self.observer);
+            let done = observer
+                .run(
+                    StatementKind::Session,
+                    sql,
+                    sources,
+                    self.moltres_statement(statement),
+                    |_| 0,
+                )
+                .await?;
+            return Ok(tag(done, QueryTag::Internal));
+        }
+        if let Some(target) = crate::ddl::names_database(self, sql) {
+            let observer = Arc::clone(&self.observer);
+            return observer
+                .run(
+                    StatementKind::Ddl,
+                    sql,
+                    vec![target],
+                    async {
+                        match crate::ddl::run(self, sql).await? {
+                            Some(done) => Ok(done),
+                            None => Ok(self.ctx.sql(sql).await?),
+                        }
+                    },
+                    |_| 0,
+                )
+                .await
+                .map(|done| tag(done, QueryTag::Internal));
+        }
+        let plan = match self.ctx.state().create_logical_plan(sql).await {
+            Ok(plan) => plan,
+            Err(e) => {
+                self.observer.failed(StatementKind::Query, sql, &e);
+                return Err(e.into());
+            }
+        };
+        let eager = match &plan {
+            LogicalPlan::Ddl(_) => Some(StatementKind::Ddl),
+            LogicalPlan::Statement(_) => Some(StatementKind::Session),
+            _ => None,
+        };
+        match eager {
+            // Runs now (CREATE VIEW, SET, ...).
+            Some(kind) => {
+                let observer = Arc::clone(&self.observer);
+                observer
+                    .run(
+                        kind,
+                        sql,
+                        Vec::new(),
+                        async { Ok(self.ctx.execute_logical_plan(plan).await?) },
+                        |_| 0,
+                    )
+                    .await
+                    .map(|done| tag(done, QueryTag::Internal))
+            }
+            // Runs when the DataFrame is executed: observed then.
+            None => Ok(tag(
+                self.ctx.execute_logical_plan(plan).await?,
+                QueryTag::Statement {
+                    sql: sql.to_string(),
+                    kind: None,
+                },
+            )),
+        }
+    }
+
+    async fn moltres_statement(&self, statement: MoltresStatement) -> Result<DataFrame> {
+        match statement {
+            MoltresStatement::Attach {
                 url,
                 alias,
                 read_only,
                 options,
-            }) => {
+            } => {
                 self.attach_with_options(&url, &alias, read_only, options)
                     .await?;
                 Ok(self.ctx.read_empty()?)
             }
-            Some(MoltresStatement::Detach { alias, if_exists }) => {
+            MoltresStatement::Detach { alias, if_exists } => {
                 match self.detach(&alias) {
                     Err(_) if if_exists => {}
                     other => other?,
                 }
                 Ok(self.ctx.read_empty()?)
             }
-            Some(MoltresStatement::Refresh { alias }) => {
+            MoltresStatement::Refresh { alias } => {
                 self.refresh(&alias)?;
                 Ok(self.ctx.read_empty()?)
             }
-            Some(MoltresStatement::ShowSources) => {
-                Ok(self.ctx.read_batch(self.registry.to_batch()?)?)
-            }
-            None => match crate::ddl::run(self, sql).await? {
-                Some(done) => Ok(done),
-                None => Ok(self.ctx.sql(sql).await?),
-            },
+            MoltresStatement::ShowSources => Ok(self.ctx.read_batch(self.registry.to_batch()?)?),
         }
     }
 
@@ -337,6 +450,31 @@ impl Moltres {
             return Err(Error::Statement(format!(
                 "cannot attach as '{alias}': a catalog or schema of that name exists"
             )));
+        }
+        let mut options = options;
+        // Pool defaults from the environment and config file, where neither
+        // the URL nor the ATTACH options set them.
+        if !self.settings.pool.is_empty()
+            && matches!(
+                self.registry.kind_for(url).map(|k| k.name()),
+                Ok("postgres" | "mysql" | "sqlite")
+            )
+        {
+            let in_url: Vec<String> = url
+                .split_once('?')
+                .map(|(_, query)| {
+                    query
+                        .split('&')
+                        .filter_map(|pair| pair.split('=').next())
+                        .map(str::to_ascii_lowercase)
+                        .collect()
+                })
+                .unwrap_or_default();
+            for (key, value) in &self.settings.pool {
+                if !in_url.contains(key) && !options.contains_key(key) {
+                    options.insert(key.clone(), value.clone());
+                }
+            }
         }
         let request = AttachRequest {
             alias: alias.to_string(),
@@ -404,6 +542,7 @@ impl Moltres {
             info,
             catalog,
             ctx: self.ctx.clone(),
+            observer: Arc::clone(&self.observer),
         })
     }
 
@@ -508,8 +647,33 @@ impl Moltres {
         table: &str,
         batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
     ) -> Result<u64> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let observer = Arc::clone(&self.observer);
+        observer
+            .run(
+                StatementKind::Write,
+                &format!("insert into {table} ({rows} rows)"),
+                self.source_of(table),
+                self.insert_now(table, batches),
+                |n| *n,
+            )
+            .await
+    }
+
+    /// The attached source `table` names, if any (for observation).
+    pub(crate) fn source_of(&self, table: &str) -> Vec<String> {
+        crate::ddl::resolve(self, table)
+            .map(|t| vec![t.alias])
+            .unwrap_or_default()
+    }
+
+    async fn insert_now(
+        &self,
+        table: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+    ) -> Result<u64> {
         use moltres_connectors::remote::RemoteTable;
-        let frame = self.ctx.read_batches(batches)?;
+        let frame = tag(self.ctx.read_batches(batches)?, QueryTag::Internal);
         let provider = self.ctx.table_provider(table).await?;
         let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
             let written = frame
@@ -546,6 +710,25 @@ impl Moltres {
         batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
         keys: &[&str],
     ) -> Result<u64> {
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let observer = Arc::clone(&self.observer);
+        observer
+            .run(
+                StatementKind::Write,
+                &format!("upsert into {table} on {} ({rows} rows)", keys.join(", ")),
+                self.source_of(table),
+                self.upsert_now(table, batches, keys),
+                |n| *n,
+            )
+            .await
+    }
+
+    async fn upsert_now(
+        &self,
+        table: &str,
+        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+        keys: &[&str],
+    ) -> Result<u64> {
         use moltres_connectors::remote::RemoteTable;
         let provider = self.ctx.table_provider(table).await?;
         let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
@@ -555,7 +738,7 @@ impl Moltres {
         };
         remote.writable("upsert into")?;
         let table_schema = datafusion::datasource::TableProvider::schema(remote);
-        let frame = self.ctx.read_batches(batches)?;
+        let frame = tag(self.ctx.read_batches(batches)?, QueryTag::Internal);
         let what = format!("upsert into '{table}'");
         let (frame, fields) = crate::tables::by_name(frame, &table_schema, &what, false)?;
         if keys.is_empty() {

@@ -88,6 +88,7 @@ pub struct Source {
     pub(crate) info: SourceInfo,
     pub(crate) catalog: Arc<RemoteCatalog>,
     pub(crate) ctx: SessionContext,
+    pub(crate) observer: Arc<crate::observe::Observer>,
 }
 
 impl Source {
@@ -112,7 +113,14 @@ impl Source {
     /// Runs a native query on the database; its rows as a DataFrame.
     pub async fn query(&self, native: &str) -> Result<DataFrame> {
         let table = RemoteQueryTable::try_new(self.catalog.database(), native).await?;
-        Ok(self.ctx.read_table(Arc::new(table))?)
+        let df = self.ctx.read_table(Arc::new(table))?;
+        Ok(crate::observe::tag(
+            df,
+            crate::observe::QueryTag::Statement {
+                sql: native.to_string(),
+                kind: Some(crate::observe::StatementKind::Passthrough),
+            },
+        ))
     }
 
     /// Runs a native statement (DDL such as ALTER TABLE, or DML); returns the
@@ -124,7 +132,17 @@ impl Source {
                 self.info.name
             )));
         }
-        let affected = self.catalog.database().execute_statement(native).await?;
+        let database = self.catalog.database();
+        let affected = self
+            .observer
+            .run(
+                crate::observe::StatementKind::Passthrough,
+                native,
+                vec![self.info.name.clone()],
+                database.execute_statement(native),
+                |n| *n,
+            )
+            .await?;
         // The statement may have changed tables: forget cached definitions.
         self.catalog.refresh();
         Ok(affected)

@@ -25,6 +25,7 @@ use moltres_connectors::remote::RemoteDatabase;
 
 use crate::ddl::{self, Target};
 use crate::error::{Error, Result};
+use crate::observe::{QueryTag, StatementKind, tag};
 use crate::session::Moltres;
 
 /// The type of a column of [`Moltres::create_table`]: the database's own
@@ -218,7 +219,7 @@ impl CreateTable<'_> {
             target.quoted(db),
             definitions.join(", ")
         );
-        database.execute_statement(&sql).await?;
+        ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
         self.db.refresh(&target.alias)?;
         Ok(())
     }
@@ -231,6 +232,25 @@ impl<'a> IntoFuture for CreateTable<'a> {
     fn into_future(self) -> Self::IntoFuture {
         Box::pin(self.run())
     }
+}
+
+/// Sends a DDL statement of the library's builders, observed as DDL.
+async fn ddl_statement(
+    db: &Moltres,
+    alias: &str,
+    sql: &str,
+    database: &dyn RemoteDatabase,
+) -> Result<u64> {
+    Ok(db
+        .observer
+        .run(
+            StatementKind::Ddl,
+            sql,
+            vec![alias.to_string()],
+            database.execute_statement(sql),
+            |n| *n,
+        )
+        .await?)
 }
 
 /// A type name given as text, refused unless it looks like one.
@@ -291,7 +311,7 @@ impl DropTable<'_> {
             if self.if_exists { "IF EXISTS " } else { "" },
             target.quoted(database.as_ref())
         );
-        database.execute_statement(&sql).await?;
+        ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
         self.db.refresh(&target.alias)?;
         Ok(())
     }
@@ -371,7 +391,7 @@ impl CreateIndex<'_> {
                 ""
             },
         );
-        database.execute_statement(&sql).await?;
+        ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
         Ok(())
     }
 }
@@ -420,7 +440,7 @@ impl DropIndex<'_> {
             ),
             _ => format!("DROP INDEX {if_exists}{index}"),
         };
-        database.execute_statement(&sql).await?;
+        ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
         Ok(())
     }
 }
@@ -644,6 +664,24 @@ impl Moltres {
     /// # Ok(()) }
     /// ```
     pub async fn write_table(&self, frame: DataFrame, table: &str, mode: SaveMode) -> Result<u64> {
+        let source = ddl::resolve(self, table)
+            .map(|t| vec![t.alias])
+            .unwrap_or_default();
+        let described = format!("write_table {table} ({mode:?})");
+        let frame = tag(frame, QueryTag::Internal);
+        let observer = Arc::clone(&self.observer);
+        observer
+            .run(
+                StatementKind::Write,
+                &described,
+                source,
+                self.write_table_now(frame, table, mode),
+                |n| *n,
+            )
+            .await
+    }
+
+    async fn write_table_now(&self, frame: DataFrame, table: &str, mode: SaveMode) -> Result<u64> {
         let target = match ddl::resolve(self, table) {
             Ok(target) => target,
             // A table of the session (a memory table, ...): DataFusion writes it.

@@ -11,6 +11,7 @@ use moltres_connectors::remote::{RemoteStatementExec, RemoteTable, RemoteTransac
 
 use crate::ddl::{self, Target};
 use crate::error::{Error, Result};
+use crate::observe::{QueryTag, StatementKind, tag};
 use crate::session::Moltres;
 use crate::tables::by_name;
 
@@ -162,7 +163,18 @@ impl Transaction {
     /// Runs a statement in the database's own SQL; returns the rows
     /// affected.
     pub async fn execute(&mut self, native: &str) -> Result<u64> {
-        Ok(self.inner()?.execute(native).await?)
+        let observer = Arc::clone(&self.db.observer);
+        let sources = vec![self.alias.clone()];
+        let inner = self.inner()?;
+        Ok(observer
+            .run(
+                StatementKind::Transaction,
+                native,
+                sources,
+                inner.execute(native),
+                |n| *n,
+            )
+            .await?)
     }
 
     /// Appends `batches` to `table` (columns matched by name, cast to the
@@ -206,6 +218,7 @@ impl Transaction {
     async fn write(&mut self, table: &str, frame: DataFrame, mode: WriteMode<'_>) -> Result<u64> {
         let (target, provider) = self.remote_table(table).await?;
         let what = format!("writing {}", target.display());
+        let frame = tag(frame, QueryTag::Internal);
         let (frame, fields) = by_name(frame, &provider.schema(), &what, false)?;
         let stream = frame.execute_stream().await?;
         let reference = datafusion::common::TableReference::partial(
@@ -213,9 +226,24 @@ impl Transaction {
             target.table.as_str(),
         );
         let schema = Arc::new(datafusion::arrow::datatypes::Schema::new(fields));
-        Ok(self
-            .inner()?
-            .write(&reference, schema, stream, mode)
+        let observer = Arc::clone(&self.db.observer);
+        let sources = vec![self.alias.clone()];
+        let described = match mode {
+            WriteMode::Append => format!("insert into {}", target.display()),
+            WriteMode::Overwrite => format!("overwrite {}", target.display()),
+            WriteMode::Upsert(keys) => {
+                format!("upsert into {} on {}", target.display(), keys.join(", "))
+            }
+        };
+        let inner = self.inner()?;
+        Ok(observer
+            .run(
+                StatementKind::Transaction,
+                &described,
+                sources,
+                inner.write(&reference, schema, stream, mode),
+                |n| *n,
+            )
             .await?)
     }
 
@@ -300,15 +328,31 @@ impl Transaction {
     /// Makes the transaction's changes permanent.
     pub async fn commit(mut self) -> Result<()> {
         let inner = self.inner.take().ok_or_else(ended)?;
-        inner.commit().await?;
-        Ok(())
+        let observer = Arc::clone(&self.db.observer);
+        Ok(observer
+            .run(
+                StatementKind::Transaction,
+                "COMMIT",
+                vec![self.alias.clone()],
+                inner.commit(),
+                |_| 0,
+            )
+            .await?)
     }
 
     /// Undoes the transaction's changes.
     pub async fn rollback(mut self) -> Result<()> {
         let inner = self.inner.take().ok_or_else(ended)?;
-        inner.rollback().await?;
-        Ok(())
+        let observer = Arc::clone(&self.db.observer);
+        Ok(observer
+            .run(
+                StatementKind::Transaction,
+                "ROLLBACK",
+                vec![self.alias.clone()],
+                inner.rollback(),
+                |_| 0,
+            )
+            .await?)
     }
 }
 

@@ -4,6 +4,10 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let args = moltres_sql::args::Args::parse();
+    if let Err(e) = moltres::logging::init() {
+        eprintln!("Error: {e}");
+        return std::process::ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

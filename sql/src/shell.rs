@@ -57,11 +57,14 @@ const HELP: &str = r"Statements end with ';' and may span lines. Besides DataFus
   SELECT * FROM 'path/file.parquet'            query a file (csv, tsv, parquet, json; globs; s3://, https://)
   read_csv('path', 'delimiter=;', 'header=false', 'skip_bad_rows=true'), read_parquet(...), read_json(...)
   COPY (query) TO 'out.parquet'                write a result (parquet, csv, json)
+  SET moltres.query_timeout = '30s'            stop (and cancel) queries running longer
 
 Meta commands:
   \d            list tables of every source
   \d NAME       columns and types of a table
   \sources      attached sources
+  \health       is each source reachable: latency, server version, pool
+  \metrics [prometheus]   queries, errors, durations, rows read per source, pools
   \timing [on|off]   show row count and time after each statement
   \format [table|csv|tsv|json|ndjson]   show or set the output format
   \?            this help
@@ -235,6 +238,15 @@ impl Shell {
                 self.print(&[batch], schema)?;
             }
             "\\sources" => return self.run_sql("SHOW SOURCES").await,
+            "\\metrics" if arg == "prometheus" => print!("{}", self.db.metrics().to_prometheus()),
+            "\\metrics" => {
+                let (schema, batch) = metrics_table(&self.db.metrics())?;
+                self.print(&[batch], schema)?;
+            }
+            "\\health" => {
+                let (schema, batch) = health_table(&self.db.check_health().await)?;
+                self.print(&[batch], schema)?;
+            }
             "\\timing" => {
                 self.timing = match arg {
                     "" => !self.timing,
@@ -274,6 +286,94 @@ impl Shell {
         let _ = out.flush();
         Ok(())
     }
+}
+
+/// `\metrics`: one row per figure.
+fn metrics_table(m: &moltres::MetricsSnapshot) -> Result<(Arc<Schema>, RecordBatch), Failed> {
+    let ms = |d: Duration| format!("{:.1} ms", d.as_secs_f64() * 1000.0);
+    let mut rows: Vec<(String, String)> = vec![
+        ("queries".into(), m.queries.to_string()),
+        ("errors".into(), m.errors.to_string()),
+        ("timeouts".into(), m.timeouts.to_string()),
+        ("queue timeouts".into(), m.queue_timeouts.to_string()),
+        ("running".into(), m.running.to_string()),
+        ("waiting".into(), m.waiting.to_string()),
+        ("duration p50".into(), ms(m.duration_p50)),
+        ("duration p95".into(), ms(m.duration_p95)),
+        ("duration p99".into(), ms(m.duration_p99)),
+        ("rows returned".into(), m.rows_returned.to_string()),
+        ("spilled".into(), format_bytes(m.spilled_bytes)),
+    ];
+    for s in &m.sources {
+        rows.push((
+            format!("{} read", s.name),
+            format!("{} rows, {}", s.rows_read, format_bytes(s.bytes_read)),
+        ));
+        rows.push((
+            format!("{} remote queries", s.name),
+            s.remote_queries.to_string(),
+        ));
+        if let Some(p) = s.pool {
+            rows.push((
+                format!("{} pool", s.name),
+                format!(
+                    "{} of {} open, {} in use, {} idle, {} waiting, {} acquire timeouts",
+                    p.size, p.max_size, p.in_use, p.idle, p.waiting, p.acquire_timeouts
+                ),
+            ));
+        }
+    }
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("metric", DataType::Utf8, false),
+        Field::new("value", DataType::Utf8, false),
+    ]));
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.0))),
+            Arc::new(StringArray::from_iter_values(rows.iter().map(|r| &r.1))),
+        ],
+    )?;
+    Ok((schema, batch))
+}
+
+/// `\health`: one row per source.
+fn health_table(health: &[moltres::SourceHealth]) -> Result<(Arc<Schema>, RecordBatch), Failed> {
+    let schema = Arc::new(Schema::new(vec![
+        Field::new("source", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("healthy", DataType::Utf8, false),
+        Field::new("latency", DataType::Utf8, false),
+        Field::new("version", DataType::Utf8, false),
+        Field::new("pool", DataType::Utf8, false),
+        Field::new("error", DataType::Utf8, false),
+    ]));
+    let column = |f: &dyn Fn(&moltres::SourceHealth) -> String| {
+        Arc::new(StringArray::from_iter_values(health.iter().map(f)))
+            as datafusion::arrow::array::ArrayRef
+    };
+    let batch = RecordBatch::try_new(
+        Arc::clone(&schema),
+        vec![
+            column(&|h| h.name.clone()),
+            column(&|h| h.kind.clone()),
+            column(&|h| if h.healthy { "yes" } else { "NO" }.to_string()),
+            column(&|h| format!("{:.1} ms", h.latency.as_secs_f64() * 1000.0)),
+            column(&|h| h.server_version.clone().unwrap_or_default()),
+            column(&|h| {
+                h.pool
+                    .map(|p| {
+                        format!(
+                            "{}/{} open, {} in use, {} waiting",
+                            p.size, p.max_size, p.in_use, p.waiting
+                        )
+                    })
+                    .unwrap_or_default()
+            }),
+            column(&|h| h.error.clone().unwrap_or_default()),
+        ],
+    )?;
+    Ok((schema, batch))
 }
 
 /// The `rows read ..., bytes read ...` line on stderr for queries running

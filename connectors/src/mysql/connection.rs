@@ -31,10 +31,16 @@ pub struct Settings {
     pub connect_timeout: Duration,
     /// How to read columns of types without a mapping (`error`, `text`, `skip`).
     pub unsupported_types: String,
+    /// How long to wait for a pooled connection (`pool_timeout`).
+    pub acquire_timeout: Duration,
+    /// Check a pooled connection with a round trip before use.
+    pub pre_ping: bool,
+    /// Connections the pool may hold.
+    pub pool_max_size: usize,
 }
 
-const KNOWN: &str = "sslmode, connect_timeout, pool_max_size, pool_idle_timeout, \
-                     pool_max_lifetime, unsupported_types";
+const KNOWN: &str = "sslmode, connect_timeout, pool_max_size, pool_timeout, pool_pre_ping, \
+                     pool_idle_timeout, pool_max_lifetime, unsupported_types";
 
 /// Parses `mysql://user:password@host:port/database?params` (or
 /// `mariadb://`); parameters may also come as ATTACH options.
@@ -78,19 +84,11 @@ pub fn parse_url(
         database,
         connect_timeout: Duration::from_secs(10),
         unsupported_types: "error".to_string(),
+        acquire_timeout: Duration::from_secs(30),
+        pre_ping: false,
+        pool_max_size: 10,
     };
-    let seconds = |key: &str, value: &str| -> Result<Duration> {
-        value
-            .parse::<f64>()
-            .ok()
-            .filter(|s| *s > 0.0 && s.is_finite())
-            .map(Duration::from_secs_f64)
-            .ok_or_else(|| {
-                bad(format!(
-                    "{key} must be a positive number of seconds, got '{value}'"
-                ))
-            })
-    };
+    let seconds = crate::remote::seconds_option;
     let mut pool = PoolOpts::default().with_constraints(PoolConstraints::new(0, 10).unwrap());
     let params = parsed
         .query_pairs()
@@ -127,6 +125,19 @@ pub fn parse_url(
                         ))
                     })?;
                 pool = pool.with_constraints(PoolConstraints::new(0, max).unwrap());
+                settings.pool_max_size = max;
+            }
+            "pool_timeout" => settings.acquire_timeout = seconds(&key, &value)?,
+            "pool_pre_ping" => {
+                settings.pre_ping = match value.as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "pool_pre_ping must be true or false, got '{other}'"
+                        )));
+                    }
+                }
             }
             "pool_idle_timeout" => pool = pool.with_inactive_connection_ttl(seconds(&key, &value)?),
             "pool_max_lifetime" => pool = pool.with_abs_conn_ttl(Some(seconds(&key, &value)?)),
@@ -175,21 +186,36 @@ pub fn remote_error(source: &str, error: mysql_async::Error, sql: Option<&str>) 
     }
 }
 
-/// A pooled connection within the connect timeout.
+/// A pooled connection within `pool_timeout` (a new one within
+/// `connect_timeout`), checked with a ping first when `pool_pre_ping` is on.
 pub async fn connect(pool: &Pool, source: &str, settings: &Settings) -> Result<Conn> {
-    match tokio::time::timeout(settings.connect_timeout, pool.get_conn()).await {
-        Ok(Ok(conn)) => Ok(conn),
-        Ok(Err(e)) => Err(remote_error(source, e, None)),
-        Err(_) => Err(RemoteError::new(
-            source,
-            RemoteErrorKind::Timeout,
-            format!(
-                "no connection within {:?} (connect_timeout)",
-                settings.connect_timeout
-            ),
-        )
-        .into()),
+    let wait = settings.acquire_timeout.max(settings.connect_timeout);
+    for _ in 0..2 {
+        let mut conn = match tokio::time::timeout(wait, pool.get_conn()).await {
+            Ok(Ok(conn)) => conn,
+            Ok(Err(e)) => return Err(remote_error(source, e, None)),
+            Err(_) => {
+                crate::remote::count_acquire_timeout(source);
+                return Err(RemoteError::new(
+                    source,
+                    RemoteErrorKind::Timeout,
+                    format!("no connection within {wait:?} (pool_timeout, connect_timeout)"),
+                )
+                .into());
+            }
+        };
+        if !settings.pre_ping || conn.ping().await.is_ok() {
+            return Ok(conn);
+        }
+        // A dead pooled connection: drop it and take another.
+        let _ = conn.disconnect().await;
     }
+    Err(RemoteError::new(
+        source,
+        RemoteErrorKind::Connection,
+        "pooled connections failed their ping (pool_pre_ping)",
+    )
+    .into())
 }
 
 /// Runs `sql` (a prepared statement: the binary protocol) and streams its

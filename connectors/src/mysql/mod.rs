@@ -33,7 +33,8 @@ use mysql_async::prelude::Queryable;
 pub use dialect::{MysqlDialect, MysqlPushdown};
 
 use crate::remote::{
-    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction, WriteMode,
+    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
+    WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -227,6 +228,23 @@ impl RemoteDatabase for MysqlSource {
             mode,
         )
         .await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let metrics = self.pool.metrics();
+        Some(PoolStatus {
+            max_size: self.settings.pool_max_size,
+            size: metrics.connection_count.load(Relaxed),
+            idle: metrics.connections_in_pool.load(Relaxed),
+            in_use: metrics.connections_in_use.load(Relaxed),
+            waiting: metrics.active_wait_requests.load(Relaxed),
+            acquire_timeouts: crate::remote::acquire_timeouts(&self.name),
+        })
+    }
+
+    fn server_version(&self) -> Option<String> {
+        Some(self.server_version.clone())
     }
 
     async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {

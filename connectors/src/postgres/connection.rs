@@ -71,18 +71,7 @@ const MOLTRES_PARAMS: &[&str] = &[
     "pool_max_lifetime",
 ];
 
-fn seconds(name: &str, value: &str) -> Result<Duration> {
-    value
-        .parse::<f64>()
-        .ok()
-        .filter(|s| *s > 0.0)
-        .map(Duration::from_secs_f64)
-        .ok_or_else(|| {
-            DataFusionError::Configuration(format!(
-                "{name} must be a positive number of seconds, got '{value}'"
-            ))
-        })
-}
+use crate::remote::seconds_option as seconds;
 
 /// Splits a `postgres://` URL into the driver's config and pool settings.
 pub fn parse_url(
@@ -377,13 +366,16 @@ pub fn remote_error(source: &str, error: tokio_postgres::Error, sql: Option<&str
 pub fn pool_error(source: &str, error: PoolError) -> RemoteError {
     match error {
         PoolError::Backend(e) => remote_error(source, e, None),
-        PoolError::Timeout(t) => RemoteError::new(
-            source,
-            RemoteErrorKind::Timeout,
-            format!(
-                "timed out waiting for a connection ({t:?}); see pool_timeout and connect_timeout"
-            ),
-        ),
+        PoolError::Timeout(t) => {
+            crate::remote::count_acquire_timeout(source);
+            RemoteError::new(
+                source,
+                RemoteErrorKind::Timeout,
+                format!(
+                    "timed out waiting for a connection ({t:?}); see pool_timeout and connect_timeout"
+                ),
+            )
+        }
         other => RemoteError::new(source, RemoteErrorKind::Connection, other.to_string()),
     }
 }

@@ -31,7 +31,8 @@ pub use dialect::{PostgresDialect, PostgresPushdown};
 pub use schema::UnsupportedTypes;
 
 use crate::remote::{
-    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction, WriteMode,
+    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
+    WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -190,6 +191,22 @@ impl RemoteDatabase for PostgresSource {
             mode,
         )
         .await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+            acquire_timeouts: crate::remote::acquire_timeouts(&self.name),
+        })
+    }
+
+    fn server_version(&self) -> Option<String> {
+        Some(self.server_version.clone())
     }
 
     async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {

@@ -164,6 +164,11 @@ impl RemoteStatementExec {
         &self.sql
     }
 
+    /// The database it sends it to.
+    pub fn database(&self) -> &Arc<dyn RemoteDatabase> {
+        &self.database
+    }
+
     /// A plan that runs `sql` on `database`.
     pub fn new(database: Arc<dyn RemoteDatabase>, sql: RemoteSql) -> Self {
         let schema = count_schema();

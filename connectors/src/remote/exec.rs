@@ -129,12 +129,16 @@ impl ExecutionPlan for RemoteScanExec {
         _context: Arc<TaskContext>,
     ) -> Result<SendableRecordBatchStream> {
         let metrics = BaselineMetrics::new(&self.metrics, partition);
+        // The Arrow bytes received from the database.
+        let bytes = datafusion::physical_plan::metrics::MetricBuilder::new(&self.metrics)
+            .counter("bytes_received", partition);
         let stream = self
             .database
             .execute(&self.sql, Arc::clone(&self.schema), self.batch_size)?;
         let counted = stream.map(move |batch| {
             if let Ok(batch) = &batch {
                 metrics.record_output(batch.num_rows());
+                bytes.add(batch.get_array_memory_size());
             }
             batch
         });

@@ -81,6 +81,57 @@ pub use transaction::{OPERATION_SAVEPOINT, RemoteTransaction, TransactionState};
 /// selects `CAST(column AS TEXT)` (types with no Arrow mapping of their own).
 pub const CAST_TO_TEXT: &str = "moltres.cast_to_text";
 
+/// The state of a source's connection pool.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStatus {
+    /// Connections the pool may hold.
+    pub max_size: usize,
+    /// Connections open now.
+    pub size: usize,
+    /// Open connections waiting in the pool.
+    pub idle: usize,
+    /// Connections lent out.
+    pub in_use: usize,
+    /// Requests waiting for a connection.
+    pub waiting: usize,
+    /// Requests that gave up waiting (`pool_timeout`), since the process
+    /// started, for sources of this name.
+    pub acquire_timeouts: u64,
+}
+
+/// A URL parameter or option given in seconds (`2`, `0.5`), positive.
+pub fn seconds_option(name: &str, value: &str) -> Result<std::time::Duration> {
+    value
+        .parse::<f64>()
+        .ok()
+        .filter(|s| *s > 0.0 && s.is_finite())
+        .map(std::time::Duration::from_secs_f64)
+        .ok_or_else(|| {
+            datafusion::common::DataFusionError::Configuration(format!(
+                "{name} must be a positive number of seconds, got '{value}'"
+            ))
+        })
+}
+
+static ACQUIRE_TIMEOUTS: std::sync::LazyLock<
+    std::sync::Mutex<std::collections::HashMap<String, u64>>,
+> = std::sync::LazyLock::new(Default::default);
+
+/// Counts a request of `source` that gave up waiting for a connection.
+pub fn count_acquire_timeout(source: &str) {
+    if let Ok(mut counts) = ACQUIRE_TIMEOUTS.lock() {
+        *counts.entry(source.to_string()).or_default() += 1;
+    }
+}
+
+/// Requests of sources named `source` that gave up waiting for a connection.
+pub fn acquire_timeouts(source: &str) -> u64 {
+    ACQUIRE_TIMEOUTS
+        .lock()
+        .map(|counts| counts.get(source).copied().unwrap_or(0))
+        .unwrap_or(0)
+}
+
 /// A database reachable over SQL.
 #[async_trait]
 pub trait RemoteDatabase: Debug + Send + Sync + 'static {
@@ -146,6 +197,21 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
             self.kind(),
             self.source_name()
         )
+    }
+
+    /// The state of the connection pool, where there is one.
+    fn pool_status(&self) -> Option<PoolStatus> {
+        None
+    }
+
+    /// The server's version (as it reports it).
+    fn server_version(&self) -> Option<String> {
+        None
+    }
+
+    /// One round trip on a pooled connection (`SELECT 1`).
+    async fn ping(&self) -> Result<()> {
+        self.execute_statement("SELECT 1").await.map(|_| ())
     }
 
     /// Starts a transaction on a connection of its own (see

@@ -25,7 +25,32 @@ pub struct Settings {
     pub read_only: bool,
     /// Connections in the pool.
     pub pool_max_size: usize,
+    /// Waiting and recycling.
+    pub pool: PoolTimes,
 }
+
+/// How long to wait for a pooled connection and when to replace one.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolTimes {
+    /// `pool_timeout`: how long to wait for a free connection.
+    pub acquire_timeout: std::time::Duration,
+    /// `pool_idle_timeout`: unused longer than this, a connection is replaced.
+    pub idle_timeout: Option<std::time::Duration>,
+    /// `pool_max_lifetime`: older than this, a connection is replaced.
+    pub max_lifetime: Option<std::time::Duration>,
+}
+
+impl Default for PoolTimes {
+    fn default() -> Self {
+        Self {
+            acquire_timeout: std::time::Duration::from_secs(30),
+            idle_timeout: None,
+            max_lifetime: None,
+        }
+    }
+}
+
+use crate::remote::seconds_option as seconds;
 
 /// Parses `sqlite:path`, `sqlite:///absolute/path`, `sqlite::memory:`, with
 /// `?mode=ro|rw|rwc` (default `rw`: the file must exist; `rwc` creates it)
@@ -50,6 +75,7 @@ pub fn parse_url(
     }
     let mut mode = "rw".to_string();
     let mut pool_max_size = 4;
+    let mut pool = PoolTimes::default();
     let params = url::form_urlencoded::parse(query.as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -70,10 +96,16 @@ pub fn parse_url(
                     ))
                 })?
             }
+            "pool_timeout" => pool.acquire_timeout = seconds(&key, &value)?,
+            "pool_idle_timeout" => pool.idle_timeout = Some(seconds(&key, &value)?),
+            "pool_max_lifetime" => pool.max_lifetime = Some(seconds(&key, &value)?),
+            // A file needs no round trip to be checked.
+            "pool_pre_ping" => {}
             "read_only" => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown SQLite URL parameter '{other}' (known: mode, pool_max_size)"
+                    "unknown SQLite URL parameter '{other}' (known: mode, pool_max_size, \
+                     pool_timeout, pool_idle_timeout, pool_max_lifetime, pool_pre_ping)"
                 )));
             }
         }
@@ -92,6 +124,7 @@ pub fn parse_url(
             path: path.to_string(),
             read_only: false,
             pool_max_size,
+            pool,
         });
     }
     let escaped: String = path
@@ -108,6 +141,7 @@ pub fn parse_url(
         path: path.to_string(),
         read_only: mode == "ro",
         pool_max_size,
+        pool,
     })
 }
 
@@ -117,9 +151,26 @@ pub fn build_pool(source: &str, settings: &Settings) -> Result<Pool> {
         .builder(Runtime::Tokio1)
         .map_err(|e| RemoteError::new(source, RemoteErrorKind::Connection, e.to_string()).into())
         .and_then(|b| {
-            b.max_size(settings.pool_max_size).build().map_err(|e| {
-                RemoteError::new(source, RemoteErrorKind::Connection, e.to_string()).into()
-            })
+            let (idle, lifetime) = (settings.pool.idle_timeout, settings.pool.max_lifetime);
+            b.max_size(settings.pool_max_size)
+                .wait_timeout(Some(settings.pool.acquire_timeout))
+                .pre_recycle(deadpool_sqlite::Hook::sync_fn(move |_, metrics| {
+                    if idle.is_some_and(|idle| metrics.last_used() > idle) {
+                        return Err(deadpool_sqlite::HookError::message(
+                            "idle longer than pool_idle_timeout",
+                        ));
+                    }
+                    if lifetime.is_some_and(|max| metrics.age() > max) {
+                        return Err(deadpool_sqlite::HookError::message(
+                            "older than pool_max_lifetime",
+                        ));
+                    }
+                    Ok(())
+                }))
+                .build()
+                .map_err(|e| {
+                    RemoteError::new(source, RemoteErrorKind::Connection, e.to_string()).into()
+                })
         })
 }
 
@@ -170,6 +221,15 @@ pub fn pool_error(source: &str, path: &str, error: deadpool_sqlite::PoolError) -
             format!("cannot open '{path}': {e}"),
         )
         .into(),
+        deadpool_sqlite::PoolError::Timeout(t) => {
+            crate::remote::count_acquire_timeout(source);
+            RemoteError::new(
+                source,
+                RemoteErrorKind::Timeout,
+                format!("timed out waiting for a connection ({t:?}); see pool_timeout"),
+            )
+            .into()
+        }
         other => RemoteError::new(source, RemoteErrorKind::Connection, other.to_string()).into(),
     }
 }

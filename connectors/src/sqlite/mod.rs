@@ -26,7 +26,7 @@ use deadpool_sqlite::Pool;
 pub use dialect::{SqliteDialect, SqlitePushdown};
 
 use crate::remote::{
-    PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
+    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
     TransactionState, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
@@ -273,6 +273,22 @@ impl RemoteDatabase for SqliteSource {
             .await
             .map_err(|e| connection::pool_error(&self.name, &self.path, e))?;
         Self::write_rows(&connection, &self.name, table, schema, data, mode).await
+    }
+
+    fn pool_status(&self) -> Option<PoolStatus> {
+        let status = self.pool.status();
+        Some(PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+            acquire_timeouts: crate::remote::acquire_timeouts(&self.name),
+        })
+    }
+
+    fn server_version(&self) -> Option<String> {
+        Some(format!("SQLite {}", rusqlite::version()))
     }
 
     async fn begin(&self) -> Result<Box<dyn RemoteTransaction>> {
