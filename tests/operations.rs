@@ -406,3 +406,48 @@ async fn pool_settings_from_the_environment_yield_to_the_url() {
     };
     assert_eq!((size("a"), size("b"), size("pg")), (3, 2, 5));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_status_counts_connections_and_acquire_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pool.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch("CREATE TABLE t (id INTEGER); INSERT INTO t VALUES (1);")
+        .unwrap();
+    let db = common::session().await;
+    let alias = format!("pool_{}", std::process::id());
+    db.attach(
+        &format!("sqlite:{}?pool_max_size=1&pool_timeout=0.3", path.display()),
+        &alias,
+        false,
+    )
+    .await
+    .unwrap();
+    let pool = |db: &Moltres| {
+        db.metrics()
+            .sources
+            .into_iter()
+            .find(|s| s.name == alias)
+            .and_then(|s| s.pool)
+            .unwrap()
+    };
+    // A transaction holds the only connection: a query waits 0.3 s, then fails.
+    let tx = db.begin(&alias).await.unwrap();
+    let status = pool(&db);
+    assert_eq!(
+        (status.max_size, status.in_use, status.idle),
+        (1, 1, 0),
+        "{status:?}"
+    );
+    let err = common::error(&db, &format!("SELECT * FROM {alias}.t")).await;
+    assert!(err.contains("timed out waiting for a connection"), "{err}");
+    assert_eq!(pool(&db).acquire_timeouts, 1);
+    tx.rollback().await.unwrap();
+    assert_eq!(
+        query(&db, &format!("SELECT * FROM {alias}.t")).await,
+        [["1"]]
+    );
+    let status = pool(&db);
+    assert_eq!((status.in_use, status.idle), (0, 1), "{status:?}");
+}

@@ -619,6 +619,38 @@ impl Moltres {
         &self.ctx
     }
 
+    /// Runs a statement in the native SQL of the default database (the one
+    /// [`connect`] attached, or [`use_source`](Self::use_source) chose);
+    /// returns the rows affected. For another source:
+    /// `db.source(name)?.execute(..)`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "multi_thread")]
+    /// # async fn main() -> moltres::Result<()> {
+    /// let db = moltres::connect("sqlite::memory:").await?;
+    /// db.execute("CREATE TABLE notes (id INTEGER PRIMARY KEY, body TEXT)").await?;
+    /// assert_eq!(db.execute("INSERT INTO notes (body) VALUES ('a'), ('b')").await?, 2);
+    /// # Ok(()) }
+    /// ```
+    pub async fn execute(&self, native: &str) -> Result<u64> {
+        let current = self
+            .ctx
+            .state()
+            .config()
+            .options()
+            .catalog
+            .default_schema
+            .clone();
+        if self.registry.get(&current).is_none() {
+            return Err(Error::Statement(
+                "no default database: connect(url) or use_source(name) first, or use \
+                 source(name).execute(..)"
+                    .to_string(),
+            ));
+        }
+        self.source(&current)?.execute(native).await
+    }
+
     /// Makes the attached database `alias` where unqualified names resolve:
     /// `orders` then means `alias.orders` (its default schema), and
     /// `CREATE TABLE t AS ...` creates `t` there. Other sources keep their
