@@ -117,6 +117,20 @@ impl Column {
 
 type Pending<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
 
+/// `.await` on a builder runs it.
+macro_rules! awaitable {
+    ($builder:ident) => {
+        impl<'a> IntoFuture for $builder<'a> {
+            type Output = Result<()>;
+            type IntoFuture = Pending<'a, ()>;
+
+            fn into_future(self) -> Self::IntoFuture {
+                Box::pin(self.run())
+            }
+        }
+    };
+}
+
 /// `CREATE TABLE` on an attached database; `.await` runs it.
 #[must_use = "a CreateTable does nothing until awaited"]
 pub struct CreateTable<'a> {
@@ -225,14 +239,7 @@ impl CreateTable<'_> {
     }
 }
 
-impl<'a> IntoFuture for CreateTable<'a> {
-    type Output = Result<()>;
-    type IntoFuture = Pending<'a, ()>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+awaitable!(CreateTable);
 
 /// Sends a DDL statement of the library's builders, observed as DDL.
 async fn ddl_statement(
@@ -317,14 +324,7 @@ impl DropTable<'_> {
     }
 }
 
-impl<'a> IntoFuture for DropTable<'a> {
-    type Output = Result<()>;
-    type IntoFuture = Pending<'a, ()>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+awaitable!(DropTable);
 
 /// `CREATE INDEX` on a table of an attached database; `.await` runs it.
 #[must_use = "a CreateIndex does nothing until awaited"]
@@ -396,14 +396,7 @@ impl CreateIndex<'_> {
     }
 }
 
-impl<'a> IntoFuture for CreateIndex<'a> {
-    type Output = Result<()>;
-    type IntoFuture = Pending<'a, ()>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+awaitable!(CreateIndex);
 
 /// `DROP INDEX` of a table of an attached database; `.await` runs it.
 #[must_use = "a DropIndex does nothing until awaited"]
@@ -445,14 +438,7 @@ impl DropIndex<'_> {
     }
 }
 
-impl<'a> IntoFuture for DropIndex<'a> {
-    type Output = Result<()>;
-    type IntoFuture = Pending<'a, ()>;
-
-    fn into_future(self) -> Self::IntoFuture {
-        Box::pin(self.run())
-    }
-}
+awaitable!(DropIndex);
 
 /// What [`Moltres::write_table`] does when the table exists. When it does
 /// not, every mode creates it with the DataFrame's columns and writes the

@@ -194,15 +194,7 @@ impl RemoteDatabase for PostgresSource {
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
-        let status = self.pool.status();
-        Some(PoolStatus {
-            max_size: status.max_size,
-            size: status.size,
-            idle: status.available,
-            in_use: status.size.saturating_sub(status.available),
-            waiting: status.waiting,
-            acquire_timeouts: crate::remote::acquire_timeouts(&self.name),
-        })
+        Some(PoolStatus::of_deadpool(self.pool.status(), &self.name))
     }
 
     fn server_version(&self) -> Option<String> {

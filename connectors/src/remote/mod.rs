@@ -113,6 +113,20 @@ pub fn seconds_option(name: &str, value: &str) -> Result<std::time::Duration> {
         })
 }
 
+impl PoolStatus {
+    /// The status of a `deadpool` pool of source `source`.
+    pub fn of_deadpool(status: deadpool_postgres::Status, source: &str) -> Self {
+        PoolStatus {
+            max_size: status.max_size,
+            size: status.size,
+            idle: status.available,
+            in_use: status.size.saturating_sub(status.available),
+            waiting: status.waiting,
+            acquire_timeouts: acquire_timeouts(source),
+        }
+    }
+}
+
 static ACQUIRE_TIMEOUTS: std::sync::LazyLock<
     std::sync::Mutex<std::collections::HashMap<String, u64>>,
 > = std::sync::LazyLock::new(Default::default);
