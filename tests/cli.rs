@@ -232,6 +232,20 @@ fn json_logs_metrics_and_health_without_passwords() {
         "{text}"
     );
 
+    // RUST_LOG when MOLTRES_LOG is not set; text without colours off a terminal.
+    let out = moltres()
+        .env("RUST_LOG", "moltres=info")
+        .args(["-c", "SELECT 1 AS one"])
+        .output()
+        .unwrap();
+    assert_eq!(stdout(&out), "one\n1\n");
+    let logs = stderr(&out);
+    assert!(
+        logs.contains("moltres::query") && logs.contains("query finished"),
+        "{logs}"
+    );
+    assert!(logs.contains("rows=1") && !logs.contains('\x1b'), "{logs}");
+
     let out = moltres()
         .env("MOLTRES_LOG_FORMAT", "xml")
         .args(["-c", "SELECT 1"])

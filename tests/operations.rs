@@ -451,3 +451,43 @@ async fn pool_status_counts_connections_and_acquire_timeouts() {
     let status = pool(&db);
     assert_eq!((status.in_use, status.idle), (0, 1), "{status:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn query_timeout_kills_the_mysql_query() {
+    use mysql_async::prelude::Queryable;
+    let db = Moltres::builder()
+        .without_env()
+        .query_timeout(Duration::from_secs(1))
+        .build()
+        .await
+        .unwrap();
+    db.attach(&format!("{}/test", common::mysql_url()), "my", true)
+        .await
+        .unwrap();
+    let marker = format!("moltres_kill_{}", std::process::id());
+    let started = Instant::now();
+    let err = common::error(
+        &db,
+        &format!("SELECT * FROM mysql_query('my', 'SELECT SLEEP(30) AS s, ''{marker}'' AS m')"),
+    )
+    .await;
+    assert!(err.contains("timed out after 1s"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let pool = mysql_async::Pool::new(format!("{}/test", common::mysql_url()).as_str());
+    let mut conn = pool.get_conn().await.unwrap();
+    let mut running = 1;
+    for _ in 0..50 {
+        let sql = format!(
+            "SELECT count(*) FROM information_schema.processlist WHERE info LIKE '%{marker}%' \
+             AND info NOT LIKE '%processlist%'"
+        );
+        running = conn.query_first::<i64, _>(sql).await.unwrap().unwrap_or(0);
+        if running == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(running, 0, "the MySQL query is still running");
+    drop(conn);
+    pool.disconnect().await.unwrap();
+}
