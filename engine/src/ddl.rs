@@ -17,7 +17,7 @@ use datafusion::arrow::array::UInt64Array;
 use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::DataFrame;
-use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CreateTable, Ident, ObjectName, ObjectNamePart, ObjectType, Statement,
 };
@@ -74,44 +74,33 @@ pub(crate) fn resolve(db: &Moltres, name: &str) -> Result<Target> {
     })
 }
 
-/// The attached database `sql` is DDL on (`CREATE TABLE` or `DROP TABLE`
-/// of one of its tables), if it is.
-pub(crate) fn names_database(db: &Moltres, sql: &str) -> Option<String> {
-    let mut statements = DFParser::parse_sql(sql).ok()?;
-    let (Some(DFStatement::Statement(statement)), None) =
-        (statements.pop_front(), statements.pop_front())
-    else {
-        return None;
-    };
-    match *statement {
-        Statement::CreateTable(create) => target(db, &create.name).map(|t| t.alias),
-        Statement::Drop {
-            object_type: ObjectType::Table,
-            names,
-            ..
-        } => names.iter().find_map(|n| target(db, n)).map(|t| t.alias),
-        _ => None,
+/// DDL on tables of an attached database, parsed once by the caller.
+pub(crate) enum Ddl {
+    /// `CREATE TABLE` (with columns or `AS` a query).
+    Create(Target, Box<CreateTable>),
+    /// `DROP TABLE [IF EXISTS]` of one or more tables.
+    Drop(Vec<Target>, bool),
+}
+
+impl Ddl {
+    /// The source it changes (the first one, for a DROP of several).
+    pub fn alias(&self) -> String {
+        match self {
+            Ddl::Create(target, _) => target.alias.clone(),
+            Ddl::Drop(targets, _) => targets[0].alias.clone(),
+        }
     }
 }
 
-/// Runs `sql` when it is DDL on an attached database; `None` otherwise.
-pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
-    let Ok(mut statements) = DFParser::parse_sql(sql) else {
+/// `statement` as DDL on an attached database, or `None` when it is not.
+pub(crate) fn plan(db: &Moltres, statement: &DFStatement) -> Result<Option<Ddl>> {
+    let DFStatement::Statement(statement) = statement else {
         return Ok(None);
     };
-    let (Some(DFStatement::Statement(statement)), None) =
-        (statements.pop_front(), statements.pop_front())
-    else {
-        return Ok(None);
-    };
-    match *statement {
-        Statement::CreateTable(create) => {
-            let Some(target) = target(db, &create.name) else {
-                return Ok(None);
-            };
-            writable(db, &target)?;
-            create_table(db, target, create, sql).await.map(Some)
-        }
+    match statement.as_ref() {
+        Statement::CreateTable(create) => Ok(
+            target(db, &create.name).map(|target| Ddl::Create(target, Box::new(create.clone())))
+        ),
         Statement::Drop {
             object_type: ObjectType::Table,
             if_exists,
@@ -128,6 +117,20 @@ pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
                         .to_string(),
                 ));
             }
+            Ok(Some(Ddl::Drop(targets, *if_exists)))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Runs `ddl`, whose text is `sql`.
+pub(crate) async fn run(db: &Moltres, ddl: Ddl, sql: &str) -> Result<DataFrame> {
+    match ddl {
+        Ddl::Create(target, create) => {
+            writable(db, &target)?;
+            create_table(db, target, *create, sql).await
+        }
+        Ddl::Drop(targets, if_exists) => {
             for target in &targets {
                 writable(db, target)?;
                 let database = database(db, &target.alias)?;
@@ -139,10 +142,21 @@ pub(crate) async fn run(db: &Moltres, sql: &str) -> Result<Option<DataFrame>> {
                 database.execute_statement(&sql).await?;
                 db.refresh(&target.alias)?;
             }
-            Ok(Some(db.context().read_empty()?))
+            Ok(db.context().read_empty()?)
         }
-        _ => Ok(None),
     }
+}
+
+/// A table of an attached database that may be changed, and its database
+/// (refused, naming the source, when it is attached READ_ONLY).
+pub(crate) fn writable_target(
+    db: &Moltres,
+    name: &str,
+) -> Result<(Target, Arc<dyn RemoteDatabase>)> {
+    let target = resolve(db, name)?;
+    writable(db, &target)?;
+    let database = database(db, &target.alias)?;
+    Ok((target, database))
 }
 
 /// The attached database table `name` names, if it names one
@@ -430,6 +444,7 @@ fn count(db: &Moltres, rows: u64) -> Result<DataFrame> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use datafusion::sql::parser::DFParser;
 
     #[test]
     fn query_text_is_the_original() {

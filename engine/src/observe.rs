@@ -37,7 +37,7 @@ use datafusion::physical_plan::{
     RecordBatchStream,
 };
 use futures::{Stream, StreamExt, TryStreamExt};
-use moltres_connectors::remote::{PoolStatus, RemoteScanExec, RemoteStatementExec};
+use moltres_connectors::remote::{PoolStatus, RemoteScanExec, RemoteStatementExec, sink_source};
 
 use crate::config::format_duration;
 
@@ -709,22 +709,13 @@ fn scans(
     } else if plan.children().is_empty() && plan.name() == "DataSourceExec" {
         add("files");
     } else if let Some(sink) = plan.downcast_ref::<datafusion::datasource::sink::DataSinkExec>()
-        && let Some(name) = sink_source(sink)
+        && let Some(name) = sink_source(sink.sink())
     {
-        add(&name);
+        add(name);
     }
     for child in plan.children() {
         scans(child, sources, sql);
     }
-}
-
-/// The source a write goes to, from its EXPLAIN line (`source=...`).
-fn sink_source(sink: &datafusion::datasource::sink::DataSinkExec) -> Option<String> {
-    let line = datafusion::physical_plan::displayable(sink)
-        .one_line()
-        .to_string();
-    let rest = line.split("source=").nth(1)?;
-    Some(rest.split([',', ' ']).next()?.to_string())
 }
 
 /// Rows and bytes read per source, and bytes spilled, off a finished plan.

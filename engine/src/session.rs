@@ -22,7 +22,7 @@ use moltres_connectors::files::{
 };
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
-use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK};
+use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK, WriteMode};
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
 
@@ -332,25 +332,34 @@ impl Moltres {
                 .await?;
             return Ok(tag(done, QueryTag::Internal));
         }
-        if let Some(target) = crate::ddl::names_database(self, sql) {
+        let state = self.ctx.state();
+        let dialect = state.config().options().sql_parser.dialect;
+        // Parsed once: for the DDL check, then for DataFusion's planner.
+        let parsed = state
+            .sql_to_statement(sql, &dialect)
+            .map_err(Error::from)
+            .and_then(|statement| Ok((crate::ddl::plan(self, &statement)?, statement)));
+        let (ddl, statement) = match parsed {
+            Ok(parsed) => parsed,
+            Err(e) => {
+                self.observer.failed(StatementKind::Query, sql, &e);
+                return Err(e);
+            }
+        };
+        if let Some(ddl) = ddl {
             let observer = Arc::clone(&self.observer);
             return observer
                 .run(
                     StatementKind::Ddl,
                     sql,
-                    vec![target],
-                    async {
-                        match crate::ddl::run(self, sql).await? {
-                            Some(done) => Ok(done),
-                            None => Ok(self.ctx.sql(sql).await?),
-                        }
-                    },
+                    vec![ddl.alias()],
+                    crate::ddl::run(self, ddl, sql),
                     |_| 0,
                 )
                 .await
                 .map(|done| tag(done, QueryTag::Internal));
         }
-        let plan = match self.ctx.state().create_logical_plan(sql).await {
+        let plan = match state.statement_to_plan(statement).await {
             Ok(plan) => plan,
             Err(e) => {
                 self.observer.failed(StatementKind::Query, sql, &e);
@@ -686,7 +695,7 @@ impl Moltres {
                 StatementKind::Write,
                 &format!("insert into {table} ({rows} rows)"),
                 self.source_of(table),
-                self.insert_now(table, batches),
+                self.write_rows(table, batches, WriteMode::Append),
                 |n| *n,
             )
             .await
@@ -699,31 +708,49 @@ impl Moltres {
             .unwrap_or_default()
     }
 
-    async fn insert_now(
+    /// Appends or upserts `batches` (see [`insert`](Self::insert) and
+    /// [`upsert`](Self::upsert)).
+    async fn write_rows(
         &self,
         table: &str,
         batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
+        mode: WriteMode<'_>,
     ) -> Result<u64> {
         use moltres_connectors::remote::RemoteTable;
+        let what = match mode {
+            WriteMode::Upsert(_) => format!("upsert into '{table}'"),
+            _ => format!("insert into '{table}'"),
+        };
         let frame = tag(self.ctx.read_batches(batches)?, QueryTag::Internal);
         let provider = self.ctx.table_provider(table).await?;
         let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
+            if mode.upsert_keys().is_some() {
+                return Err(Error::Statement(format!(
+                    "{what}: only tables of attached databases take upserts"
+                )));
+            }
             let written = frame
                 .write_table(table, DataFrameWriteOptions::new())
                 .await?;
             return Ok(crate::ddl::written(&written));
         };
-        remote.writable("INSERT INTO")?;
+        remote.writable(if mode.upsert_keys().is_some() {
+            "upsert into"
+        } else {
+            "INSERT INTO"
+        })?;
         let table_schema = datafusion::datasource::TableProvider::schema(remote);
-        let what = format!("insert into '{table}'");
         let (frame, fields) = crate::tables::by_name(frame, &table_schema, &what, false)?;
+        if let Some(keys) = mode.upsert_keys() {
+            crate::tables::check_keys(&what, keys, &fields)?;
+        }
         Ok(remote
             .database()
             .write(
                 remote.reference(),
                 Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
                 frame.execute_stream().await?,
-                moltres_connectors::remote::WriteMode::Append,
+                mode,
             )
             .await?)
     }
@@ -743,59 +770,17 @@ impl Moltres {
         keys: &[&str],
     ) -> Result<u64> {
         let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
         let observer = Arc::clone(&self.observer);
         observer
             .run(
                 StatementKind::Write,
                 &format!("upsert into {table} on {} ({rows} rows)", keys.join(", ")),
                 self.source_of(table),
-                self.upsert_now(table, batches, keys),
+                self.write_rows(table, batches, WriteMode::Upsert(&keys)),
                 |n| *n,
             )
             .await
-    }
-
-    async fn upsert_now(
-        &self,
-        table: &str,
-        batches: Vec<datafusion::arrow::record_batch::RecordBatch>,
-        keys: &[&str],
-    ) -> Result<u64> {
-        use moltres_connectors::remote::RemoteTable;
-        let provider = self.ctx.table_provider(table).await?;
-        let Some(remote) = provider.downcast_ref::<RemoteTable>() else {
-            return Err(Error::Statement(format!(
-                "upsert into '{table}': only tables of attached databases take upserts"
-            )));
-        };
-        remote.writable("upsert into")?;
-        let table_schema = datafusion::datasource::TableProvider::schema(remote);
-        let frame = tag(self.ctx.read_batches(batches)?, QueryTag::Internal);
-        let what = format!("upsert into '{table}'");
-        let (frame, fields) = crate::tables::by_name(frame, &table_schema, &what, false)?;
-        if keys.is_empty() {
-            return Err(Error::Statement(format!(
-                "upsert into '{table}': name at least one key column"
-            )));
-        }
-        for key in keys {
-            if !fields.iter().any(|f| f.name() == key) {
-                return Err(Error::Statement(format!(
-                    "upsert into '{table}': key column '{key}' is not among the rows' columns"
-                )));
-            }
-        }
-        let stream = frame.execute_stream().await?;
-        let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        Ok(remote
-            .database()
-            .write(
-                remote.reference(),
-                Arc::new(datafusion::arrow::datatypes::Schema::new(fields)),
-                stream,
-                moltres_connectors::remote::WriteMode::Upsert(&keys),
-            )
-            .await?)
     }
 }
 

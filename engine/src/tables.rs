@@ -155,9 +155,7 @@ impl CreateTable<'_> {
     }
 
     async fn run(self) -> Result<()> {
-        let target = ddl::resolve(self.db, &self.name)?;
-        ddl::writable(self.db, &target)?;
-        let database = ddl::database(self.db, &target.alias)?;
+        let (target, database) = ddl::writable_target(self.db, &self.name)?;
         let db = database.as_ref();
         if self.columns.is_empty() {
             return Err(Error::Statement(format!(
@@ -310,9 +308,7 @@ impl DropTable<'_> {
     }
 
     async fn run(self) -> Result<()> {
-        let target = ddl::resolve(self.db, &self.name)?;
-        ddl::writable(self.db, &target)?;
-        let database = ddl::database(self.db, &target.alias)?;
+        let (target, database) = ddl::writable_target(self.db, &self.name)?;
         let sql = format!(
             "DROP TABLE {}{}",
             if self.if_exists { "IF EXISTS " } else { "" },
@@ -352,9 +348,7 @@ impl CreateIndex<'_> {
     }
 
     async fn run(self) -> Result<()> {
-        let target = ddl::resolve(self.db, &self.table)?;
-        ddl::writable(self.db, &target)?;
-        let database = ddl::database(self.db, &target.alias)?;
+        let (target, database) = ddl::writable_target(self.db, &self.table)?;
         let db = database.as_ref();
         if self.columns.is_empty() {
             return Err(Error::Statement(format!(
@@ -415,9 +409,7 @@ impl DropIndex<'_> {
     }
 
     async fn run(self) -> Result<()> {
-        let target = ddl::resolve(self.db, &self.table)?;
-        ddl::writable(self.db, &target)?;
-        let database = ddl::database(self.db, &target.alias)?;
+        let (target, database) = ddl::writable_target(self.db, &self.table)?;
         let db = database.as_ref();
         let if_exists = if self.if_exists { "IF EXISTS " } else { "" };
         let index = format!(
@@ -650,9 +642,7 @@ impl Moltres {
     /// # Ok(()) }
     /// ```
     pub async fn write_table(&self, frame: DataFrame, table: &str, mode: SaveMode) -> Result<u64> {
-        let source = ddl::resolve(self, table)
-            .map(|t| vec![t.alias])
-            .unwrap_or_default();
+        let source = self.source_of(table);
         let described = format!("write_table {table} ({mode:?})");
         let frame = tag(frame, QueryTag::Internal);
         let observer = Arc::clone(&self.observer);
@@ -727,6 +717,27 @@ impl Moltres {
             .await?;
         Ok(ddl::written(&batches))
     }
+}
+
+/// Refuses an upsert without keys, or with a key the rows lack.
+pub(crate) fn check_keys(
+    what: &str,
+    keys: &[String],
+    fields: &[datafusion::arrow::datatypes::FieldRef],
+) -> Result<()> {
+    if keys.is_empty() {
+        return Err(Error::Statement(format!(
+            "{what}: name at least one key column"
+        )));
+    }
+    for key in keys {
+        if !fields.iter().any(|f| f.name() == key) {
+            return Err(Error::Statement(format!(
+                "{what}: key column '{key}' is not among the rows' columns"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// `frame`'s columns matched to `table`'s by name and cast to their types;

@@ -13,7 +13,7 @@ use crate::ddl::{self, Target};
 use crate::error::{Error, Result};
 use crate::observe::{QueryTag, StatementKind, tag};
 use crate::session::Moltres;
-use crate::tables::by_name;
+use crate::tables::{by_name, check_keys};
 
 /// A transaction on one connection of an attached database.
 ///
@@ -198,28 +198,22 @@ impl Transaction {
         batches: Vec<RecordBatch>,
         keys: &[&str],
     ) -> Result<u64> {
-        if keys.is_empty() {
-            return Err(Error::Statement(format!(
-                "upsert into '{table}': name at least one key column"
-            )));
-        }
         let frame = self.db.context().read_batches(batches)?;
         let keys: Vec<String> = keys.iter().map(|k| k.to_string()).collect();
-        for key in &keys {
-            if frame.schema().field_with_unqualified_name(key).is_err() {
-                return Err(Error::Statement(format!(
-                    "upsert into '{table}': key column '{key}' is not among the rows' columns"
-                )));
-            }
-        }
         self.write(table, frame, WriteMode::Upsert(&keys)).await
     }
 
     async fn write(&mut self, table: &str, frame: DataFrame, mode: WriteMode<'_>) -> Result<u64> {
         let (target, provider) = self.remote_table(table).await?;
-        let what = format!("writing {}", target.display());
+        let what = match mode {
+            WriteMode::Upsert(_) => format!("upsert into {}", target.display()),
+            _ => format!("writing {}", target.display()),
+        };
         let frame = tag(frame, QueryTag::Internal);
         let (frame, fields) = by_name(frame, &provider.schema(), &what, false)?;
+        if let Some(keys) = mode.upsert_keys() {
+            check_keys(&what, keys, &fields)?;
+        }
         let stream = frame.execute_stream().await?;
         let reference = datafusion::common::TableReference::partial(
             target.schema.as_str(),

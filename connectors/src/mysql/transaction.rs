@@ -38,48 +38,44 @@ impl MysqlTransaction {
         })
     }
 
-    fn conn(&mut self) -> &mut Conn {
-        self.conn
+    /// The connection, the source name and the state, borrowed apart.
+    fn parts(&mut self) -> (&mut Conn, &str, &TransactionState) {
+        let conn = self
+            .conn
             .as_mut()
-            .expect("the connection is kept until the transaction ends")
+            .expect("the connection is kept until the transaction ends");
+        (conn, &self.name, &self.state)
     }
+}
 
-    async fn run(&mut self, sql: &str) -> Result<()> {
-        let name = Arc::clone(&self.name);
-        self.conn()
-            .query_drop(sql)
-            .await
-            .map_err(|e| remote_error(&name, e, Some(sql)))
-    }
+async fn run(conn: &mut Conn, name: &str, sql: &str) -> Result<()> {
+    conn.query_drop(sql)
+        .await
+        .map_err(|e| remote_error(name, e, Some(sql)))
+}
 
-    /// Releases the operation savepoint after `result`, or rolls back to it.
-    async fn settle<T>(&mut self, result: Result<T>) -> Result<T> {
-        match result {
-            Ok(value) => {
-                self.run(&format!("RELEASE SAVEPOINT {OPERATION_SAVEPOINT}"))
-                    .await?;
-                Ok(value)
-            }
-            Err(e) => {
-                self.run(&format!("ROLLBACK TO SAVEPOINT {OPERATION_SAVEPOINT}"))
-                    .await?;
-                Err(e)
-            }
+/// `SAVEPOINT`, then `work` (which ran `done`), then `RELEASE` when it
+/// succeeded or `ROLLBACK TO` when it failed (the transaction goes on).
+async fn settle<T>(conn: &mut Conn, name: &str, done: Result<T>) -> Result<T> {
+    match done {
+        Ok(value) => {
+            run(
+                conn,
+                name,
+                &format!("RELEASE SAVEPOINT {OPERATION_SAVEPOINT}"),
+            )
+            .await?;
+            Ok(value)
         }
-    }
-
-    async fn end(mut self: Box<Self>, sql: &'static str) -> Result<()> {
-        if sql == "ROLLBACK" && !self.state.clean() {
-            // Dropping resets the connection, which rolls back.
-            return Ok(());
+        Err(e) => {
+            run(
+                conn,
+                name,
+                &format!("ROLLBACK TO SAVEPOINT {OPERATION_SAVEPOINT}"),
+            )
+            .await?;
+            Err(e)
         }
-        self.state.start(&self.name)?;
-        let result = self.run(sql).await;
-        self.state.done();
-        if result.is_ok() {
-            self.state.finish();
-        }
-        result
     }
 }
 
@@ -90,30 +86,22 @@ impl RemoteTransaction for MysqlTransaction {
     }
 
     async fn execute(&mut self, native: &str) -> Result<u64> {
-        self.state.start(&self.name)?;
-        let mut result = self
-            .run(&format!("SAVEPOINT {OPERATION_SAVEPOINT}"))
-            .await
-            .map(|_| 0);
-        if result.is_ok() {
-            let name = Arc::clone(&self.name);
-            let conn = self.conn();
+        let (conn, name, state) = self.parts();
+        let work = async {
+            run(conn, name, &format!("SAVEPOINT {OPERATION_SAVEPOINT}")).await?;
             let done = conn
                 .query_drop(native)
                 .await
                 .map(|_| conn.affected_rows())
-                .map_err(|e| remote_error(&name, e, Some(native)));
-            result = self.settle(done).await;
-        }
-        self.state.done();
-        result
+                .map_err(|e| remote_error(name, e, Some(native)));
+            settle(conn, name, done).await
+        };
+        state.step(name, work).await
     }
 
     async fn control(&mut self, native: &str) -> Result<()> {
-        self.state.start(&self.name)?;
-        let result = self.run(native).await;
-        self.state.done();
-        result
+        let (conn, name, state) = self.parts();
+        state.step(name, run(conn, name, native)).await
     }
 
     async fn write(
@@ -126,52 +114,41 @@ impl RemoteTransaction for MysqlTransaction {
         if let WriteMode::Upsert([]) = mode {
             return datafusion::common::plan_err!("upsert needs at least one key column");
         }
-        self.state.start(&self.name)?;
-        let mut result = self
-            .run(&format!("SAVEPOINT {OPERATION_SAVEPOINT}"))
-            .await
-            .map(|_| 0);
-        if result.is_ok() {
-            let name = Arc::clone(&self.name);
-            let database = table.schema().unwrap_or(&self.database).to_string();
-            let written = insert_rows(
-                self.conn(),
-                &name,
-                (&database, table.table()),
-                &schema,
-                data,
-                mode,
-            )
-            .await;
-            result = self.settle(written).await;
-        }
-        self.state.done();
-        result
+        let database = table.schema().unwrap_or(&self.database).to_string();
+        let (conn, name, state) = self.parts();
+        let work = async {
+            run(conn, name, &format!("SAVEPOINT {OPERATION_SAVEPOINT}")).await?;
+            let written =
+                insert_rows(conn, name, (&database, table.table()), &schema, data, mode).await;
+            settle(conn, name, written).await
+        };
+        state.step(name, work).await
     }
 
-    async fn commit(self: Box<Self>) -> Result<()> {
-        self.end("COMMIT").await
+    async fn commit(mut self: Box<Self>) -> Result<()> {
+        let (conn, name, state) = self.parts();
+        state.end(name, false, run(conn, name, "COMMIT")).await
     }
 
-    async fn rollback(self: Box<Self>) -> Result<()> {
-        self.end("ROLLBACK").await
+    async fn rollback(mut self: Box<Self>) -> Result<()> {
+        let (conn, name, state) = self.parts();
+        state.end(name, true, run(conn, name, "ROLLBACK")).await
     }
 }
 
 impl Drop for MysqlTransaction {
     fn drop(&mut self) {
-        let Some(mut conn) = self.conn.take() else {
-            return;
-        };
-        if !self.state.open() {
-            return;
-        }
-        // Roll back before the connection goes back to the pool (which also
-        // resets it: COM_RESET_CONNECTION rolls back).
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                let _ = conn.query_drop("ROLLBACK").await;
-            });
+        if let Some(conn) = self.conn.take() {
+            // Roll back before the connection goes back to the pool; the
+            // pool resets a connection it gets back (COM_RESET_CONNECTION
+            // rolls back too).
+            self.state.on_drop(
+                conn,
+                |mut conn| async move {
+                    let _ = conn.query_drop("ROLLBACK").await;
+                },
+                drop,
+            );
         }
     }
 }

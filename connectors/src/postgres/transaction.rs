@@ -64,20 +64,6 @@ impl PostgresTransaction {
             }
         }
     }
-
-    async fn end(mut self: Box<Self>, sql: &'static str) -> Result<()> {
-        if sql == "ROLLBACK" && !self.state.clean() {
-            // Dropping closes the connection, which rolls back.
-            return Ok(());
-        }
-        self.state.start(&self.name)?;
-        let result = self.batch(sql).await;
-        self.state.done();
-        if result.is_ok() {
-            self.state.finish();
-        }
-        result
-    }
 }
 
 #[async_trait]
@@ -87,25 +73,18 @@ impl RemoteTransaction for PostgresTransaction {
     }
 
     async fn execute(&mut self, native: &str) -> Result<u64> {
-        self.state.start(&self.name)?;
         let client = self.client();
-        let result = self
-            .in_savepoint(async {
-                client
-                    .execute(native, &[])
-                    .await
-                    .map_err(|e| remote_error(&self.name, e, Some(native)).into())
-            })
-            .await;
-        self.state.done();
-        result
+        let work = self.in_savepoint(async {
+            client
+                .execute(native, &[])
+                .await
+                .map_err(|e| remote_error(&self.name, e, Some(native)).into())
+        });
+        self.state.step(&self.name, work).await
     }
 
     async fn control(&mut self, native: &str) -> Result<()> {
-        self.state.start(&self.name)?;
-        let result = self.batch(native).await;
-        self.state.done();
-        result
+        self.state.step(&self.name, self.batch(native)).await
     }
 
     async fn write(
@@ -115,50 +94,44 @@ impl RemoteTransaction for PostgresTransaction {
         data: SendableRecordBatchStream,
         mode: WriteMode<'_>,
     ) -> Result<u64> {
-        self.state.start(&self.name)?;
         let target = (table.schema().unwrap_or("public"), table.table());
-        let result = self
-            .in_savepoint(copy_rows(
-                self.client(),
-                &self.name,
-                target,
-                &schema,
-                data,
-                mode,
-            ))
-            .await;
-        self.state.done();
-        result
+        let work = self.in_savepoint(copy_rows(
+            self.client(),
+            &self.name,
+            target,
+            &schema,
+            data,
+            mode,
+        ));
+        self.state.step(&self.name, work).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.end("COMMIT").await
+        self.state
+            .end(&self.name, false, self.batch("COMMIT"))
+            .await
     }
 
     async fn rollback(self: Box<Self>) -> Result<()> {
-        self.end("ROLLBACK").await
+        self.state
+            .end(&self.name, true, self.batch("ROLLBACK"))
+            .await
     }
 }
 
 impl Drop for PostgresTransaction {
     fn drop(&mut self) {
-        let Some(client) = self.client.take() else {
-            return;
-        };
-        if !self.state.open() {
-            return;
-        }
-        // Roll back before the connection goes back to the pool; when that
-        // cannot be done, close it (the server rolls back).
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if self.state.clean() => {
-                runtime.spawn(async move {
+        if let Some(client) = self.client.take() {
+            // Closing the connection makes the server roll back.
+            self.state.on_drop(
+                client,
+                |client| async move {
                     if client.batch_execute("ROLLBACK").await.is_err() {
                         drop(Object::take(client));
                     }
-                });
-            }
-            _ => drop(Object::take(client)),
+                },
+                |client| drop(Object::take(client)),
+            );
         }
     }
 }

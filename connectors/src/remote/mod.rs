@@ -73,7 +73,7 @@ pub use stream::{
     BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders, finish_batch,
     record_batch,
 };
-pub use table::RemoteTable;
+pub use table::{RemoteTable, sink_source};
 pub use topk::RemoteTopK;
 pub use transaction::{OPERATION_SAVEPOINT, RemoteTransaction, TransactionState};
 

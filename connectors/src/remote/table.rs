@@ -69,6 +69,12 @@ impl DataSink for RemoteSink {
     }
 }
 
+/// The source a sink writes to, when it is a remote table's.
+pub fn sink_source(sink: &dyn DataSink) -> Option<&str> {
+    sink.downcast_ref::<RemoteSink>()
+        .map(|sink| sink.database.source_name())
+}
+
 /// A table (or view) of a remote database.
 #[derive(Debug)]
 pub struct RemoteTable {

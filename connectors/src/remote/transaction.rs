@@ -10,6 +10,8 @@
 //! further work, and its connection is closed instead of going back to the
 //! pool.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
 use datafusion::common::{Result, TableReference};
@@ -53,15 +55,15 @@ pub trait RemoteTransaction: Send + Sync {
 /// flight so that one whose future was dropped poisons the transaction.
 #[derive(Debug, Default)]
 pub struct TransactionState {
-    in_flight: bool,
-    finished: bool,
+    in_flight: AtomicBool,
+    finished: AtomicBool,
 }
 
 impl TransactionState {
-    /// Starts an operation; an error when an earlier one was cut off or the
-    /// transaction has ended.
-    pub fn start(&mut self, source: &str) -> Result<()> {
-        if self.in_flight {
+    /// Runs one operation; an error, without running it, when an earlier one
+    /// was cut off or the transaction has ended.
+    pub async fn step<T>(&self, source: &str, work: impl Future<Output = Result<T>>) -> Result<T> {
+        if self.in_flight.load(Ordering::Acquire) {
             return Err(RemoteError::new(
                 source,
                 RemoteErrorKind::Other,
@@ -70,7 +72,7 @@ impl TransactionState {
             )
             .into());
         }
-        if self.finished {
+        if self.finished.load(Ordering::Acquire) {
             return Err(RemoteError::new(
                 source,
                 RemoteErrorKind::Other,
@@ -78,29 +80,52 @@ impl TransactionState {
             )
             .into());
         }
-        self.in_flight = true;
-        Ok(())
+        self.in_flight.store(true, Ordering::Release);
+        let result = work.await;
+        self.in_flight.store(false, Ordering::Release);
+        result
     }
 
-    /// Ends the operation started last.
-    pub fn done(&mut self) {
-        self.in_flight = false;
+    /// Runs the `COMMIT` or `ROLLBACK` (`rollback`) in `work`. A rollback
+    /// after an operation was cut off sends nothing: dropping the
+    /// transaction closes its connection, which rolls back.
+    pub async fn end(
+        &self,
+        source: &str,
+        rollback: bool,
+        work: impl Future<Output = Result<()>>,
+    ) -> Result<()> {
+        if rollback && self.in_flight.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let result = self.step(source, work).await;
+        if result.is_ok() {
+            self.finished.store(true, Ordering::Release);
+        }
+        result
     }
 
-    /// Marks the transaction committed or rolled back.
-    pub fn finish(&mut self) {
-        self.finished = true;
-    }
-
-    /// Whether the connection can go back to the pool after a rollback
-    /// (no operation was cut off midway).
-    pub fn clean(&self) -> bool {
-        !self.in_flight
-    }
-
-    /// Whether the transaction still needs a rollback.
-    pub fn open(&self) -> bool {
-        !self.finished
+    /// What dropping the transaction does with its `connection`: nothing
+    /// more once it has ended; else a `rollback` task before the connection
+    /// goes back to the pool, or, when an operation was cut off or there is
+    /// no runtime, `discard` (closing the connection rolls back).
+    pub fn on_drop<C, F>(
+        &self,
+        connection: C,
+        rollback: impl FnOnce(C) -> F,
+        discard: impl FnOnce(C),
+    ) where
+        F: Future<Output = ()> + Send + 'static,
+    {
+        if self.finished.load(Ordering::Acquire) {
+            return;
+        }
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.in_flight.load(Ordering::Acquire) => {
+                runtime.spawn(rollback(connection));
+            }
+            _ => discard(connection),
+        }
     }
 }
 

@@ -344,23 +344,14 @@ impl SqliteTransaction {
             .expect("the connection is kept until the transaction ends")
     }
 
-    async fn end(mut self: Box<Self>, sql: &'static str) -> Result<()> {
-        if sql == "ROLLBACK" && !self.state.clean() {
-            // Dropping closes the connection, which rolls back.
-            return Ok(());
-        }
-        self.state.start(&self.name)?;
+    /// Runs `sql` as it is on the transaction's connection.
+    async fn batch(&self, sql: String) -> Result<()> {
         let source = Arc::clone(&self.name);
-        let result = connection::interact(self.connection(), &self.name, move |c| {
-            c.execute_batch(sql)
-                .map_err(|e| connection::remote_error(&source, e, Some(sql)))
+        connection::interact(self.connection(), &self.name, move |c| {
+            c.execute_batch(&sql)
+                .map_err(|e| connection::remote_error(&source, e, Some(&sql)))
         })
-        .await;
-        self.state.done();
-        if result.is_ok() {
-            self.state.finish();
-        }
-        result
+        .await
     }
 }
 
@@ -371,10 +362,9 @@ impl RemoteTransaction for SqliteTransaction {
     }
 
     async fn execute(&mut self, native: &str) -> Result<u64> {
-        self.state.start(&self.name)?;
         let native = native.to_string();
         let source = Arc::clone(&self.name);
-        let result = connection::interact(self.connection(), &self.name, move |c| {
+        let work = connection::interact(self.connection(), &self.name, move |c| {
             let savepoint = c
                 .savepoint()
                 .map_err(|e| connection::remote_error(&source, e, Some("SAVEPOINT")))?;
@@ -386,23 +376,14 @@ impl RemoteTransaction for SqliteTransaction {
                 .commit()
                 .map_err(|e| connection::remote_error(&source, e, Some("RELEASE")))?;
             Ok(changed)
-        })
-        .await;
-        self.state.done();
-        result
+        });
+        self.state.step(&self.name, work).await
     }
 
     async fn control(&mut self, native: &str) -> Result<()> {
-        self.state.start(&self.name)?;
-        let native = native.to_string();
-        let source = Arc::clone(&self.name);
-        let result = connection::interact(self.connection(), &self.name, move |c| {
-            c.execute_batch(&native)
-                .map_err(|e| connection::remote_error(&source, e, Some(&native)))
-        })
-        .await;
-        self.state.done();
-        result
+        self.state
+            .step(&self.name, self.batch(native.to_string()))
+            .await
     }
 
     async fn write(
@@ -412,36 +393,31 @@ impl RemoteTransaction for SqliteTransaction {
         data: SendableRecordBatchStream,
         mode: WriteMode<'_>,
     ) -> Result<u64> {
-        self.state.start(&self.name)?;
-        let result =
-            SqliteSource::write_rows(self.connection(), &self.name, table, schema, data, mode)
-                .await;
-        self.state.done();
-        result
+        let work =
+            SqliteSource::write_rows(self.connection(), &self.name, table, schema, data, mode);
+        self.state.step(&self.name, work).await
     }
 
     async fn commit(self: Box<Self>) -> Result<()> {
-        self.end("COMMIT").await
+        self.state
+            .end(&self.name, false, self.batch("COMMIT".into()))
+            .await
     }
 
     async fn rollback(self: Box<Self>) -> Result<()> {
-        self.end("ROLLBACK").await
+        self.state
+            .end(&self.name, true, self.batch("ROLLBACK".into()))
+            .await
     }
 }
 
 impl Drop for SqliteTransaction {
     fn drop(&mut self) {
-        let Some(connection) = self.connection.take() else {
-            return;
-        };
-        if !self.state.open() {
-            return;
-        }
-        // Roll back before the connection goes back to the pool; without a
-        // runtime, close it (SQLite rolls back an open transaction then).
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) if self.state.clean() => {
-                runtime.spawn(async move {
+        if let Some(connection) = self.connection.take() {
+            // Closing the connection makes SQLite roll back.
+            self.state.on_drop(
+                connection,
+                |connection| async move {
                     let rolled_back = connection
                         .interact(|c| c.execute_batch("ROLLBACK"))
                         .await
@@ -449,9 +425,9 @@ impl Drop for SqliteTransaction {
                     if !rolled_back {
                         drop(deadpool_sqlite::Object::take(connection));
                     }
-                });
-            }
-            _ => drop(deadpool_sqlite::Object::take(connection)),
+                },
+                |connection| drop(deadpool_sqlite::Object::take(connection)),
+            );
         }
     }
 }
