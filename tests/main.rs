@@ -14,4 +14,5 @@ mod session;
 mod slt;
 mod spill;
 mod sqlite;
+mod tpch;
 mod writes;

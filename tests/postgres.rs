@@ -148,9 +148,11 @@ async fn pushdown_is_exact_or_local() {
     )
     .await;
     let plan = f
-        .explain("SELECT id, name FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND active")
+        .explain("SELECT id, name FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND name >= 'item' AND active")
         .await;
-    // Integer and boolean predicates go to PostgreSQL; the text comparison stays local.
+    // Integer, boolean and text equality predicates go to PostgreSQL (the
+    // default collation is deterministic); the text order comparison stays
+    // local (the collation's order is not DataFusion's).
     assert!(plan.contains("RemoteScanExec: source=pg"), "{plan}");
     assert!(plan.contains("(\"items\".\"id\" > 90)"), "{plan}");
     assert!(
@@ -159,10 +161,11 @@ async fn pushdown_is_exact_or_local() {
     );
     assert!(plan.contains("WHERE \"items\".\"active\""), "{plan}");
     assert!(plan.contains("FilterExec"), "{plan}");
-    assert!(plan.contains("FilterExec: name@1 != x"), "{plan}");
-    assert!(!plan.contains("'x'"), "{plan}");
+    assert!(plan.contains("(\"items\".\"name\" <> 'x')"), "{plan}");
+    assert!(plan.contains("FilterExec: name@1 >= item"), "{plan}");
+    assert!(!plan.contains("'item'"), "{plan}");
     let rows = f
-        .rows("SELECT id FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND active ORDER BY id")
+        .rows("SELECT id FROM pg.$S.items WHERE id > 90 AND qty IN (1, 2) AND name <> 'x' AND name >= 'item' AND active ORDER BY id")
         .await;
     assert_eq!(rows, ["92", "100"]);
     // LIMIT goes remote when every filter is exact.
@@ -586,7 +589,7 @@ async fn scans_apply_filters_they_cannot_push() {
     let state = f.db.context().state();
     // Only `id` is projected; the filter needs `s`; the LIMIT must wait for it.
     let plan = provider
-        .scan(&state, Some(&vec![0]), &[col("s").eq(lit("a"))], Some(2))
+        .scan(&state, Some(&vec![0]), &[col("s").lt(lit("b"))], Some(2))
         .await
         .unwrap();
     let batches = collect(plan, f.db.context().task_ctx()).await.unwrap();
@@ -980,6 +983,17 @@ async fn federated_sub_plans_match_local() {
         ("SELECT DISTINCT region, born FROM {c}", Some("GROUP BY")),
         ("SELECT count(DISTINCT tag) FROM {o}", Some("GROUP BY")),
         ("SELECT count(*) FROM {c}", Some("count(")),
+        // label has the database's default collation: deterministic, so its
+        // values group exactly as in DataFusion.
+        (
+            "SELECT label, count(*) FROM {c} GROUP BY label",
+            Some("GROUP BY"),
+        ),
+        ("SELECT DISTINCT label FROM {c}", Some("GROUP BY")),
+        (
+            "SELECT a.id, b.id FROM {c} a JOIN {c} b ON a.label = b.label AND a.id < b.id",
+            Some("JOIN"),
+        ),
         (
             "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.id = o.cid ORDER BY o.id DESC LIMIT 3",
             Some("LIMIT 3"),
@@ -992,8 +1006,8 @@ async fn federated_sub_plans_match_local() {
         ("SELECT sum(big) FROM {o}", None),
         ("SELECT avg(qty) FROM {o}", None),
         ("SELECT score, count(*) FROM {c} GROUP BY score", None),
-        ("SELECT label, count(*) FROM {c} GROUP BY label", None),
-        ("SELECT DISTINCT label FROM {c}", None),
+        // Text under another collation than the join partner's: PostgreSQL
+        // would refuse to compare the two.
         (
             "SELECT c.id, o.id FROM {c} c JOIN {o} o ON c.label = o.tag",
             None,
@@ -1034,7 +1048,11 @@ async fn differential_expressions_match_local_evaluation() {
            (5, NULL, NULL, NULL, NULL, NULL, NULL, NULL),
            (6, 0, 5, 'it''s', 'x', 'Infinity', '1970-01-01 00:00:00', '1969-12-31 23:59:59.999999+00'),
            (7, 13, -13, 'a\\b', 'ab', 1e308, '1900-01-01 00:00:00', '2026-10-25 01:30:00+00'),
-           (8, -13, 13, 'e\u{301}', 'ß', 1e-300, '2262-04-11 23:47:16', '2000-02-29 12:00:00+14');",
+           (8, -13, 13, 'e\u{301}', 'ß', 1e-300, '2262-04-11 23:47:16', '2000-02-29 12:00:00+14');
+         CREATE COLLATION ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+         ALTER TABLE e ADD COLUMN n text COLLATE ci;
+         ALTER TABLE e ADD COLUMN d numeric(12,2);
+         UPDATE e SET n = t, d = i / 100.0;",
     )
     .await;
     f.copy_locally("e", "local_e").await;
@@ -1060,8 +1078,9 @@ async fn differential_expressions_match_local_evaluation() {
         ("strpos(s, 'é') = 1", true),
         ("strpos(s, '') = 1", true),
         ("starts_with(s, 'a')", true),
-        // DataFusion rewrites it as LIKE, which needs bytewise text.
-        ("starts_with(t, 'a')", false),
+        // DataFusion rewrites it as LIKE, which needs deterministic text
+        // (t has the database's default collation, which is).
+        ("starts_with(t, 'a')", true),
         ("NOT starts_with(s, '')", false),
         ("trim(s) = 'a'", true),
         ("ltrim(s) = 'a '", true),
@@ -1071,7 +1090,19 @@ async fn differential_expressions_match_local_evaluation() {
         ("replace(s, '', 'X') = 'abc'", false),
         ("lower(t) = 'é'", false),
         ("upper(s) = 'É'", false),
-        ("t = 'a'", false),
+        // Deterministic (non-C) collation: equality and LIKE are bytewise,
+        // order is the locale's.
+        ("t = 'a'", true),
+        ("t <> 'ß'", true),
+        ("t IN ('a', 'É')", true),
+        ("t LIKE 'A%'", true),
+        ("t NOT LIKE '%b%'", true),
+        ("t < 'b'", false),
+        // A nondeterministic (case-insensitive) collation: 'Abc' = 'abc'
+        // there, so not even equality is pushed.
+        ("n = 'abc'", false),
+        ("n IN ('abc', 'x')", false),
+        ("n LIKE 'a%'", false),
         ("abs(f) = 2.5", true),
         ("ceil(f) = 3", true),
         ("floor(f) < 0", true),
@@ -1113,6 +1144,18 @@ async fn differential_expressions_match_local_evaluation() {
             "date_trunc('week', ts) = TIMESTAMP '2026-03-23 00:00:00'",
             false,
         ),
+        // numeric(p,s): exact decimals in both; comparisons, IN, BETWEEN
+        // and widening casts push, arithmetic (whose scales differ) does not.
+        ("d < 0.10", true),
+        ("d = 0.07", true),
+        ("d <> -0.07", true),
+        ("d >= 21474836.47", true),
+        ("d BETWEEN -0.5 AND 0.5", true),
+        ("d IN (0.13, -0.13, 99.99)", true),
+        ("d < 1", true),
+        ("CAST(d AS DECIMAL(20,4)) = 0.0700", true),
+        ("d * 100 = 7", false),
+        ("d + 1 > 1", false),
     ];
     common::check_predicates(&f.db, cases, &format!("pg.{}.e", f.schema), "local_e").await;
     f.finish().await;
@@ -1224,5 +1267,95 @@ async fn server_outage_mid_query_and_recovery() {
     let relay = Relay::start(port).await;
     assert_eq!(query(&f.db, &small).await, [["3"]]);
     relay.stop().await;
+    f.finish().await;
+}
+
+/// Run-time filters: a hash join hands the keys of its (small) build side
+/// to the remote scan on its probe side, which adds them to its query; the
+/// rows are those of the same join over local copies. A semi join against
+/// an aggregated subquery is applied below the inner joins, where its key
+/// is read, and the remote tables report the row estimates ANALYZE keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn join_keys_reach_the_remote_query_at_run_time() {
+    let f = Fixture::new(
+        "CREATE TABLE big (id int PRIMARY KEY, k int, v text);
+         INSERT INTO big SELECT g, g % 500, 'v' || g FROM generate_series(1, 20000) g;
+         INSERT INTO big VALUES (20001, NULL, 'null key');
+         CREATE TABLE orders (o int PRIMARY KEY, cust int);
+         INSERT INTO orders SELECT g, g % 50 FROM generate_series(1, 5000) g;
+         ANALYZE big; ANALYZE orders;",
+    )
+    .await;
+    f.copy_locally("big", "local_big").await;
+    f.copy_locally("orders", "local_orders").await;
+    f.rows("CREATE TABLE keys (k int) AS VALUES (3), (7), (NULL), (7), (499)")
+        .await;
+    let join = "SELECT b.id, b.k, b.v FROM keys JOIN {big} b ON b.k = keys.k ORDER BY b.id";
+    let remote = f.rows(&join.replace("{big}", "pg.$S.big")).await;
+    let local = f.rows(&join.replace("{big}", "local_big")).await;
+    assert_eq!(remote.len(), 4 * 40, "40 rows per key, key 7 twice");
+    assert_eq!(remote, local);
+    // The statement sent, as EXPLAIN ANALYZE shows it after the run.
+    let analyzed = f
+        .rows(&format!(
+            "EXPLAIN ANALYZE {}",
+            join.replace("{big}", "pg.$S.big")
+        ))
+        .await
+        .join("\n");
+    let sent = analyzed
+        .lines()
+        .find(|l| l.contains("RemoteScanExec") && l.contains("sent="))
+        .unwrap_or_else(|| panic!("no run-time filter was sent:\n{analyzed}"));
+    assert!(
+        sent.contains(" IN (3, 7, 499)"),
+        "the build side's keys, once each, in the remote query:\n{sent}"
+    );
+    assert!(
+        sent.contains("output_rows=120"),
+        "only the matching rows crossed:\n{sent}"
+    );
+
+    // Row estimates from pg_class.reltuples reach DataFusion.
+    let plan = f
+        .rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    drop(plan);
+    let explained = f.explain("SELECT id FROM pg.$S.big").await;
+    assert!(
+        explained.contains("Rows=Inexact(20001)"),
+        "the table's estimate in the plan:\n{explained}"
+    );
+    f.rows("SET datafusion.explain.show_statistics = false")
+        .await;
+
+    // IN (aggregated subquery): the semi join runs below the inner join,
+    // with the same rows as over local copies.
+    let semi = "SELECT o.o, b.v FROM {orders} o JOIN {big} b ON b.id = o.o \
+                WHERE o.cust IN (SELECT k FROM {big} GROUP BY k HAVING count(*) >= 40 AND k < 10) ORDER BY o.o";
+    let remote_sql = semi
+        .replace("{orders}", "pg.$S.orders")
+        .replace("{big}", "pg.$S.big");
+    let remote = f.rows(&remote_sql).await;
+    let local = f
+        .rows(
+            &semi
+                .replace("{orders}", "local_orders")
+                .replace("{big}", "local_big"),
+        )
+        .await;
+    assert_eq!(remote, local);
+    assert_eq!(remote.len(), 1000, "customers 0 to 9 of 50");
+    let plan = f.explain(&remote_sql).await;
+    let logical: Vec<&str> = plan
+        .lines()
+        .take_while(|l| !l.starts_with("physical_plan"))
+        .collect();
+    let semi_at = logical.iter().position(|l| l.contains("LeftSemi Join"));
+    let inner_at = logical.iter().position(|l| l.contains("Inner Join"));
+    assert!(
+        matches!((semi_at, inner_at), (Some(s), Some(i)) if s > i),
+        "the semi join should sit below the inner join:\n{plan}"
+    );
     f.finish().await;
 }

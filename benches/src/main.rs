@@ -8,8 +8,17 @@
 //! an ORDER BY over every row and a GROUP BY with millions of groups under the
 //! memory limit, each in a fresh child process so its peak RSS is its own, and
 //! prints time, peak RSS, peak RSS / limit and bytes spilled.
+//!
+//! ```text
+//! cargo run --release -p moltres-benches -- tpch [--sf 1] [--runs 3] [--reload] [--only SYSTEMS]
+//! ```
+//!
+//! `tpch` runs the 22 TPC-H queries over data split across PostgreSQL,
+//! MariaDB, SQLite, CSV and Parquet, beside all-Parquet, PostgreSQL alone and
+//! DuckDB (see benches/README.md).
 
 mod load;
+mod tpch_report;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -37,6 +46,8 @@ fn usage() -> ! {
     eprintln!(
         "usage: moltres-benches spill [--size 2GB] [--memory-limit 256MiB] [--data DIR]\n       \
          moltres-benches load [--sf 1] [--data DIR] [--only postgres,mysql,sqlite]\n       \
+         moltres-benches tpch [--sf 1] [--data DIR] [--runs 3] [--reload] [--only SYSTEMS]\n       \
+         moltres-benches tpch-explain [--sf 0.1] [--analyze] [--parquet] q01 ...\n       \
          moltres-benches spill-query NAME CSV LIMIT_BYTES SPILL_DIR   (internal)"
     );
     std::process::exit(2)
@@ -47,6 +58,8 @@ fn main() {
     match args.first().map(String::as_str) {
         Some("spill") => spill(&args[1..]),
         Some("load") => load::load(&args[1..]),
+        Some("tpch") => tpch_report::tpch(&args[1..]),
+        Some("tpch-explain") => tpch_report::explain(&args[1..]),
         Some("load-one") if args.len() == 4 => {
             load::load_one(&args[1], Path::new(&args[2]), Path::new(&args[3]))
         }

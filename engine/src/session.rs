@@ -22,7 +22,9 @@ use moltres_connectors::files::{
 };
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
-use moltres_connectors::remote::{FederatingQueryPlanner, RemoteSources, RemoteTopK, WriteMode};
+use moltres_connectors::remote::{
+    FederatingQueryPlanner, PushSemiJoinDown, RemoteSources, RemoteTopK, WriteMode,
+};
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
 
@@ -236,6 +238,16 @@ impl Moltres {
             .with_extension(Arc::clone(&skipped_rows))
             .with_extension(Arc::clone(&remote_sources))
             .with_option_extension(MoltresOptions::default());
+        // Hash joins hand their build side's keys to the probe side's scan
+        // as an IN list (a remote scan adds it to its query: see
+        // moltres_connectors::remote) up to this many keys per partition;
+        // DataFusion's default of 150 is tuned for file scans, where the
+        // list only prunes row groups. A database filters a list of 100k
+        // keys (under 1 MB of SQL) far faster than it sends the rows the
+        // list would have removed.
+        let optimizer = &mut config.options_mut().optimizer;
+        optimizer.hash_join_inlist_pushdown_max_distinct_values = 100_000;
+        optimizer.hash_join_inlist_pushdown_max_size = 2 << 20;
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             // Each sorting partition reserves this much up front for its merge
             // phase (DataFusion's default is 10 MiB); with a small budget that
@@ -256,6 +268,7 @@ impl Moltres {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(PushSemiJoinDown))
             .with_physical_optimizer_rule(Arc::new(RemoteTopK))
             .with_query_planner(Arc::new(ObservingQueryPlanner {
                 inner: Arc::new(FederatingQueryPlanner),

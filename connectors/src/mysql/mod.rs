@@ -149,6 +149,20 @@ impl RemoteDatabase for MysqlSource {
         schema::table_names(&mut self.conn().await?, &self.name, schema).await
     }
 
+    /// `information_schema.TABLES.TABLE_ROWS` (InnoDB's estimate).
+    async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
+        let mut conn = self.conn().await.ok()?;
+        conn.exec_first::<Option<u64>, _, _>(
+            "SELECT TABLE_ROWS FROM information_schema.TABLES \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+            (schema, table),
+        )
+        .await
+        .ok()
+        .flatten()
+        .flatten()
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         schema::table_schema(
             &mut self.conn().await?,

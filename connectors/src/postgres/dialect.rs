@@ -15,6 +15,11 @@
 //!   itself, -0 equals 0, in both). Not float arithmetic: PostgreSQL raises
 //!   errors on overflow and underflow where DataFusion gives infinities and
 //!   zero;
+//! * `numeric(p,s)` columns (read as decimals of that precision and
+//!   scale, so every value is exact) and decimal literals, and casts of
+//!   either, or of integers, to a decimal type that holds every value
+//!   (both compare decimals exactly; not arithmetic, whose result scales
+//!   differ);
 //! * booleans, `date` columns and literals;
 //! * `timestamp` and `timestamptz` columns and literals of the same
 //!   zone-ness (sessions are pinned to UTC and zoned literals are sent as
@@ -23,25 +28,31 @@
 //! * `text` / `varchar` columns, string literals without NUL, `||`,
 //!   `character_length`, `octet_length`, `strpos`, `btrim`/`ltrim`/`rtrim`
 //!   (spaces), `replace` of a non-empty literal. Text is *bytewise* when every column in it has the
-//!   `C` or `POSIX` collation. Not `lower`/`upper` (ASCII-only under `C`),
-//!   not `char(n)` (trailing spaces), `citext`, `json`, or types read as text.
+//!   `C` or `POSIX` collation, and *deterministic* when every column in it
+//!   has a deterministic collation (every database default is; PostgreSQL
+//!   then calls two strings equal only when their bytes are, and matches
+//!   LIKE patterns character by character, whatever the locale). Not
+//!   `lower`/`upper` (ASCII-only under `C`), not `char(n)` (trailing
+//!   spaces), `citext`, `json`, or types read as text.
 //!
 //! Exact predicates: comparisons (`=`, `<>`, `<`, `<=`, `>`, `>=`) between
-//! operands of the same kind (text only when bytewise), `IN` lists and
-//! `BETWEEN` with literals, `IS [NOT] NULL` on any column, boolean columns
-//! and literals, `starts_with` on text, `LIKE` / `NOT LIKE` on bytewise text
-//! with a pattern free of backslashes; AND, OR and NOT of those.
+//! operands of the same kind (text: `=` and `<>` when deterministic, the
+//! order comparisons only when bytewise), `IN` lists and `BETWEEN` with
+//! literals, `IS [NOT] NULL` on any column, boolean columns and literals,
+//! `starts_with` on text, `LIKE` / `NOT LIKE` on deterministic text with a
+//! pattern free of backslashes; AND, OR and NOT of those.
 //!
 //! For sub-plan federation (joins, GROUP BY, DISTINCT), values are told
-//! apart exactly for integers, booleans, dates and bytewise text; ORDER BY
-//! and min/max order integers, booleans, dates and bytewise text exactly.
+//! apart exactly for integers, booleans, dates, `numeric(p,s)` decimals and
+//! deterministic text; ORDER BY and min/max order integers, booleans,
+//! dates, `numeric(p,s)` decimals and bytewise text exactly.
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
-use super::types::{CAST_TO_TEXT, PG_COLLATION, PG_TYPE};
+use super::types::{CAST_TO_TEXT, PG_COLLATION, PG_DETERMINISTIC, PG_TYPE};
 use crate::remote::pushdown::literals;
 use crate::remote::{Capability, PushdownPolicy};
 
@@ -56,6 +67,8 @@ pub struct PostgresPushdown;
 #[derive(Debug, Clone, PartialEq)]
 enum Kind {
     Integer,
+    /// An exact decimal.
+    Decimal,
     /// A float of this Arrow type.
     Float(DataType),
     Boolean,
@@ -64,10 +77,12 @@ enum Kind {
     Timestamp {
         zoned: bool,
     },
-    /// Text: `bytewise` when it compares as DataFusion does; `literal` when
-    /// it is a constant (which takes the other operand's collation).
+    /// Text: `bytewise` when it orders as DataFusion does; `deterministic`
+    /// when it equals as DataFusion does; `literal` when it is a constant
+    /// (which takes the other operand's collation).
     Text {
         bytewise: bool,
+        deterministic: bool,
         literal: bool,
     },
 }
@@ -87,6 +102,14 @@ fn is_bytewise_text_field(field: &Field) -> bool {
         )
 }
 
+/// A `text` or `varchar` field with a deterministic collation (bytewise
+/// ones are, whatever the catalog says).
+fn is_deterministic_text_field(field: &Field) -> bool {
+    is_bytewise_text_field(field)
+        || (is_text_field(field)
+            && field.metadata().get(PG_DETERMINISTIC).map(String::as_str) == Some("true"))
+}
+
 /// A `text` or `varchar` field read as itself (not `char(n)`, not cast).
 fn is_text_field(field: &Field) -> bool {
     let metadata = field.metadata();
@@ -99,6 +122,7 @@ fn is_text_field(field: &Field) -> bool {
 fn column_kind(field: &Field) -> Option<Kind> {
     Some(match field.data_type() {
         t if t.is_integer() => Kind::Integer,
+        DataType::Decimal128(..) | DataType::Decimal256(..) => Kind::Decimal,
         t @ (DataType::Float64 | DataType::Float32) => Kind::Float(t.clone()),
         DataType::Boolean => Kind::Boolean,
         DataType::Date32 => Kind::Date,
@@ -107,6 +131,7 @@ fn column_kind(field: &Field) -> Option<Kind> {
         },
         DataType::Utf8 if is_text_field(field) => Kind::Text {
             bytewise: is_bytewise_text_field(field),
+            deterministic: is_deterministic_text_field(field),
             literal: false,
         },
         _ => return None,
@@ -136,6 +161,9 @@ fn literal_kind(value: &ScalarValue) -> Option<Kind> {
     Some(match value {
         v if v.is_null() => return None,
         v if v.data_type().is_integer() => Kind::Integer,
+        ScalarValue::Decimal128(Some(_), ..) | ScalarValue::Decimal256(Some(_), ..) => {
+            Kind::Decimal
+        }
         ScalarValue::Float64(Some(v)) if v.is_finite() => Kind::Float(DataType::Float64),
         ScalarValue::Float32(Some(v)) if v.is_finite() => Kind::Float(DataType::Float32),
         ScalarValue::Boolean(Some(_)) => Kind::Boolean,
@@ -147,6 +175,7 @@ fn literal_kind(value: &ScalarValue) -> Option<Kind> {
         {
             Kind::Text {
                 bytewise: true,
+                deterministic: true,
                 literal: true,
             }
         }
@@ -161,6 +190,26 @@ fn integer_literal(expr: &Expr) -> Option<i128> {
     }
 }
 
+/// Precision and scale of a decimal type.
+fn decimal_shape(t: &DataType) -> Option<(i16, i16)> {
+    match t {
+        DataType::Decimal128(p, s) | DataType::Decimal256(p, s) => Some((*p as i16, *s as i16)),
+        _ => None,
+    }
+}
+
+/// Decimal digits of the widest value of an integer type.
+fn integer_digits(t: &DataType) -> Option<i16> {
+    match t {
+        DataType::Int8 | DataType::UInt8 => Some(3),
+        DataType::Int16 | DataType::UInt16 => Some(5),
+        DataType::Int32 | DataType::UInt32 => Some(10),
+        DataType::Int64 => Some(19),
+        DataType::UInt64 => Some(20),
+        _ => None,
+    }
+}
+
 fn integer_bits(t: &DataType) -> Option<u8> {
     match t {
         DataType::Int16 => Some(16),
@@ -170,7 +219,8 @@ fn integer_bits(t: &DataType) -> Option<u8> {
     }
 }
 
-/// Text made of `parts`: bytewise when every non-literal part is.
+/// Text made of `parts`: bytewise (deterministic) when every non-literal
+/// part is.
 fn text_of(parts: &[Kind]) -> Option<Kind> {
     if !parts.iter().all(Kind::is_text) {
         return None;
@@ -183,6 +233,20 @@ fn text_of(parts: &[Kind]) -> Option<Kind> {
         bytewise: columns
             .iter()
             .all(|k| matches!(k, Kind::Text { bytewise: true, .. })),
+        // Two columns may have different collations: only bytewise ones
+        // are known to agree.
+        deterministic: match columns.as_slice() {
+            [one] => matches!(
+                one,
+                Kind::Text {
+                    deterministic: true,
+                    ..
+                }
+            ),
+            many => many
+                .iter()
+                .all(|k| matches!(k, Kind::Text { bytewise: true, .. })),
+        },
         literal: columns.is_empty(),
     })
 }
@@ -197,6 +261,16 @@ fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
             let from = cast_source_type(&cast.expr, schema)?;
             let to = cast.field.data_type();
             match (&inner, from, to) {
+                // A decimal that holds every value of the source type.
+                (Kind::Integer | Kind::Decimal, from, to) if to.is_decimal() => {
+                    let (precision, scale) = decimal_shape(to)?;
+                    let (from_precision, from_scale) = match inner {
+                        Kind::Integer => (integer_digits(&from)?, 0),
+                        _ => decimal_shape(&from)?,
+                    };
+                    (scale >= from_scale && precision - scale >= from_precision - from_scale)
+                        .then_some(Kind::Decimal)
+                }
                 (Kind::Integer, from, to) => {
                     (integer_bits(&from)? <= integer_bits(to)?).then_some(Kind::Integer)
                 }
@@ -265,19 +339,29 @@ fn cast_source_type(expr: &Expr, schema: &Schema) -> Option<DataType> {
     }
 }
 
-/// Two operands PostgreSQL compares exactly as DataFusion does.
-fn comparable(left: &Kind, right: &Kind) -> bool {
+/// Two operands PostgreSQL compares exactly as DataFusion does: for
+/// equality only (`equality`), or for order too.
+fn comparable(left: &Kind, right: &Kind, equality: bool) -> bool {
     match (left, right) {
         (
             Kind::Text {
                 bytewise: a,
+                deterministic: da,
                 literal: la,
             },
             Kind::Text {
                 bytewise: b,
+                deterministic: db,
                 literal: lb,
             },
-        ) => *a && *b && !(*la && *lb),
+        ) => {
+            // Two columns: bytewise both (they may have different
+            // collations, which PostgreSQL refuses to compare); a column
+            // and a literal: equality needs a deterministic collation,
+            // order a bytewise one.
+            let equal_enough = if *la || *lb { *da && *db } else { *a && *b };
+            !(*la && *lb) && if equality { equal_enough } else { *a && *b }
+        }
         (a, b) => a == b,
     }
 }
@@ -295,22 +379,38 @@ fn is_text_pattern_without_backslash(expr: &Expr) -> bool {
 }
 
 impl PushdownPolicy for PostgresPushdown {
-    /// Integers, booleans (false before true), dates and bytewise text
-    /// order the same in both; floats do not quite (-0 and 0 tie in
+    /// Integers, booleans (false before true), dates, decimals of
+    /// `numeric(p,s)` columns and bytewise text order the same in both; floats do not quite (-0 and 0 tie in
     /// PostgreSQL, not in DataFusion's total order).
     fn sorts_exactly(&self, field: &Field) -> bool {
         field.data_type().is_integer()
-            || matches!(field.data_type(), DataType::Boolean | DataType::Date32)
+            || matches!(
+                field.data_type(),
+                DataType::Boolean | DataType::Date32 | DataType::Decimal128(..)
+            )
             || is_bytewise_text_field(field)
     }
 
-    /// Integers, booleans, dates and bytewise text: one value, one
+    /// Integers, booleans, dates, `numeric(p,s)` decimals (every value has
+    /// scale s) and deterministic text: one value, one
     /// representation (not floats: -0 and 0, NaN; not char(n): trailing
-    /// spaces; not other collations).
+    /// spaces; not nondeterministic collations).
     fn equals_exactly(&self, field: &Field) -> bool {
         field.data_type().is_integer()
-            || matches!(field.data_type(), DataType::Boolean | DataType::Date32)
-            || is_bytewise_text_field(field)
+            || matches!(
+                field.data_type(),
+                DataType::Boolean | DataType::Date32 | DataType::Decimal128(..)
+            )
+            || is_deterministic_text_field(field)
+    }
+
+    /// Text keys only under the same collation: PostgreSQL refuses to
+    /// compare two columns of different implicit collations.
+    fn equals_exactly_between(&self, left: &Field, right: &Field) -> bool {
+        self.equals_exactly(left)
+            && self.equals_exactly(right)
+            && (!is_text_field(left)
+                || left.metadata().get(PG_COLLATION) == right.metadata().get(PG_COLLATION))
     }
 
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {
@@ -318,7 +418,9 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
                 literals::is_comparison(op)
                     && match (kind(left, schema), kind(right, schema)) {
-                        (Some(l), Some(r)) => comparable(&l, &r),
+                        (Some(l), Some(r)) => {
+                            comparable(&l, &r, matches!(op, Operator::Eq | Operator::NotEq))
+                        }
                         _ => false,
                     }
             }
@@ -329,26 +431,27 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::Column(_) | Expr::ScalarFunction(_) => kind(expr, schema) == Some(Kind::Boolean),
             // TRUE, FALSE and NULL mean the same in both.
             Expr::Literal(value, _) => value.data_type() == DataType::Boolean,
-            // LIKE on bytewise text with a pattern free of backslashes (the
-            // one escape rule the two could read differently); not ILIKE,
-            // whose case folding differs outside ASCII.
+            // LIKE on deterministic text with a pattern free of backslashes
+            // (the one escape rule the two could read differently); not
+            // ILIKE, whose case folding differs outside ASCII.
             Expr::Like(like) => {
                 !like.case_insensitive
                     && like.escape_char.is_none()
                     && matches!(
                         kind(&like.expr, schema),
                         Some(Kind::Text {
-                            bytewise: true,
-                            literal: false
+                            deterministic: true,
+                            literal: false,
+                            ..
                         })
                     )
                     && is_text_pattern_without_backslash(&like.pattern)
             }
             Expr::InList(list) => match kind(&list.expr, schema) {
-                Some(k @ (Kind::Integer | Kind::Date | Kind::Text { .. })) => {
+                Some(k @ (Kind::Integer | Kind::Decimal | Kind::Date | Kind::Text { .. })) => {
                     list.list.iter().all(|item| {
                         matches!(item, Expr::Literal(..))
-                            && kind(item, schema).is_some_and(|i| comparable(&k, &i))
+                            && kind(item, schema).is_some_and(|i| comparable(&k, &i, true))
                     })
                 }
                 _ => false,
@@ -356,10 +459,12 @@ impl PushdownPolicy for PostgresPushdown {
             Expr::Between(Between {
                 expr, low, high, ..
             }) => match kind(expr, schema) {
-                Some(k @ (Kind::Integer | Kind::Date)) => [low, high].iter().all(|bound| {
-                    matches!(bound.as_ref(), Expr::Literal(..))
-                        && kind(bound, schema).is_some_and(|b| comparable(&k, &b))
-                }),
+                Some(k @ (Kind::Integer | Kind::Decimal | Kind::Date)) => {
+                    [low, high].iter().all(|bound| {
+                        matches!(bound.as_ref(), Expr::Literal(..))
+                            && kind(bound, schema).is_some_and(|b| comparable(&k, &b, false))
+                    })
+                }
                 _ => false,
             },
             _ => false,

@@ -239,6 +239,23 @@ impl RemoteDatabase for PostgresSource {
         schema::table_names(&self.pool, &self.name, schema).await
     }
 
+    /// `pg_class.reltuples` (kept by ANALYZE and autovacuum; -1 before the
+    /// first, since PostgreSQL 14).
+    async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
+        let client = self.pool.get().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT c.reltuples::float8 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2",
+                &[&schema, &table],
+            )
+            .await
+            .ok()??;
+        let rows: f64 = row.get(0);
+        (rows >= 0.0).then_some(rows as u64)
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         schema::table_schema(&self.pool, &self.name, schema, table, self.unsupported).await
     }

@@ -9,7 +9,9 @@ use datafusion::common::{DataFusionError, Result};
 use deadpool_postgres::Pool;
 
 use super::connection::{pool_error, remote_error};
-use super::types::{CAST_TO_TEXT, Mapping, PG_COLLATION, PG_TYPE, PgColumnType, mapping};
+use super::types::{
+    CAST_TO_TEXT, Mapping, PG_COLLATION, PG_DETERMINISTIC, PG_TYPE, PgColumnType, mapping,
+};
 use crate::remote::{RemoteError, RemoteErrorKind};
 
 /// What to do with a column whose type has no Arrow mapping.
@@ -50,7 +52,8 @@ const COLUMNS_SQL: &str = "SELECT a.attname::text, t.typname::text, t.typtype::t
             a.attnotnull, et.typname::text, et.typtype::text, \
             CASE WHEN co.collname = 'default' \
                  THEN (SELECT datcollate::text FROM pg_catalog.pg_database WHERE datname = current_database()) \
-                 ELSE co.collname::text END \
+                 ELSE co.collname::text END, \
+            COALESCE((to_jsonb(co) ->> 'collisdeterministic')::boolean, co.oid IS NOT NULL) \
      FROM pg_catalog.pg_class c \
      JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
      LEFT JOIN pg_catalog.pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped \
@@ -137,6 +140,11 @@ pub async fn table_schema(
         metadata.insert(PG_TYPE.to_string(), column_type.name.clone());
         if let Some(collation) = row.get::<_, Option<String>>(7) {
             metadata.insert(PG_COLLATION.to_string(), collation);
+        }
+        // Before PostgreSQL 12 every collation was deterministic (the
+        // column did not exist).
+        if row.get::<_, Option<bool>>(8) == Some(true) {
+            metadata.insert(PG_DETERMINISTIC.to_string(), "true".to_string());
         }
         let field = Field::new(name, data_type, !not_null).with_metadata(metadata);
         fields.push(field);

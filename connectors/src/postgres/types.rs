@@ -45,6 +45,9 @@ pub const PG_TYPE: &str = "moltres.pg_type";
 /// Field metadata key: the column's collation (`C`, `en_US.utf8`, ...), with
 /// the database default resolved.
 pub const PG_COLLATION: &str = "moltres.pg_collation";
+/// Field metadata: "true" when the column's collation is deterministic
+/// (equal only when bytewise equal; every database default collation is).
+pub const PG_DETERMINISTIC: &str = "moltres.pg_deterministic";
 
 /// What the catalog says about one column's type.
 #[derive(Debug, Clone)]

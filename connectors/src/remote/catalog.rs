@@ -217,9 +217,11 @@ impl SchemaProvider for RemoteSchema {
                 ))),
             };
         };
+        let rows = self.database.row_estimate(&self.schema, name).await;
         let table = Arc::new(
             RemoteTable::new(Arc::clone(&self.database), &self.schema, name, schema)
-                .with_read_only(self.read_only),
+                .with_read_only(self.read_only)
+                .with_row_estimate(rows),
         );
         self.definitions
             .write()

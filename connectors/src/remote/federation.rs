@@ -398,9 +398,7 @@ impl<'a> Judge<'a> {
     fn equal_keys(&self, left: &Expr, right: &Expr) -> bool {
         match (self.field(left), self.field(right)) {
             (Some(l), Some(r)) => {
-                l.data_type() == r.data_type()
-                    && self.policy.equals_exactly(l)
-                    && self.policy.equals_exactly(r)
+                l.data_type() == r.data_type() && self.policy.equals_exactly_between(l, r)
             }
             _ => false,
         }

@@ -21,6 +21,8 @@ mod exec;
 mod federation;
 mod passthrough;
 pub mod pushdown;
+mod runtime_filter;
+mod semi_join;
 mod sql;
 mod stream;
 mod table;
@@ -68,6 +70,7 @@ impl<'a> WriteMode<'a> {
         matches!(self, WriteMode::Overwrite)
     }
 }
+pub use semi_join::PushSemiJoinDown;
 pub use sql::RemoteSql;
 pub use stream::{
     BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders, finish_batch,
@@ -220,6 +223,13 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
 
     /// The server's version (as it reports it).
     fn server_version(&self) -> Option<String> {
+        None
+    }
+
+    /// About how many rows `schema.table` holds, from the database's own
+    /// statistics (`None` when it keeps none, or on any error: this only
+    /// guides which side of a join DataFusion builds its hash table on).
+    async fn row_estimate(&self, _schema: &str, _table: &str) -> Option<u64> {
         None
     }
 

@@ -72,6 +72,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
     fn equals_exactly(&self, _field: &Field) -> bool {
         false
     }
+
+    /// Whether the database compares these two columns (a join's keys)
+    /// exactly as DataFusion does: by default when it tells the values of
+    /// each apart exactly.
+    fn equals_exactly_between(&self, left: &Field, right: &Field) -> bool {
+        self.equals_exactly(left) && self.equals_exactly(right)
+    }
 }
 
 /// Pushes nothing.

@@ -82,6 +82,8 @@ pub struct RemoteTable {
     reference: TableReference,
     schema: SchemaRef,
     read_only: bool,
+    /// The database's estimate of the table's rows.
+    rows: Option<u64>,
 }
 
 impl RemoteTable {
@@ -97,7 +99,15 @@ impl RemoteTable {
             reference: TableReference::partial(schema, table),
             schema: arrow_schema,
             read_only: false,
+            rows: None,
         }
+    }
+
+    /// The database's estimate of the table's rows (see
+    /// [`RemoteDatabase::row_estimate`]).
+    pub fn with_row_estimate(mut self, rows: Option<u64>) -> Self {
+        self.rows = rows;
+        self
     }
 
     /// Refuses `INSERT` when `read_only` (the source was attached READ_ONLY).
@@ -289,6 +299,14 @@ impl TableProvider for RemoteTable {
         let plan = self.scan_plan(Some(&fetched), &remote, remote_limit)?;
         let sql = RemoteSql::from_plan(&plan, self.database.dialect())?;
         let fetched_schema = Arc::new(self.schema.project(&fetched)?);
+        // The table's rows, a fifth of them under pushed filters (what
+        // DataFusion assumes of a filter it cannot estimate), at most the
+        // limit.
+        let estimate = self.rows.map(|rows| {
+            let rows = usize::try_from(rows).unwrap_or(usize::MAX);
+            let rows = if remote.is_empty() { rows } else { rows / 5 };
+            remote_limit.map_or(rows, |limit| rows.min(limit))
+        });
         let scan: Arc<dyn ExecutionPlan> = Arc::new(
             RemoteScanExec::new(
                 Arc::clone(&self.database),
@@ -296,7 +314,8 @@ impl TableProvider for RemoteTable {
                 Arc::clone(&fetched_schema),
                 state.config().batch_size(),
             )
-            .with_logical_plan(plan),
+            .with_logical_plan(plan)
+            .with_row_estimate(estimate),
         );
         let Some(predicate) = conjunction(local) else {
             return Ok(scan);

@@ -215,6 +215,25 @@ impl RemoteDatabase for SqliteSource {
             .await
     }
 
+    /// The row count ANALYZE left in `sqlite_stat1` (the first number of
+    /// each of the table's entries); `None` before the first ANALYZE.
+    async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
+        let sql = format!(
+            "SELECT max(CAST(stat AS INTEGER)) FROM \"{}\".sqlite_stat1 WHERE tbl = ?1",
+            schema.replace('"', "\"\"")
+        );
+        let table = table.to_string();
+        self.with_connection(move |c, _| {
+            Ok(c.query_row(&sql, [&table], |r| r.get::<_, Option<i64>>(0))
+                .ok()
+                .flatten())
+        })
+        .await
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok())
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         let (schema, table) = (schema.to_string(), table.to_string());
         self.with_connection(move |c, source| schema::table_schema(c, source, &schema, &table))

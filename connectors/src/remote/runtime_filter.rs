@@ -1,0 +1,336 @@
+//! Dynamic filters (from hash joins and top-N sorts) as remote predicates.
+//!
+//! A dynamic filter is a physical expression whose value changes while the
+//! query runs. [`remote_filter`] takes the current value of each and turns
+//! what it can into a logical predicate that is *implied* by it (a superset
+//! of its rows): column-versus-literal comparisons, `IN` lists of literals,
+//! `IS NULL`, AND, OR, and the per-partition `CASE` a partitioned join
+//! builds (the OR of its branches). Anything else is left out, which only
+//! widens the predicate, and so is an `IN` list of integers that fills half
+//! of its own range (the bounds beside it say nearly as much). Of the result, only the conjuncts the database
+//! computes exactly (its [`PushdownPolicy`]) are kept.
+
+use std::sync::Arc;
+
+use datafusion::arrow::datatypes::Schema;
+use datafusion::common::ScalarValue;
+use datafusion::common::tree_node::{Transformed, TreeNode};
+use datafusion::logical_expr::utils::{conjunction, split_conjunction};
+use datafusion::logical_expr::{BinaryExpr, Expr, Operator};
+use datafusion::physical_expr::PhysicalExpr;
+use datafusion::physical_expr::expressions::{
+    BinaryExpr as PhysicalBinary, CaseExpr, Column as PhysicalColumn, DynamicFilterPhysicalExpr,
+    InListExpr, IsNullExpr, Literal,
+};
+
+use super::pushdown::{Capability, PushdownPolicy, classify};
+
+/// Longest `IN` list sent (DataFusion bounds the lists it builds too).
+const MAX_IN_LIST: usize = 250_000;
+
+/// Whether `expr` holds a dynamic filter.
+pub fn is_dynamic(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.exists(|e| Ok(e.downcast_ref::<DynamicFilterPhysicalExpr>().is_some()))
+        .unwrap_or(false)
+}
+
+/// The predicate to add to a remote scan with output `schema` for the
+/// current values of `filters`, or `None` when nothing useful is exact.
+pub fn remote_filter(
+    filters: &[Arc<dyn PhysicalExpr>],
+    schema: &Schema,
+    policy: &dyn PushdownPolicy,
+) -> Option<Expr> {
+    let mut exact = Vec::new();
+    for filter in filters {
+        let Some(current) = snapshot(filter) else {
+            continue;
+        };
+        let Some(implied) = implied(&current, schema) else {
+            continue;
+        };
+        for conjunct in split_conjunction(&implied) {
+            if classify(policy, conjunct, schema) == Capability::Exact {
+                exact.push(conjunct.clone());
+            }
+        }
+    }
+    conjunction(exact)
+}
+
+/// `expr` with each dynamic filter replaced by its current value.
+fn snapshot(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
+    Arc::clone(expr)
+        .transform_down(|e| match e.downcast_ref::<DynamicFilterPhysicalExpr>() {
+            Some(dynamic) => Ok(Transformed::yes(dynamic.current()?)),
+            None => Ok(Transformed::no(e)),
+        })
+        .ok()
+        .map(|t| t.data)
+}
+
+/// A logical predicate true for every row `expr` is true for; `None` for
+/// "no restriction".
+fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
+    if let Some(binary) = expr.downcast_ref::<PhysicalBinary>() {
+        let op = *binary.op();
+        return match op {
+            Operator::And => match (
+                implied(binary.left(), schema),
+                implied(binary.right(), schema),
+            ) {
+                (Some(l), Some(r)) => Some(l.and(r)),
+                (l, r) => l.or(r),
+            },
+            Operator::Or => {
+                Some(implied(binary.left(), schema)?.or(implied(binary.right(), schema)?))
+            }
+            Operator::Eq
+            | Operator::NotEq
+            | Operator::Lt
+            | Operator::LtEq
+            | Operator::Gt
+            | Operator::GtEq => {
+                let (column, value, op) = match (
+                    column(binary.left(), schema),
+                    literal(binary.right()),
+                    column(binary.right(), schema),
+                    literal(binary.left()),
+                ) {
+                    (Some(c), Some(v), _, _) => (c, v, op),
+                    (_, _, Some(c), Some(v)) => (c, v, op.swap()?),
+                    _ => return None,
+                };
+                Some(Expr::BinaryExpr(BinaryExpr::new(
+                    Box::new(column),
+                    op,
+                    Box::new(Expr::Literal(value, None)),
+                )))
+            }
+            _ => None,
+        };
+    }
+    if let Some(list) = expr.downcast_ref::<InListExpr>() {
+        if list.negated() || list.list().len() > MAX_IN_LIST {
+            return None;
+        }
+        let column = column(list.expr(), schema)?;
+        // The build side's keys, once each and in order (a join's build
+        // side repeats them). A NULL key matches nothing: it is left out.
+        let mut values = Vec::with_capacity(list.list().len());
+        for item in list.list() {
+            match item.downcast_ref::<Literal>() {
+                Some(l) if l.value().is_null() => {}
+                Some(l) => values.push(l.value().clone()),
+                None => return None,
+            }
+        }
+        values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+        values.dedup();
+        if values.is_empty() {
+            return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
+        }
+        if dense(&values) {
+            // The bounds (a separate conjunct) say nearly as much, and a
+            // long list costs the database to parse and to test each row.
+            return None;
+        }
+        let values = values.into_iter().map(|v| Expr::Literal(v, None)).collect();
+        return Some(column.in_list(values, false));
+    }
+    if let Some(is_null) = expr.downcast_ref::<IsNullExpr>() {
+        return Some(column(is_null.arg(), schema)?.is_null());
+    }
+    if let Some(case) = expr.downcast_ref::<CaseExpr>() {
+        // CASE partition(key) WHEN i THEN filter_i ... ELSE e END: a row
+        // passes only through one of the branches.
+        let mut branches: Vec<&Arc<dyn PhysicalExpr>> =
+            case.when_then_expr().iter().map(|(_, then)| then).collect();
+        if let Some(otherwise) = case.else_expr() {
+            branches.push(otherwise);
+        }
+        let mut any: Option<Expr> = None;
+        for branch in branches {
+            if is_false(branch) {
+                continue;
+            }
+            let branch = implied(branch, schema)?;
+            any = Some(match any {
+                Some(a) => a.or(branch),
+                None => branch,
+            });
+        }
+        return Some(any.unwrap_or(Expr::Literal(ScalarValue::Boolean(Some(false)), None)));
+    }
+    if let Some(literal) = expr.downcast_ref::<Literal>()
+        && literal.value() == &ScalarValue::Boolean(Some(false))
+    {
+        return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
+    }
+    None
+}
+
+/// Integer keys that fill at least half of the range between the smallest
+/// and the largest (sorted, distinct), when there are many of them.
+fn dense(values: &[ScalarValue]) -> bool {
+    let as_i128 = |v: &ScalarValue| -> Option<i128> {
+        match v {
+            ScalarValue::Int8(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::Int16(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::Int32(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::Int64(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::UInt8(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::UInt16(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::UInt32(Some(v)) => Some(i128::from(*v)),
+            ScalarValue::UInt64(Some(v)) => Some(i128::from(*v)),
+            _ => None,
+        }
+    };
+    if values.len() < 1000 {
+        return false;
+    }
+    match (
+        values.first().and_then(as_i128),
+        values.last().and_then(as_i128),
+    ) {
+        (Some(min), Some(max)) => (values.len() as i128) * 2 > max - min,
+        _ => false,
+    }
+}
+
+fn is_false(expr: &Arc<dyn PhysicalExpr>) -> bool {
+    expr.downcast_ref::<Literal>()
+        .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(false)))
+}
+
+/// A column of the scan's output, by name.
+fn column(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
+    let column = expr.downcast_ref::<PhysicalColumn>()?;
+    let field = schema.fields().get(column.index())?;
+    (field.name() == column.name())
+        .then(|| Expr::Column(datafusion::common::Column::from_name(column.name())))
+}
+
+fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
+    let value = expr.downcast_ref::<Literal>()?.value();
+    (!value.is_null()).then(|| value.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use datafusion::arrow::datatypes::{DataType, Field};
+    use datafusion::physical_expr::expressions::lit;
+
+    use super::*;
+    use crate::postgres::PostgresPushdown;
+
+    fn schema() -> Schema {
+        Schema::new(vec![
+            Field::new("k", DataType::Int64, true),
+            // Text without PostgreSQL's column metadata: its collation is
+            // unknown, so no comparison on it is exact.
+            Field::new("s", DataType::Utf8, true),
+        ])
+    }
+
+    fn k() -> Arc<dyn PhysicalExpr> {
+        Arc::new(PhysicalColumn::new("k", 0))
+    }
+
+    fn binary(
+        l: Arc<dyn PhysicalExpr>,
+        op: Operator,
+        r: Arc<dyn PhysicalExpr>,
+    ) -> Arc<dyn PhysicalExpr> {
+        Arc::new(PhysicalBinary::new(l, op, r))
+    }
+
+    fn in_list(values: &[Option<i64>]) -> Arc<dyn PhysicalExpr> {
+        let list = values.iter().map(|v| lit(ScalarValue::Int64(*v))).collect();
+        Arc::new(InListExpr::try_new(k(), list, false, &schema()).unwrap())
+    }
+
+    fn render(expr: Arc<dyn PhysicalExpr>) -> Option<String> {
+        let dynamic: Arc<dyn PhysicalExpr> =
+            Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
+        let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
+        filter.update(expr).unwrap();
+        assert!(is_dynamic(&dynamic));
+        remote_filter(&[dynamic], &schema(), &PostgresPushdown).map(|e| e.to_string())
+    }
+
+    #[test]
+    fn keys_and_bounds_become_remote_predicates() {
+        let bounds = binary(
+            binary(k(), Operator::GtEq, lit(3i64)),
+            Operator::And,
+            binary(k(), Operator::LtEq, lit(499i64)),
+        );
+        let keys = in_list(&[Some(7), Some(3), None, Some(7), Some(499)]);
+        assert_eq!(
+            render(binary(bounds, Operator::And, keys)).as_deref(),
+            Some("k >= Int64(3) AND k <= Int64(499) AND k IN ([Int64(3), Int64(7), Int64(499)])")
+        );
+        // Nothing known yet: no predicate.
+        assert_eq!(render(lit(true)), None);
+        // Only NULL keys: nothing matches.
+        assert_eq!(render(in_list(&[None])).as_deref(), Some("Boolean(false)"));
+    }
+
+    #[test]
+    fn partitioned_filters_become_their_union_and_unknown_parts_widen() {
+        // CASE hash(k) % 2 WHEN 0 THEN k IN (1, 2) WHEN 1 THEN <opaque> ...:
+        // a branch that cannot be expressed makes the whole CASE unknown.
+        let route = binary(k(), Operator::Modulo, lit(2i64));
+        let case = |second: Arc<dyn PhysicalExpr>| -> Arc<dyn PhysicalExpr> {
+            Arc::new(
+                CaseExpr::try_new(
+                    Some(Arc::clone(&route)),
+                    vec![
+                        (lit(0i64), in_list(&[Some(1), Some(2)])),
+                        (lit(1i64), second),
+                    ],
+                    Some(lit(false)),
+                )
+                .unwrap(),
+            )
+        };
+        assert_eq!(
+            render(case(in_list(&[Some(9)]))).as_deref(),
+            Some("k IN ([Int64(1), Int64(2)]) OR k IN ([Int64(9)])")
+        );
+        let opaque = binary(k(), Operator::Plus, lit(1i64));
+        assert_eq!(render(case(Arc::clone(&opaque))), None);
+        // AND keeps the part it can express; OR needs both.
+        let known = binary(k(), Operator::Lt, lit(10i64));
+        assert_eq!(
+            render(binary(
+                Arc::clone(&known),
+                Operator::And,
+                Arc::clone(&opaque)
+            ))
+            .as_deref(),
+            Some("k < Int64(10)")
+        );
+        assert_eq!(render(binary(known, Operator::Or, opaque)), None);
+    }
+
+    #[test]
+    fn only_what_the_database_computes_exactly_is_sent() {
+        let s: Arc<dyn PhysicalExpr> = Arc::new(PhysicalColumn::new("s", 1));
+        let on_text = binary(s, Operator::Eq, lit("a"));
+        let on_key = binary(k(), Operator::Gt, lit(5i64));
+        assert_eq!(
+            render(binary(on_text, Operator::And, on_key)).as_deref(),
+            Some("k > Int64(5)")
+        );
+    }
+
+    #[test]
+    fn dense_key_lists_are_left_to_the_bounds() {
+        let dense: Vec<Option<i64>> = (1..=2000).map(Some).collect();
+        assert_eq!(render(in_list(&dense)), None);
+        let sparse: Vec<Option<i64>> = (1..=2000).map(|i| Some(i * 10)).collect();
+        assert!(render(in_list(&sparse)).is_some_and(|s| s.starts_with("k IN (")));
+    }
+}
