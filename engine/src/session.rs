@@ -242,12 +242,13 @@ impl Moltres {
         // as an IN list (a remote scan adds it to its query: see
         // moltres_connectors::remote) up to this many keys per partition;
         // DataFusion's default of 150 is tuned for file scans, where the
-        // list only prunes row groups. A database filters a list of 100k
-        // keys (under 1 MB of SQL) far faster than it sends the rows the
-        // list would have removed.
+        // list only prunes row groups. A database filters a long list of
+        // keys faster than it sends the rows the list would remove; the
+        // remote scan itself drops lists that are long for its table (see
+        // moltres_connectors::remote::runtime_filter).
         let optimizer = &mut config.options_mut().optimizer;
-        optimizer.hash_join_inlist_pushdown_max_distinct_values = 100_000;
-        optimizer.hash_join_inlist_pushdown_max_size = 2 << 20;
+        optimizer.hash_join_inlist_pushdown_max_distinct_values = 250_000;
+        optimizer.hash_join_inlist_pushdown_max_size = 4 << 20;
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             // Each sorting partition reserves this much up front for its merge
             // phase (DataFusion's default is 10 MiB); with a small budget that

@@ -239,11 +239,13 @@ impl ExecutionPlan for RemoteScanExec {
                     let static_sql = self.sql.clone();
                     let sent = Arc::clone(&self.sent_sql);
                     let batch_size = self.batch_size;
+                    let rows = self.row_estimate;
                     let lazy = futures::stream::once(async move {
                         let sql = match super::runtime_filter::remote_filter(
                             &filters,
                             &schema,
                             database.pushdown(),
+                            rows,
                         ) {
                             Some(filter) => LogicalPlanBuilder::from(plan)
                                 .filter(filter)

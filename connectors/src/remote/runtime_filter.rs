@@ -36,17 +36,22 @@ pub fn is_dynamic(expr: &Arc<dyn PhysicalExpr>) -> bool {
 
 /// The predicate to add to a remote scan with output `schema` for the
 /// current values of `filters`, or `None` when nothing useful is exact.
+/// `rows` is the scan's row estimate: a key list longer than a twentieth of it
+/// is left out (the database would parse and test a long list to remove
+/// few rows; the bounds beside it stay).
 pub fn remote_filter(
     filters: &[Arc<dyn PhysicalExpr>],
     schema: &Schema,
     policy: &dyn PushdownPolicy,
+    rows: Option<usize>,
 ) -> Option<Expr> {
+    let max_keys = rows.map_or(MAX_IN_LIST, |rows| (rows / 20).clamp(1000, MAX_IN_LIST));
     let mut exact = Vec::new();
     for filter in filters {
         let Some(current) = snapshot(filter) else {
             continue;
         };
-        let Some(implied) = implied(&current, schema) else {
+        let Some(implied) = implied(&current, schema, max_keys) else {
             continue;
         };
         for conjunct in split_conjunction(&implied) {
@@ -71,20 +76,22 @@ fn snapshot(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
 
 /// A logical predicate true for every row `expr` is true for; `None` for
 /// "no restriction".
-fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
+fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Option<Expr> {
     if let Some(binary) = expr.downcast_ref::<PhysicalBinary>() {
         let op = *binary.op();
         return match op {
             Operator::And => match (
-                implied(binary.left(), schema),
-                implied(binary.right(), schema),
+                implied(binary.left(), schema, max_keys),
+                implied(binary.right(), schema, max_keys),
             ) {
                 (Some(l), Some(r)) => Some(l.and(r)),
                 (l, r) => l.or(r),
             },
-            Operator::Or => {
-                Some(implied(binary.left(), schema)?.or(implied(binary.right(), schema)?))
-            }
+            Operator::Or => Some(implied(binary.left(), schema, max_keys)?.or(implied(
+                binary.right(),
+                schema,
+                max_keys,
+            )?)),
             Operator::Eq
             | Operator::NotEq
             | Operator::Lt
@@ -111,7 +118,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
         };
     }
     if let Some(list) = expr.downcast_ref::<InListExpr>() {
-        if list.negated() || list.list().len() > MAX_IN_LIST {
+        if list.negated() {
             return None;
         }
         let column = column(list.expr(), schema)?;
@@ -127,6 +134,9 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
         }
         values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
         values.dedup();
+        if values.len() > max_keys {
+            return None;
+        }
         if values.is_empty() {
             return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
         }
@@ -154,7 +164,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
             if is_false(branch) {
                 continue;
             }
-            let branch = implied(branch, schema)?;
+            let branch = implied(branch, schema, max_keys)?;
             any = Some(match any {
                 Some(a) => a.or(branch),
                 None => branch,
@@ -256,7 +266,7 @@ mod tests {
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(expr).unwrap();
         assert!(is_dynamic(&dynamic));
-        remote_filter(&[dynamic], &schema(), &PostgresPushdown).map(|e| e.to_string())
+        remote_filter(&[dynamic], &schema(), &PostgresPushdown, None).map(|e| e.to_string())
     }
 
     #[test]
@@ -324,6 +334,19 @@ mod tests {
             render(binary(on_text, Operator::And, on_key)).as_deref(),
             Some("k > Int64(5)")
         );
+    }
+
+    #[test]
+    fn long_lists_for_small_tables_are_left_to_the_bounds() {
+        let keys: Vec<Option<i64>> = (1..=2000).map(|i| Some(i * 10)).collect();
+        let dynamic: Arc<dyn PhysicalExpr> =
+            Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
+        let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
+        filter.update(in_list(&keys)).unwrap();
+        let filters = [dynamic];
+        let with = |rows| remote_filter(&filters, &schema(), &PostgresPushdown, rows);
+        assert!(with(Some(1_000_000)).is_some());
+        assert!(with(Some(30_000)).is_none());
     }
 
     #[test]
