@@ -42,11 +42,7 @@ async fn check(data: &tpch::Data, split: &Split) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let (outcomes, reference) = tpch::run_all(&parquet, 1, None, |_, _| {}).await;
-    let failed: Vec<String> = outcomes
-        .iter()
-        .zip(tpch::QUERIES)
-        .filter_map(|(o, (q, _))| o.problem.as_ref().map(|p| format!("{q}: {p}")))
-        .collect();
+    let failed = problems(&outcomes);
     if !failed.is_empty() {
         return Err(format!("over all-Parquet: {}", failed.join("\n")));
     }
@@ -60,11 +56,7 @@ async fn check(data: &tpch::Data, split: &Split) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     let (outcomes, _) = tpch::run_all(&db, 1, Some(&reference), |_, _| {}).await;
-    let wrong: Vec<String> = outcomes
-        .iter()
-        .zip(tpch::QUERIES)
-        .filter_map(|(o, (q, _))| o.problem.as_ref().map(|p| format!("{q}: {p}")))
-        .collect();
+    let wrong = problems(&outcomes);
     if !wrong.is_empty() {
         return Err(format!(
             "{} of 22 answers over the split differ from all-Parquet:\n{}",
@@ -83,4 +75,13 @@ async fn check(data: &tpch::Data, split: &Split) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// "qNN: what went wrong" for each query that failed or differed.
+fn problems(outcomes: &[tpch::Outcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .zip(tpch::QUERIES)
+        .filter_map(|(o, (q, _))| o.problem.as_ref().map(|p| format!("{q}: {p}")))
+        .collect()
 }

@@ -96,6 +96,20 @@ impl RemoteScanExec {
         self
     }
 
+    /// The same scan, fresh (no metrics, no SQL sent yet), without dynamic
+    /// filters.
+    fn without_dynamic_filters(&self) -> RemoteScanExec {
+        let mut scan = RemoteScanExec::new(
+            Arc::clone(&self.database),
+            self.sql.clone(),
+            Arc::clone(&self.schema),
+            self.batch_size,
+        );
+        scan.logical_plan = self.logical_plan.clone();
+        scan.row_estimate = self.row_estimate;
+        scan
+    }
+
     /// The logical plan the SQL was rendered from.
     pub fn logical_plan(&self) -> Option<&LogicalPlan> {
         self.logical_plan.as_ref()
@@ -195,14 +209,7 @@ impl ExecutionPlan for RemoteScanExec {
                 updated_node: None,
             });
         }
-        let mut scan = RemoteScanExec::new(
-            Arc::clone(&self.database),
-            self.sql.clone(),
-            Arc::clone(&self.schema),
-            self.batch_size,
-        );
-        scan.logical_plan = self.logical_plan.clone();
-        scan.row_estimate = self.row_estimate;
+        let mut scan = self.without_dynamic_filters();
         scan.dynamic_filters = self.dynamic_filters.clone();
         scan.dynamic_filters.extend(dynamic);
         Ok(FilterPushdownPropagation {
@@ -284,15 +291,7 @@ impl ExecutionPlan for RemoteScanExec {
     /// recursive query's next round) gets new joins whose filters this
     /// scan does not hold, and an old value must not filter the new rows.
     fn reset_state(self: Arc<Self>) -> Result<Arc<dyn ExecutionPlan>> {
-        let mut scan = RemoteScanExec::new(
-            Arc::clone(&self.database),
-            self.sql.clone(),
-            Arc::clone(&self.schema),
-            self.batch_size,
-        );
-        scan.logical_plan = self.logical_plan.clone();
-        scan.row_estimate = self.row_estimate;
-        Ok(Arc::new(scan))
+        Ok(Arc::new(self.without_dynamic_filters()))
     }
 
     fn statistics_from_inputs(

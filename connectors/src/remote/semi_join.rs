@@ -51,6 +51,19 @@ impl OptimizerRule for PushSemiJoinDown {
         let LogicalPlan::Join(semi) = &plan else {
             return Ok(Transformed::no(plan));
         };
+        // The same semi join over another input.
+        let over = |input: &Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
+            Ok(Arc::new(LogicalPlan::Join(Join::try_new(
+                Arc::clone(input),
+                Arc::clone(&semi.right),
+                semi.on.clone(),
+                semi.filter.clone(),
+                semi.join_type,
+                semi.join_constraint,
+                semi.null_equality,
+                semi.null_aware,
+            )?)))
+        };
         if !matches!(semi.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
             || !semi
                 .right
@@ -67,20 +80,10 @@ impl OptimizerRule for PushSemiJoinDown {
                 .iter()
                 .all(|e| matches!(e, datafusion::logical_expr::Expr::Column(_)))
         {
-            let below = LogicalPlan::Join(Join::try_new(
-                Arc::clone(&projection.input),
-                Arc::clone(&semi.right),
-                semi.on.clone(),
-                semi.filter.clone(),
-                semi.join_type,
-                semi.join_constraint,
-                semi.null_equality,
-                semi.null_aware,
-            )?);
             return Ok(Transformed::yes(LogicalPlan::Projection(
                 datafusion::logical_expr::Projection::try_new(
                     projection.expr.clone(),
-                    Arc::new(below),
+                    over(&projection.input)?,
                 )?,
             )));
         }
@@ -108,22 +111,10 @@ impl OptimizerRule for PushSemiJoinDown {
             return Ok(Transformed::no(plan));
         }
         let holds = |side: &LogicalPlan| read.iter().all(|c| side.schema().has_column(c));
-        let below = |side: &Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
-            Ok(Arc::new(LogicalPlan::Join(Join::try_new(
-                Arc::clone(side),
-                Arc::clone(&semi.right),
-                semi.on.clone(),
-                semi.filter.clone(),
-                semi.join_type,
-                semi.join_constraint,
-                semi.null_equality,
-                semi.null_aware,
-            )?)))
-        };
         let (left, right) = if holds(&inner.left) {
-            (below(&inner.left)?, Arc::clone(&inner.right))
+            (over(&inner.left)?, Arc::clone(&inner.right))
         } else if holds(&inner.right) {
-            (Arc::clone(&inner.left), below(&inner.right)?)
+            (Arc::clone(&inner.left), over(&inner.right)?)
         } else {
             return Ok(Transformed::no(plan));
         };
