@@ -4,7 +4,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Once;
 
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::arrow::util::display::{ArrayFormatter, FormatOptions};
 use moltres::Moltres;
 
 /// The workspace root (where `testdata/` is).
@@ -34,26 +33,10 @@ pub async fn session() -> Moltres {
         .expect("session builds")
 }
 
-/// Rows as strings (NULL for nulls), for assertions.
+/// Rows as strings (NULL for nulls), for assertions (the formatting the
+/// TPC-H checks use).
 pub fn rows(batches: &[RecordBatch]) -> Vec<Vec<String>> {
-    let options = FormatOptions::default().with_null("NULL");
-    let mut out = Vec::new();
-    for batch in batches {
-        let formatters: Vec<_> = batch
-            .columns()
-            .iter()
-            .map(|c| ArrayFormatter::try_new(c.as_ref(), &options).expect("formatter"))
-            .collect();
-        for row in 0..batch.num_rows() {
-            out.push(
-                formatters
-                    .iter()
-                    .map(|f| f.value(row).to_string())
-                    .collect(),
-            );
-        }
-    }
-    out
+    moltres_benches::tpch::rows(batches).expect("every column formats")
 }
 
 /// Runs `sql` and returns its rows as strings.
