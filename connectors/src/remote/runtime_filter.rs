@@ -172,9 +172,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Op
         }
         return Some(any.unwrap_or(Expr::Literal(ScalarValue::Boolean(Some(false)), None)));
     }
-    if let Some(literal) = expr.downcast_ref::<Literal>()
-        && literal.value() == &ScalarValue::Boolean(Some(false))
-    {
+    if is_false(expr) {
         return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
     }
     None
