@@ -395,21 +395,9 @@ fn native_load(target: &Target, csv: &Path) -> Result<(String, u64, f64), String
         db.attach(&target.url, "t", true)
             .await
             .map_err(|e| e.to_string())?;
-        let batches = db
-            .sql(&format!("SELECT count(*) FROM t.{table}"))
+        moltres_benches::tpch::count(&db, &format!("t.{table}"))
             .await
-            .map_err(|e| e.to_string())?
-            .collect()
-            .await
-            .map_err(|e| e.to_string())?;
-        Ok::<_, String>(
-            batches[0]
-                .column(0)
-                .as_any()
-                .downcast_ref::<datafusion::arrow::array::Int64Array>()
-                .map(|a| a.value(0) as u64)
-                .unwrap_or(0),
-        )
+            .map_err(|e| e.to_string())
     })?;
     Ok((loader.to_string(), rows, secs))
 }

@@ -313,6 +313,31 @@ impl Data {
         self.dir.join("csv").join(format!("{table}.csv"))
     }
 
+    /// The data of an earlier [`generate`] under `dir`; an error naming the
+    /// first missing file otherwise.
+    pub fn existing(dir: &Path, sf: f64) -> std::io::Result<Data> {
+        let data = Data {
+            dir: dir.to_path_buf(),
+            sf,
+        };
+        for file in TABLES
+            .iter()
+            .map(|t| data.parquet(t.name))
+            .chain([data.csv("supplier")])
+        {
+            if !file.exists() {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!(
+                        "no TPC-H data at scale factor {sf}: {} is missing",
+                        file.display()
+                    ),
+                ));
+            }
+        }
+        Ok(data)
+    }
+
     /// Rows of `table` (from the Parquet footer).
     pub fn rows(&self, table: &str) -> std::io::Result<u64> {
         use datafusion::parquet::file::reader::{FileReader, SerializedFileReader};
@@ -425,8 +450,10 @@ impl Split {
         format!("{}/{}", self.mysql.trim_end_matches('/'), self.my_database)
     }
 
-    fn sqlite_url(&self) -> String {
-        format!("sqlite:{}?mode=rwc", self.sqlite.display())
+    /// The SQLite file; created when `create`, else it must exist.
+    fn sqlite_url(&self, create: bool) -> String {
+        let mode = if create { "rwc" } else { "ro" };
+        format!("sqlite:{}?mode={mode}", self.sqlite.display())
     }
 
     /// The qualified Moltres name of `table` in the split, when it lives in
@@ -509,7 +536,7 @@ pub async fn load_split(data: &Data, split: &Split, reload: bool) -> Result<Load
     db.attach(&split.mysql_url(), "my", false)
         .await
         .map_err(context("MySQL/MariaDB"))?;
-    db.attach(&split.sqlite_url(), "lite", false)
+    db.attach(&split.sqlite_url(true), "lite", false)
         .await
         .map_err(context("SQLite"))?;
     let mut report = LoadReport { tables: Vec::new() };
@@ -629,7 +656,8 @@ async fn load_table(
     Ok((expected, started.elapsed().as_secs_f64()))
 }
 
-async fn count(db: &Moltres, name: &str) -> Result<u64, BoxError> {
+/// `SELECT count(*) FROM name`.
+pub async fn count(db: &Moltres, name: &str) -> Result<u64, BoxError> {
     let batches = db
         .sql(&format!("SELECT count(*) FROM {name}"))
         .await?
@@ -684,13 +712,22 @@ pub async fn split_session(data: &Data, split: &Split) -> Result<Moltres, BoxErr
     db.attach(&split.mysql_url(), "my", true)
         .await
         .map_err(context("MySQL/MariaDB"))?;
-    db.attach(&split.sqlite_url(), "lite", true)
+    db.attach(&split.sqlite_url(false), "lite", true)
         .await
         .map_err(context("SQLite"))?;
     for (table, place) in PLACEMENT {
         match split.remote_name(table) {
             Some(name) => {
-                let provider = db.context().table_provider(name.as_str()).await?;
+                let provider = db
+                    .context()
+                    .table_provider(name.as_str())
+                    .await
+                    .map_err(|e| {
+                        format!(
+                            "{table} of the split ({name} in {}): {e}; load it with `moltres-benches tpch`",
+                            place.label()
+                        )
+                    })?;
                 db.context().register_table(table, provider)?;
             }
             None if place == Place::Csv => {

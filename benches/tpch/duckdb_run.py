@@ -26,7 +26,13 @@ import sys
 import threading
 import time
 
-import duckdb
+try:
+    import duckdb
+except ImportError:
+    sys.exit(
+        "DuckDB is not installed: pip install duckdb==1.5.5 duckdb-extension-postgres==1.5.5 "
+        "duckdb-extension-mysql==1.5.5 duckdb-extension-sqlite==1.5.5"
+    )
 
 TABLES = ["lineitem", "orders", "customer", "nation", "part", "partsupp", "supplier", "region"]
 
