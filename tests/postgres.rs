@@ -970,6 +970,25 @@ async fn federated_sub_plans_match_local() {
             "SELECT tag, sum(amount), count(amount) FROM {o} GROUP BY tag",
             Some("GROUP BY"),
         ),
+        // Decimal averages: a sum and a count in PostgreSQL, divided as
+        // DataFusion's avg divides (truncated to scale + 4), NULL for none.
+        (
+            "SELECT tag, avg(amount), count(*) FROM {o} GROUP BY tag",
+            Some("GROUP BY"),
+        ),
+        ("SELECT avg(amount) FROM {o}", Some("count(")),
+        ("SELECT avg(amount) FROM {o} WHERE id > 100", Some("count(")),
+        // Decimal +, -, * keep every digit in both.
+        (
+            "SELECT tag, sum(amount * (1 - amount)), sum(amount * amount * amount), \
+             avg(amount + CAST(0.005 AS DECIMAL(4,3))), sum(amount - 2) FROM {o} GROUP BY tag",
+            Some("GROUP BY"),
+        ),
+        (
+            "SELECT c.id, o.amount * 3, o.amount - o.amount * CAST(0.5 AS DECIMAL(2,1)) \
+             FROM {c} c JOIN {o} o ON c.id = o.cid",
+            Some("JOIN"),
+        ),
         ("SELECT ok, count(*) FROM {o} GROUP BY ok", Some("GROUP BY")),
         (
             "SELECT cid, count(*) FROM {o} GROUP BY cid HAVING count(*) > 1",
@@ -1018,6 +1037,8 @@ async fn federated_sub_plans_match_local() {
             None,
         ),
         ("SELECT max(score) FROM {c}", None),
+        // Division rounds to other scales in each.
+        ("SELECT tag, sum(amount / 3) FROM {o} GROUP BY tag", None),
     ];
     let (c, o) = (format!("pg.{}.c", f.schema), format!("pg.{}.o", f.schema));
     common::check_federation(
@@ -1144,8 +1165,10 @@ async fn differential_expressions_match_local_evaluation() {
             "date_trunc('week', ts) = TIMESTAMP '2026-03-23 00:00:00'",
             false,
         ),
-        // numeric(p,s): exact decimals in both; comparisons, IN, BETWEEN
-        // and widening casts push, arithmetic (whose scales differ) does not.
+        // numeric(p,s): exact decimals in both; comparisons, IN, BETWEEN,
+        // widening casts, and +, -, * that keep every digit and cannot pass
+        // 38 digits (where DataFusion's would wrap around) push; division
+        // (whose scales differ) does not.
         ("d < 0.10", true),
         ("d = 0.07", true),
         ("d <> -0.07", true),
@@ -1154,8 +1177,11 @@ async fn differential_expressions_match_local_evaluation() {
         ("d IN (0.13, -0.13, 99.99)", true),
         ("d < 1", true),
         ("CAST(d AS DECIMAL(20,4)) = 0.0700", true),
-        ("d * 100 = 7", false),
-        ("d + 1 > 1", false),
+        ("d * 100 = 7", true),
+        ("d + 1 > 1", true),
+        ("d - d * d < 0", true),
+        ("d * d * d > 1000", true),
+        ("d / 2 > 0", false),
     ];
     common::check_predicates(&f.db, cases, &format!("pg.{}.e", f.schema), "local_e").await;
     f.finish().await;
@@ -1314,6 +1340,32 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
     assert!(
         sent.contains("output_rows=120"),
         "only the matching rows crossed:\n{sent}"
+    );
+
+    // A federated aggregate takes the keys too, as an outer WHERE over its
+    // result (TPC-H Q17: the average per part of 204 parts, not of all).
+    let grouped = "SELECT keys.k, x.n, x.a FROM keys JOIN \
+                   (SELECT k, count(*) AS n, avg(CAST(id AS DECIMAL(12,2))) AS a FROM {big} GROUP BY k) x \
+                   ON x.k = keys.k ORDER BY keys.k";
+    let remote_sql = grouped.replace("{big}", "pg.$S.big");
+    let remote = f.rows(&remote_sql).await;
+    assert_eq!(remote, f.rows(&grouped.replace("{big}", "local_big")).await);
+    assert_eq!(remote.len(), 4, "keys 3, 7 (twice), 499");
+    let analyzed = f
+        .rows(&format!("EXPLAIN ANALYZE {remote_sql}"))
+        .await
+        .join("\n");
+    let sent = analyzed
+        .lines()
+        .find(|l| l.contains("RemoteScanExec") && l.contains("GROUP BY"))
+        .unwrap_or_else(|| panic!("the aggregate should run in PostgreSQL:\n{analyzed}"));
+    assert!(
+        sent.contains("\"moltres_filtered\"") && sent.contains(" IN (3, 7, 499)"),
+        "the keys filter the aggregate's result:\n{sent}"
+    );
+    assert!(
+        sent.contains("output_rows=3"),
+        "three groups crossed:\n{sent}"
     );
 
     // Row estimates from pg_class.reltuples reach DataFusion.

@@ -18,8 +18,10 @@
 //! * `numeric(p,s)` columns (read as decimals of that precision and
 //!   scale, so every value is exact) and decimal literals, and casts of
 //!   either, or of integers, to a decimal type that holds every value
-//!   (both compare decimals exactly; not arithmetic, whose result scales
-//!   differ);
+//!   (both compare decimals exactly), and `+`, `-`, `*` of those when
+//!   DataFusion's result type keeps every digit (the larger scale for
+//!   `+`/`-`, the sum of the scales for `*`; see
+//!   [`keeps_every_decimal_digit`]). Not `/`, whose result scales differ;
 //! * booleans, `date` columns and literals;
 //! * `timestamp` and `timestamptz` columns and literals of the same
 //!   zone-ness (sessions are pinned to UTC and zoned literals are sent as
@@ -49,6 +51,7 @@
 
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
+use datafusion::logical_expr::type_coercion::binary::BinaryTypeCoercer;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 use datafusion::sql::unparser::dialect::PostgreSqlDialect;
 
@@ -251,13 +254,30 @@ fn text_of(parts: &[Kind]) -> Option<Kind> {
     })
 }
 
-/// The kind of an operand PostgreSQL computes exactly as DataFusion does.
+/// Where an operand is used: decimal arithmetic that could pass 38 digits
+/// is a value PostgreSQL computes where DataFusion fails, so it is only
+/// compared when it cannot (see [`keeps_every_decimal_digit`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Context {
+    /// In a predicate: DataFusion and PostgreSQL must agree on every row.
+    Compared,
+    /// A result column or an aggregate's argument: read back into its Arrow
+    /// type, where a value past `i128` is refused.
+    Value,
+}
+
+/// The kind of an operand in a predicate.
 fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
+    kind_in(expr, schema, Context::Compared)
+}
+
+/// The kind of an operand PostgreSQL computes exactly as DataFusion does.
+fn kind_in(expr: &Expr, schema: &Schema, context: Context) -> Option<Kind> {
     match expr {
         Expr::Column(c) => column_kind(schema.field_with_name(&c.name).ok()?),
         Expr::Literal(value, _) => literal_kind(value),
         Expr::Cast(cast) => {
-            let inner = kind(&cast.expr, schema)?;
+            let inner = kind_in(&cast.expr, schema, context)?;
             let from = cast_source_type(&cast.expr, schema)?;
             let to = cast.field.data_type();
             match (&inner, from, to) {
@@ -286,17 +306,28 @@ fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => match op {
             Operator::Divide | Operator::Modulo => {
                 let divisor = integer_literal(right)?;
-                (kind(left, schema)? == Kind::Integer && divisor != 0 && divisor != -1)
+                (kind_in(left, schema, context)? == Kind::Integer && divisor != 0 && divisor != -1)
                     .then_some(Kind::Integer)
             }
-            Operator::StringConcat => text_of(&[kind(left, schema)?, kind(right, schema)?]),
+            Operator::StringConcat => text_of(&[
+                kind_in(left, schema, context)?,
+                kind_in(right, schema, context)?,
+            ]),
+            Operator::Plus | Operator::Minus | Operator::Multiply => {
+                (kind_in(left, schema, context)? == Kind::Decimal
+                    && kind_in(right, schema, context)? == Kind::Decimal
+                    && keeps_every_decimal_digit(left, op, right, schema)
+                    && (context == Context::Value
+                        || decimal_digits(expr, schema).is_some_and(|(digits, _)| digits <= 38)))
+                .then_some(Kind::Decimal)
+            }
             _ => None,
         },
         Expr::ScalarFunction(f) => {
             let args = f
                 .args
                 .iter()
-                .map(|a| kind(a, schema))
+                .map(|a| kind_in(a, schema, context))
                 .collect::<Option<Vec<_>>>()?;
             let float64 = Kind::Float(DataType::Float64);
             match (f.name(), args.as_slice()) {
@@ -322,6 +353,96 @@ fn kind(expr: &Expr, schema: &Schema) -> Option<Kind> {
                         if matches!(v.to_string().as_str(), "year" | "month" | "day" | "hour" | "minute" | "second")) =>
                 {
                     Some(t.clone())
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+/// The `Decimal128` type DataFusion gives a decimal operand.
+fn decimal128_type(expr: &Expr, schema: &Schema) -> Option<(u8, i8)> {
+    let data_type = match expr {
+        Expr::Column(c) => schema.field_with_name(&c.name).ok()?.data_type().clone(),
+        Expr::Literal(value, _) => value.data_type(),
+        Expr::Cast(cast) => cast.field.data_type().clone(),
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let l = decimal128_type(left, schema)?;
+            let r = decimal128_type(right, schema)?;
+            BinaryTypeCoercer::new(
+                &DataType::Decimal128(l.0, l.1),
+                op,
+                &DataType::Decimal128(r.0, r.1),
+            )
+            .get_result_type()
+            .ok()?
+        }
+        _ => return None,
+    };
+    match data_type {
+        DataType::Decimal128(p, s) => Some((p, s)),
+        _ => None,
+    }
+}
+
+/// Whether DataFusion's `left op right` (`+`, `-`, `*` of decimals) keeps
+/// every digit: its result scale is the exact one (the larger scale for
+/// `+`/`-`, the sum of the scales for `*`), so nothing is rounded away and
+/// both compute the same number.
+///
+/// Past `i128` DataFusion's decimal arithmetic fails ("Arithmetic
+/// overflow") where PostgreSQL's `numeric` stays exact. So in predicates the
+/// operands' digits must keep any result within 38 ([`decimal_digits`]):
+/// the rows are the same and a query that fails locally fails the same
+/// way. As a result column or an aggregate's argument PostgreSQL's exact
+/// value is read back into its Arrow type (a value past `i128` is refused as
+/// "numeric out of range"): the same number where DataFusion has one.
+fn keeps_every_decimal_digit(left: &Expr, op: &Operator, right: &Expr, schema: &Schema) -> bool {
+    let (Some((_, ls)), Some((_, rs))) = (
+        decimal128_type(left, schema),
+        decimal128_type(right, schema),
+    ) else {
+        return false;
+    };
+    let exact_scale = match op {
+        Operator::Multiply => ls + rs,
+        _ => ls.max(rs),
+    };
+    let result = BinaryExpr::new(Box::new(left.clone()), *op, Box::new(right.clone()));
+    decimal128_type(&Expr::BinaryExpr(result), schema).is_some_and(|(_, s)| s == exact_scale)
+}
+
+/// How many digits a decimal operand's unscaled value can have, and its
+/// scale: a column's precision, a literal's own digits, and what `+`, `-`,
+/// `*` and widening casts make of them.
+fn decimal_digits(expr: &Expr, schema: &Schema) -> Option<(u32, i8)> {
+    let digits_of = |v: i128| v.unsigned_abs().checked_ilog10().map_or(1, |d| d + 1);
+    match expr {
+        Expr::Column(c) => match schema.field_with_name(&c.name).ok()?.data_type() {
+            DataType::Decimal128(p, s) => Some((u32::from(*p), *s)),
+            t => Some((u32::try_from(integer_digits(t)?).ok()?, 0)),
+        },
+        Expr::Literal(ScalarValue::Decimal128(Some(v), _, s), _) => Some((digits_of(*v), *s)),
+        Expr::Literal(..) => Some((digits_of(literals::integer(expr)?), 0)),
+        Expr::Cast(cast) => {
+            let (digits, scale) = decimal_digits(&cast.expr, schema)?;
+            let (_, to_scale) = decimal_shape(cast.field.data_type())?;
+            let to_scale = i8::try_from(to_scale).ok()?;
+            Some((
+                digits + u32::try_from(to_scale.checked_sub(scale)?).ok()?,
+                to_scale,
+            ))
+        }
+        Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
+            let (ld, ls) = decimal_digits(left, schema)?;
+            let (rd, rs) = decimal_digits(right, schema)?;
+            match op {
+                Operator::Multiply => Some((ld + rd, ls + rs)),
+                Operator::Plus | Operator::Minus => {
+                    let scale = ls.max(rs);
+                    let widened = |d: u32, s: i8| d + u32::try_from(scale - s).unwrap_or(0);
+                    Some((widened(ld, ls).max(widened(rd, rs)) + 1, scale))
                 }
                 _ => None,
             }
@@ -411,6 +532,12 @@ impl PushdownPolicy for PostgresPushdown {
             && self.equals_exactly(right)
             && (!is_text_field(left)
                 || left.metadata().get(PG_COLLATION) == right.metadata().get(PG_COLLATION))
+    }
+
+    /// Every operand with a kind (see the module docs), decimal arithmetic
+    /// past 38 digits included (see [`keeps_every_decimal_digit`]).
+    fn computes_exactly(&self, expr: &Expr, schema: &Schema) -> bool {
+        kind_in(expr, schema, Context::Value).is_some()
     }
 
     fn leaf(&self, expr: &Expr, schema: &Schema) -> Capability {

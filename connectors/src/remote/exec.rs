@@ -44,6 +44,9 @@ pub struct RemoteScanExec {
     /// The logical plan `sql` was rendered from, when there is one (not for
     /// passthrough), so optimizer rules can extend it.
     logical_plan: Option<LogicalPlan>,
+    /// The plan is a federated sub-plan (its columns named `c0`, `c1`, ...):
+    /// run-time filters apply to its result, nothing else extends it.
+    federated: bool,
     /// Dynamic filters pushed in by joins and top-N sorts (see the module
     /// docs); only kept when there is a logical plan to extend.
     dynamic_filters: Vec<Arc<dyn PhysicalExpr>>,
@@ -76,6 +79,7 @@ impl RemoteScanExec {
             schema,
             batch_size,
             logical_plan: None,
+            federated: false,
             dynamic_filters: Vec::new(),
             row_estimate: None,
             sent_sql: Arc::default(),
@@ -88,6 +92,20 @@ impl RemoteScanExec {
     pub fn with_logical_plan(mut self, plan: LogicalPlan) -> Self {
         self.logical_plan = Some(plan);
         self
+    }
+
+    /// Records the federated sub-plan the SQL was rendered from (see
+    /// [`federate`](super::federate)).
+    pub fn with_federated_plan(mut self, plan: LogicalPlan) -> Self {
+        self.logical_plan = Some(plan);
+        self.federated = true;
+        self
+    }
+
+    /// The logical plan of a table's scan the SQL was rendered from, for
+    /// rules that extend it (not a federated sub-plan's).
+    pub fn scan_plan(&self) -> Option<&LogicalPlan> {
+        self.logical_plan.as_ref().filter(|_| !self.federated)
     }
 
     /// About how many rows the query returns.
@@ -106,13 +124,9 @@ impl RemoteScanExec {
             self.batch_size,
         );
         scan.logical_plan = self.logical_plan.clone();
+        scan.federated = self.federated;
         scan.row_estimate = self.row_estimate;
         scan
-    }
-
-    /// The logical plan the SQL was rendered from.
-    pub fn logical_plan(&self) -> Option<&LogicalPlan> {
-        self.logical_plan.as_ref()
     }
 
     /// The database scanned.
@@ -128,6 +142,36 @@ impl RemoteScanExec {
     /// The SQL this scan sends.
     pub fn sql(&self) -> &RemoteSql {
         &self.sql
+    }
+}
+
+/// `plan` with `filter` (over its output columns) applied to its result: a
+/// scan's own WHERE, or an outer WHERE over a federated query as a derived
+/// table (never inside it, where it would run before its LIMIT).
+fn filtered(
+    plan: LogicalPlan,
+    filter: datafusion::logical_expr::Expr,
+    federated: bool,
+) -> Result<LogicalPlan> {
+    match plan {
+        scan if !federated => LogicalPlanBuilder::from(scan).filter(filter)?.build(),
+        other => {
+            let columns: Vec<datafusion::logical_expr::Expr> = other
+                .schema()
+                .fields()
+                .iter()
+                .map(|f| {
+                    datafusion::logical_expr::col(datafusion::common::Column::new_unqualified(
+                        f.name(),
+                    ))
+                })
+                .collect();
+            LogicalPlanBuilder::from(other)
+                .alias("moltres_filtered")?
+                .filter(filter)?
+                .project(columns)?
+                .build()
+        }
     }
 }
 
@@ -203,7 +247,13 @@ impl ExecutionPlan for RemoteScanExec {
             .map(|f| f.filter)
             .filter(super::runtime_filter::is_dynamic)
             .collect();
-        if dynamic.is_empty() || self.logical_plan.is_none() {
+        // A federated top-N returns its few rows as they are.
+        let limited = self.federated
+            && matches!(
+                self.logical_plan,
+                Some(LogicalPlan::Sort(_) | LogicalPlan::Limit(_))
+            );
+        if dynamic.is_empty() || self.logical_plan.is_none() || limited {
             return Ok(FilterPushdownPropagation {
                 filters,
                 updated_node: None,
@@ -242,21 +292,22 @@ impl ExecutionPlan for RemoteScanExec {
                     let database = Arc::clone(&self.database);
                     let schema = Arc::clone(&self.schema);
                     let plan = plan.clone();
+                    let federated = self.federated;
                     let filters = self.dynamic_filters.clone();
                     let static_sql = self.sql.clone();
                     let sent = Arc::clone(&self.sent_sql);
                     let batch_size = self.batch_size;
                     let rows = self.row_estimate;
                     let lazy = futures::stream::once(async move {
+                        let remote = plan.schema().as_arrow().clone();
                         let sql = match super::runtime_filter::remote_filter(
                             &filters,
                             &schema,
+                            &remote,
                             database.pushdown(),
                             rows,
                         ) {
-                            Some(filter) => LogicalPlanBuilder::from(plan)
-                                .filter(filter)
-                                .and_then(|b| b.build())
+                            Some(filter) => filtered(plan, filter, federated)
                                 .and_then(|p| RemoteSql::from_plan(&p, database.dialect()))
                                 .unwrap_or(static_sql),
                             None => static_sql,

@@ -18,16 +18,19 @@
 //!
 //! * scans of tables whose pushed filters are all Exact (columns read as
 //!   text are not federated);
-//! * projections of columns, literals and Exact predicates; filters with an
-//!   Exact predicate; aliases;
+//! * projections of columns, literals, Exact predicates and values the
+//!   database [`computes_exactly`](super::PushdownPolicy::computes_exactly);
+//!   filters with an Exact predicate; aliases;
 //! * inner, left, right and full joins on keys the database
 //!   [`equals_exactly`](super::PushdownPolicy::equals_exactly), with an Exact
 //!   extra condition;
 //! * aggregates grouped by such keys with `count`, `count(DISTINCT key)`,
 //!   `min`/`max` of columns the database
 //!   [`sorts_exactly`](super::PushdownPolicy::sorts_exactly), `sum` of
-//!   decimals and of 16/32-bit integers (64-bit sums wrap around in
-//!   DataFusion and raise an error in databases, so they stay local);
+//!   decimal values the database computes exactly and of 16/32-bit
+//!   integers (64-bit sums wrap around in DataFusion and raise an error in
+//!   databases, so they stay local), and `avg` of decimals as a `sum` and a
+//!   `count` finished locally (see [`average`](super::average));
 //! * `DISTINCT` over such keys;
 //! * `ORDER BY ... LIMIT n` (top-N) and `LIMIT`, only at the top of a
 //!   federated part; the sort is repeated locally over the `n` rows.
@@ -53,6 +56,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
+use super::average::{finish_averages, split_decimal_averages};
 use super::pushdown::{Capability, PushdownPolicy, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RemoteTable};
 
@@ -116,6 +120,12 @@ fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
         // The whole sub-plan may still join its parent's remote query.
         return Ok((plan, own));
     }
+    if let LogicalPlan::Aggregate(aggregate) = &plan
+        && let [(input, _)] = judged.as_slice()
+        && let Some(split) = federate_averages(aggregate, input.clone(), &verdicts)?
+    {
+        return Ok((split, Verdict::Local));
+    }
     // `plan` runs locally: each remote child becomes a query of its own.
     let any_remote = judged
         .iter()
@@ -135,6 +145,24 @@ fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
         .collect::<Result<Vec<_>>>()?;
     let expressions = plan.expressions();
     Ok((plan.with_new_exprs(expressions, inputs)?, Verdict::Local))
+}
+
+/// `aggregate` (over `input`, its rewritten input) as a remote query of
+/// sums and counts with its decimal averages finished locally (see
+/// [`average`](super::average)), when that makes it federable.
+fn federate_averages(
+    aggregate: &datafusion::logical_expr::Aggregate,
+    input: LogicalPlan,
+    verdicts: &[&Verdict],
+) -> Result<Option<LogicalPlan>> {
+    let Some((split, outputs)) = split_decimal_averages(aggregate, input)? else {
+        return Ok(None);
+    };
+    let verdict = judge(&split, verdicts)?;
+    if !matches!(verdict, Verdict::Remote { .. }) {
+        return Ok(None);
+    }
+    finish_averages(wrap(split, verdict)?, outputs, &aggregate.schema)
 }
 
 /// `plan` as a remote query when the verdict says so.
@@ -353,7 +381,8 @@ impl<'a> Judge<'a> {
     }
 
     /// A value the database computes exactly: a column, a plain literal, a
-    /// widening integer cast, or an Exact predicate.
+    /// widening integer cast, an Exact predicate, or what the policy
+    /// [computes exactly](PushdownPolicy::computes_exactly).
     fn value(&self, expr: &Expr) -> bool {
         match expr {
             Expr::Alias(alias) => self.value(&alias.expr),
@@ -362,9 +391,26 @@ impl<'a> Judge<'a> {
                 let data_type = value.data_type();
                 data_type.is_integer() || data_type == DataType::Boolean || value.is_null()
             }
-            Expr::Cast(cast) => self.widening_integer_cast(&cast.expr, cast.field.data_type()),
-            other => self.predicate(other),
+            Expr::Cast(cast) => {
+                self.widening_integer_cast(&cast.expr, cast.field.data_type())
+                    || self.computed(expr)
+            }
+            other => self.predicate(other) || self.computed(other),
         }
+    }
+
+    fn computed(&self, expr: &Expr) -> bool {
+        self.positional(expr)
+            .is_some_and(|e| self.policy.computes_exactly(&e, &self.positional))
+    }
+
+    /// A decimal column, or a decimal value the policy computes exactly.
+    fn decimal_value(&self, expr: &Expr) -> bool {
+        let decimal = matches!(
+            datafusion::logical_expr::ExprSchemable::get_type(expr, self.input),
+            Ok(DataType::Decimal128(..) | DataType::Decimal256(..))
+        );
+        decimal && (self.field(expr).is_some() || self.computed(expr))
     }
 
     fn widening_integer_cast(&self, inner: &Expr, to: &DataType) -> bool {
@@ -432,18 +478,14 @@ impl<'a> Judge<'a> {
                 .field(arg)
                 .is_some_and(|f| self.policy.orders_values_exactly(f)),
             "sum" if !params.distinct => match arg {
+                _ if self.decimal_value(arg) => true,
                 Expr::Cast(cast) => {
                     self.widening_integer_cast(&cast.expr, cast.field.data_type())
                         && self
                             .field(&cast.expr)
                             .is_some_and(|f| f.data_type() != &DataType::Int64)
                 }
-                _ => self.field(arg).is_some_and(|f| {
-                    matches!(
-                        f.data_type(),
-                        DataType::Decimal128(..) | DataType::Decimal256(..)
-                    )
-                }),
+                _ => false,
             },
             _ => false,
         }
@@ -827,11 +869,12 @@ async fn remote_scan(
     let source = database.source_name();
     let mut casts = HashMap::new();
     for _ in 0..2 {
-        let sql = match node
-            .remote_plan(&casts)
-            .and_then(|plan| RemoteSql::from_plan(&plan, database.dialect()))
-        {
-            Ok(sql) => sql,
+        let rendered = node.remote_plan(&casts).and_then(|plan| {
+            let sql = RemoteSql::from_plan(&plan, database.dialect())?;
+            Ok((plan, sql))
+        });
+        let (plan, sql) = match rendered {
+            Ok(rendered) => rendered,
             Err(error) => {
                 tracing::debug!(source, %error, "sub-plan not expressible remotely; runs locally");
                 return None;
@@ -852,12 +895,11 @@ async fn remote_scan(
             .filter(|&i| !database.reads_as(described.field(i), expected.field(i).data_type()))
             .collect();
         if mismatched.is_empty() {
-            return Some(RemoteScanExec::new(
-                Arc::clone(database),
-                sql,
-                Arc::clone(expected),
-                batch_size,
-            ));
+            let scan =
+                RemoteScanExec::new(Arc::clone(database), sql, Arc::clone(expected), batch_size);
+            // Run-time filters apply to the query's result (see
+            // `exec::filtered`).
+            return Some(scan.with_federated_plan(plan));
         }
         for i in mismatched {
             casts.insert(i, expected.field(i).data_type().clone());

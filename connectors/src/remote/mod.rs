@@ -14,6 +14,7 @@
 //!   DataFusion's `Unparser` with the source's dialect, never by pasting
 //!   strings together.
 
+mod average;
 mod catalog;
 mod dml;
 mod error;

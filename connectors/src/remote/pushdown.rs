@@ -52,6 +52,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
         Capability::Unsupported
     }
 
+    /// Whether the database computes the value of `expr` (a result column,
+    /// an aggregate's argument) exactly as DataFusion does. False unless
+    /// known.
+    fn computes_exactly(&self, _expr: &Expr, _schema: &Schema) -> bool {
+        false
+    }
+
     /// Whether the database orders values of this column (with explicit
     /// NULLS FIRST/LAST) exactly as DataFusion does, so ORDER BY + LIMIT can
     /// be pushed. False unless known.

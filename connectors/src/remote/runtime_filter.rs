@@ -34,28 +34,34 @@ pub fn is_dynamic(expr: &Arc<dyn PhysicalExpr>) -> bool {
         .unwrap_or(false)
 }
 
-/// The predicate to add to a remote scan with output `schema` for the
-/// current values of `filters`, or `None` when nothing useful is exact.
+/// The predicate to add to a remote scan with output `scan` (named
+/// `remote` in the remote query, column by column) for the current values
+/// of `filters`, or `None` when nothing useful is exact.
 /// `rows` is the scan's row estimate: a key list longer than a twentieth of it
 /// is left out (the database would parse and test a long list to remove
 /// few rows; the bounds beside it stay).
 pub fn remote_filter(
     filters: &[Arc<dyn PhysicalExpr>],
-    schema: &Schema,
+    scan: &Schema,
+    remote: &Schema,
     policy: &dyn PushdownPolicy,
     rows: Option<usize>,
 ) -> Option<Expr> {
+    if scan.fields().len() != remote.fields().len() {
+        return None;
+    }
+    let target = Target { scan, remote };
     let max_keys = rows.map_or(MAX_IN_LIST, |rows| (rows / 20).clamp(1000, MAX_IN_LIST));
     let mut exact = Vec::new();
     for filter in filters {
         let Some(current) = snapshot(filter) else {
             continue;
         };
-        let Some(implied) = implied(&current, schema, max_keys) else {
+        let Some(implied) = implied(&current, &target, max_keys) else {
             continue;
         };
         for conjunct in split_conjunction(&implied) {
-            if classify(policy, conjunct, schema) == Capability::Exact {
+            if classify(policy, conjunct, remote) == Capability::Exact {
                 exact.push(conjunct.clone());
             }
         }
@@ -76,20 +82,20 @@ fn snapshot(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
 
 /// A logical predicate true for every row `expr` is true for; `None` for
 /// "no restriction".
-fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Option<Expr> {
+fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target, max_keys: usize) -> Option<Expr> {
     if let Some(binary) = expr.downcast_ref::<PhysicalBinary>() {
         let op = *binary.op();
         return match op {
             Operator::And => match (
-                implied(binary.left(), schema, max_keys),
-                implied(binary.right(), schema, max_keys),
+                implied(binary.left(), target, max_keys),
+                implied(binary.right(), target, max_keys),
             ) {
                 (Some(l), Some(r)) => Some(l.and(r)),
                 (l, r) => l.or(r),
             },
-            Operator::Or => Some(implied(binary.left(), schema, max_keys)?.or(implied(
+            Operator::Or => Some(implied(binary.left(), target, max_keys)?.or(implied(
                 binary.right(),
-                schema,
+                target,
                 max_keys,
             )?)),
             Operator::Eq
@@ -99,9 +105,9 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Op
             | Operator::Gt
             | Operator::GtEq => {
                 let (column, value, op) = match (
-                    column(binary.left(), schema),
+                    column(binary.left(), target),
                     literal(binary.right()),
-                    column(binary.right(), schema),
+                    column(binary.right(), target),
                     literal(binary.left()),
                 ) {
                     (Some(c), Some(v), _, _) => (c, v, op),
@@ -121,7 +127,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Op
         if list.negated() {
             return None;
         }
-        let column = column(list.expr(), schema)?;
+        let column = column(list.expr(), target)?;
         // The build side's keys, once each and in order (a join's build
         // side repeats them). A NULL key matches nothing: it is left out.
         let mut values = Vec::with_capacity(list.list().len());
@@ -149,7 +155,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Op
         return Some(column.in_list(values, false));
     }
     if let Some(is_null) = expr.downcast_ref::<IsNullExpr>() {
-        return Some(column(is_null.arg(), schema)?.is_null());
+        return Some(column(is_null.arg(), target)?.is_null());
     }
     if let Some(case) = expr.downcast_ref::<CaseExpr>() {
         // CASE partition(key) WHEN i THEN filter_i ... ELSE e END: a row
@@ -164,7 +170,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, schema: &Schema, max_keys: usize) -> Op
             if is_false(branch) {
                 continue;
             }
-            let branch = implied(branch, schema, max_keys)?;
+            let branch = implied(branch, target, max_keys)?;
             any = Some(match any {
                 Some(a) => a.or(branch),
                 None => branch,
@@ -211,12 +217,20 @@ fn is_false(expr: &Arc<dyn PhysicalExpr>) -> bool {
         .is_some_and(|l| l.value() == &ScalarValue::Boolean(Some(false)))
 }
 
-/// A column of the scan's output, by name.
-fn column(expr: &Arc<dyn PhysicalExpr>, schema: &Schema) -> Option<Expr> {
+/// The scan a filter is for: its output as DataFusion sees it (the
+/// filters' columns) and as the remote query names it.
+struct Target<'a> {
+    scan: &'a Schema,
+    remote: &'a Schema,
+}
+
+/// A column of the scan's output, named as in the remote query.
+fn column(expr: &Arc<dyn PhysicalExpr>, target: &Target) -> Option<Expr> {
     let column = expr.downcast_ref::<PhysicalColumn>()?;
-    let field = schema.fields().get(column.index())?;
+    let field = target.scan.fields().get(column.index())?;
+    let remote = target.remote.fields().get(column.index())?;
     (field.name() == column.name())
-        .then(|| Expr::Column(datafusion::common::Column::from_name(column.name())))
+        .then(|| Expr::Column(datafusion::common::Column::from_name(remote.name())))
 }
 
 fn literal(expr: &Arc<dyn PhysicalExpr>) -> Option<ScalarValue> {
@@ -264,7 +278,8 @@ mod tests {
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(expr).unwrap();
         assert!(is_dynamic(&dynamic));
-        remote_filter(&[dynamic], &schema(), &PostgresPushdown, None).map(|e| e.to_string())
+        remote_filter(&[dynamic], &schema(), &schema(), &PostgresPushdown, None)
+            .map(|e| e.to_string())
     }
 
     #[test]
@@ -342,7 +357,7 @@ mod tests {
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(in_list(&keys)).unwrap();
         let filters = [dynamic];
-        let with = |rows| remote_filter(&filters, &schema(), &PostgresPushdown, rows);
+        let with = |rows| remote_filter(&filters, &schema(), &schema(), &PostgresPushdown, rows);
         assert!(with(Some(1_000_000)).is_some());
         assert!(with(Some(30_000)).is_none());
     }

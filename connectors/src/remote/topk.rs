@@ -128,7 +128,7 @@ fn top_k_scan(
     ordering: &[(String, bool, bool)],
     fetch: usize,
 ) -> Result<Option<Arc<dyn ExecutionPlan>>> {
-    let Some(logical) = scan.logical_plan() else {
+    let Some(logical) = scan.scan_plan() else {
         return Ok(None);
     };
     if has_limit(logical) {
