@@ -1378,6 +1378,15 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
         explained.contains("Rows=Inexact(20001)"),
         "the table's estimate in the plan:\n{explained}"
     );
+    // A federated query's estimate follows from its tables': half the rows
+    // for a grouping, a fifth for a filter.
+    let explained = f
+        .explain("SELECT k FROM pg.$S.big GROUP BY k HAVING count(*) > 1")
+        .await;
+    assert!(
+        explained.contains("GROUP BY") && explained.contains("Rows=Inexact(2000)"),
+        "the federated query's estimate in the plan:\n{explained}"
+    );
     f.rows("SET datafusion.explain.show_statistics = false")
         .await;
 

@@ -103,6 +103,11 @@ impl RemoteTable {
         }
     }
 
+    /// The database's estimate of the table's rows, if it has one.
+    pub fn row_estimate(&self) -> Option<u64> {
+        self.rows
+    }
+
     /// The database's estimate of the table's rows (see
     /// [`RemoteDatabase::row_estimate`]).
     pub fn with_row_estimate(mut self, rows: Option<u64>) -> Self {
