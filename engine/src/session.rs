@@ -23,7 +23,8 @@ use moltres_connectors::files::{
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{
-    FederatingQueryPlanner, PushSemiJoinDown, RemoteSources, RemoteTopK, WriteMode,
+    FederatingQueryPlanner, JoinSmallTablesFirst, PushSemiJoinDown, RemoteSources, RemoteTopK,
+    WriteMode,
 };
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
@@ -270,6 +271,7 @@ impl Moltres {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_optimizer_rule(Arc::new(PushSemiJoinDown))
+            .with_optimizer_rule(Arc::new(JoinSmallTablesFirst))
             .with_physical_optimizer_rule(Arc::new(RemoteTopK))
             .with_query_planner(Arc::new(ObservingQueryPlanner {
                 inner: Arc::new(FederatingQueryPlanner),

@@ -863,7 +863,7 @@ impl ExtensionPlanner for RemoteQueryPlanner {
 /// 57 orders of `IN (SELECT .. GROUP BY .. HAVING ..)` are built on, not
 /// the 1.5 M orders probed with them). A filter keeps a fifth (as
 /// DataFusion assumes), a grouping half, an inner join its larger side.
-fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
+pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
     let input = |i: usize| plan.inputs().get(i).and_then(|p| row_estimate(p));
     let limited = |rows: Option<usize>, fetch: Option<usize>| match (rows, fetch) {
         (Some(rows), Some(fetch)) => Some(rows.min(fetch)),

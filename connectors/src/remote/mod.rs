@@ -20,6 +20,7 @@ mod dml;
 mod error;
 mod exec;
 mod federation;
+mod join_order;
 mod passthrough;
 pub mod pushdown;
 mod runtime_filter;
@@ -71,6 +72,7 @@ impl<'a> WriteMode<'a> {
         matches!(self, WriteMode::Overwrite)
     }
 }
+pub use join_order::JoinSmallTablesFirst;
 pub use semi_join::PushSemiJoinDown;
 pub use sql::RemoteSql;
 pub use stream::{
