@@ -989,6 +989,41 @@ async fn federated_sub_plans_match_local() {
              FROM {c} c JOIN {o} o ON c.id = o.cid",
             Some("JOIN"),
         ),
+        // Semi and anti joins: [NOT] EXISTS in the left side's WHERE, its
+        // own filters beside it, the right side's inside.
+        (
+            "SELECT c.id FROM {c} c WHERE EXISTS (SELECT 1 FROM {o} o WHERE o.cid = c.id AND o.qty > 2)",
+            Some("EXISTS"),
+        ),
+        (
+            "SELECT c.id FROM {c} c WHERE NOT EXISTS (SELECT 1 FROM {o} o WHERE o.cid = c.id)",
+            Some("NOT EXISTS"),
+        ),
+        (
+            "SELECT id FROM {c} WHERE region = 'north' AND id IN (SELECT cid FROM {o} WHERE ok)",
+            Some("EXISTS"),
+        ),
+        (
+            "SELECT region, count(*) FROM {c} c WHERE born > DATE '1999-06-01' \
+             AND EXISTS (SELECT 1 FROM {o} o WHERE o.cid = c.id AND o.qty > c.id) GROUP BY region",
+            Some("EXISTS"),
+        ),
+        (
+            "SELECT c.id FROM {c} c WHERE c.id < 6 AND NOT EXISTS \
+             (SELECT 1 FROM {o} o WHERE o.cid = c.id AND o.tag = c.name AND o.qty < 100)",
+            Some("NOT EXISTS"),
+        ),
+        // NOT IN is NULL-aware (a NULL in the list empties the result).
+        (
+            "SELECT id FROM {c} WHERE id NOT IN (SELECT cid FROM {o})",
+            None,
+        ),
+        // A semi join below an outer join stays apart from it.
+        (
+            "SELECT c.id, s.id FROM {c} c LEFT JOIN (SELECT id, cid FROM {o} o2 WHERE EXISTS \
+             (SELECT 1 FROM {o} o3 WHERE o3.cid = o2.cid AND o3.id <> o2.id)) s ON s.cid = c.id",
+            None,
+        ),
         ("SELECT ok, count(*) FROM {o} GROUP BY ok", Some("GROUP BY")),
         (
             "SELECT cid, count(*) FROM {o} GROUP BY cid HAVING count(*) > 1",

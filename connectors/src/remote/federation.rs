@@ -23,7 +23,9 @@
 //!   filters with an Exact predicate; aliases;
 //! * inner, left, right and full joins on keys the database
 //!   [`equals_exactly`](super::PushdownPolicy::equals_exactly), with an Exact
-//!   extra condition;
+//!   extra condition; semi and anti joins (`EXISTS`, `NOT EXISTS`, `IN
+//!   (SELECT ...)`; not the NULL-aware `NOT IN`) of plain scans the same
+//!   way, as `WHERE [NOT] EXISTS (...)`, never below an outer join;
 //! * aggregates grouped by such keys with `count`, `count(DISTINCT key)`,
 //!   `min`/`max` of columns the database
 //!   [`sorts_exactly`](super::PushdownPolicy::sorts_exactly), `sum` of
@@ -246,11 +248,26 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
             .then(|| remote(false, false)),
         LogicalPlan::SubqueryAlias(_) => Some(remote(false, false)),
         LogicalPlan::Join(join) => {
-            let schema = Judge::new(policy, &join.schema);
-            let kind = matches!(
-                join.join_type,
-                JoinType::Inner | JoinType::Left | JoinType::Right | JoinType::Full
-            );
+            // Semi and anti joins read the right side's keys too.
+            let both = join.left.schema().join(join.right.schema());
+            let schema = match &both {
+                Ok(both) if is_semi(join.join_type) => Judge::new(policy, both),
+                _ => Judge::new(policy, &join.schema),
+            };
+            let kind = match join.join_type {
+                JoinType::Inner => true,
+                // A WHERE over an outer join's result would drop the rows
+                // whose `EXISTS` (from a semi join below) it turns false.
+                JoinType::Left | JoinType::Right | JoinType::Full => {
+                    !has_semi_join(&join.left)? && !has_semi_join(&join.right)?
+                }
+                // `SELECT ... FROM left WHERE [NOT] EXISTS (SELECT 1 FROM
+                // right WHERE ...)`: only over plain scans.
+                JoinType::LeftSemi | JoinType::LeftAnti => {
+                    both.is_ok() && semi_input(&join.left)? && semi_input(&join.right)?
+                }
+                _ => false,
+            };
             let keys = !join.on.is_empty()
                 && join.on.iter().all(|(l, r)| schema.equal_keys(l, r))
                 && join.null_equality == datafusion::common::NullEquality::NullEqualsNothing
@@ -285,6 +302,35 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
         _ => None,
     };
     Ok(verdict.unwrap_or(Verdict::Local))
+}
+
+fn is_semi(join_type: JoinType) -> bool {
+    matches!(join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+}
+
+fn has_semi_join(plan: &LogicalPlan) -> Result<bool> {
+    plan.exists(|p| Ok(matches!(p, LogicalPlan::Join(j) if is_semi(j.join_type))))
+}
+
+/// An input of a semi join that renders correctly: a scan under aliases (a
+/// left one's filters are lifted above the join, a right one's kept in a
+/// derived table, see [`lift_semi_join_filters`]), or aliases and
+/// projections of columns over a scan without filters.
+fn semi_input(plan: &LogicalPlan) -> Result<bool> {
+    let plain = |plan: &LogicalPlan| -> Result<bool> {
+        let shapes = !plan.exists(|p| {
+            Ok(match p {
+                LogicalPlan::TableScan(scan) => !scan.filters.is_empty(),
+                LogicalPlan::SubqueryAlias(_) => false,
+                LogicalPlan::Projection(projection) => {
+                    !projection.expr.iter().all(|e| matches!(e, Expr::Column(_)))
+                }
+                _ => true,
+            })
+        })?;
+        Ok(shapes)
+    };
+    Ok(aliased_scan(plan).is_some() || plain(plan)?)
 }
 
 fn judge_scan(scan: &TableScan) -> Verdict {
@@ -550,7 +596,10 @@ impl RemoteQueryNode {
                 Ok(Transformed::yes(node.data.recompute_schema()?))
             })?
             .data;
-        select_outputs(filters_below_projections(plan)?, casts)
+        select_outputs(
+            merge_column_projections(filters_below_projections(plan)?)?,
+            casts,
+        )
     }
 }
 
@@ -569,27 +618,14 @@ fn isolate_outer_join_inputs(plan: LogicalPlan) -> Result<LogicalPlan> {
             if join.join_type == JoinType::Inner {
                 return Ok(Transformed::no(node));
             }
+            if is_semi(join.join_type) {
+                return lift_semi_join_filters(join);
+            }
             let inputs = [join.left.as_ref(), join.right.as_ref()];
             let mut changed = false;
             let mut isolated = Vec::with_capacity(2);
             for input in inputs {
-                let new = match input {
-                    LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
-                        Some(filtered_scan(scan)?)
-                    }
-                    LogicalPlan::SubqueryAlias(alias) => match alias.input.as_ref() {
-                        LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => {
-                            Some(LogicalPlan::SubqueryAlias(
-                                datafusion::logical_expr::SubqueryAlias::try_new(
-                                    Arc::new(filtered_scan(scan)?),
-                                    alias.alias.clone(),
-                                )?,
-                            ))
-                        }
-                        _ => None,
-                    },
-                    _ => None,
-                };
+                let new = isolated_scan(input)?;
                 changed |= new.is_some();
                 isolated.push(new.unwrap_or_else(|| input.clone()));
             }
@@ -602,6 +638,135 @@ fn isolate_outer_join_inputs(plan: LogicalPlan) -> Result<LogicalPlan> {
             ))
         })?
         .data)
+}
+
+/// A filtered scan under aliases (`SubqueryAlias*(TableScan)`) as a
+/// derived table with the same aliases; `None` for anything else.
+fn isolated_scan(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    Ok(match plan {
+        LogicalPlan::TableScan(scan) if !scan.filters.is_empty() => Some(filtered_scan(scan)?),
+        LogicalPlan::SubqueryAlias(alias) => match isolated_scan(&alias.input)? {
+            Some(inner) => Some(LogicalPlan::SubqueryAlias(
+                datafusion::logical_expr::SubqueryAlias::try_new(
+                    Arc::new(inner),
+                    alias.alias.clone(),
+                )?,
+            )),
+            None => None,
+        },
+        _ => None,
+    })
+}
+
+/// `SubqueryAlias(a, SubqueryAlias(b, x))` as `SubqueryAlias(a, x)`.
+fn outermost_alias_only(plan: LogicalPlan) -> Result<LogicalPlan> {
+    match plan {
+        LogicalPlan::SubqueryAlias(outer) => {
+            let mut input = Arc::clone(&outer.input);
+            while let LogicalPlan::SubqueryAlias(inner) = input.as_ref() {
+                input = Arc::clone(&inner.input);
+            }
+            Ok(LogicalPlan::SubqueryAlias(
+                datafusion::logical_expr::SubqueryAlias::try_new(input, outer.alias.clone())?,
+            ))
+        }
+        other => Ok(other),
+    }
+}
+
+/// The scan under `plan`'s aliases, and the outermost alias.
+fn aliased_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&TableReference>)> {
+    match plan {
+        LogicalPlan::TableScan(scan) => Some((scan, None)),
+        LogicalPlan::SubqueryAlias(alias) => {
+            aliased_scan(&alias.input).map(|(scan, _)| (scan, Some(&alias.alias)))
+        }
+        _ => None,
+    }
+}
+
+/// A semi join rendered correctly: its left scan's filters above the join
+/// (the same rows: they read the left side's columns only) and its right
+/// scan isolated as a derived table. The unparser renders a semi join as
+/// `[NOT] EXISTS` in the left side's SELECT and would drop the left scan's
+/// filters; over the join they become that SELECT's WHERE.
+fn lift_semi_join_filters(
+    join: &datafusion::logical_expr::Join,
+) -> Result<Transformed<LogicalPlan>> {
+    // Only the outermost of nested aliases names anything above them (the
+    // unparser would keep the innermost).
+    let flat = outermost_alias_only(join.right.as_ref().clone())?;
+    let right = Arc::new(isolated_scan(&flat)?.unwrap_or(flat));
+    let left = aliased_scan(&join.left).filter(|(scan, _)| !scan.filters.is_empty());
+    let Some((scan, alias)) = left else {
+        return Ok(Transformed::yes(LogicalPlan::Join(
+            datafusion::logical_expr::Join::try_new(
+                Arc::clone(&join.left),
+                right,
+                join.on.clone(),
+                join.filter.clone(),
+                join.join_type,
+                join.join_constraint,
+                join.null_equality,
+                join.null_aware,
+            )?,
+        )));
+    };
+    let table_schema = scan.source.schema();
+    let mut indices: Vec<usize> = match &scan.projection {
+        Some(p) => p.clone(),
+        None => (0..table_schema.fields().len()).collect(),
+    };
+    for filter in &scan.filters {
+        for column in filter.column_refs() {
+            let i = table_schema.index_of(&column.name)?;
+            if !indices.contains(&i) {
+                indices.push(i);
+            }
+        }
+    }
+    let mut bare = LogicalPlan::TableScan(
+        TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
+            .with_projection(Some(indices))
+            .with_fetch(scan.fetch)
+            .build()?,
+    );
+    // The filters, over the aliases, name the columns by the alias.
+    let mut predicate = match datafusion::logical_expr::utils::conjunction(scan.filters.clone()) {
+        Some(p) => p,
+        None => return Ok(Transformed::no(LogicalPlan::Join(join.clone()))),
+    };
+    if let Some(alias) = alias {
+        bare = LogicalPlan::SubqueryAlias(datafusion::logical_expr::SubqueryAlias::try_new(
+            Arc::new(bare),
+            alias.clone(),
+        )?);
+        let renamed = HashMap::from([(scan.table_name.clone(), alias.clone())]);
+        predicate = requalify(predicate, &renamed)?;
+    }
+    let semi = datafusion::logical_expr::Join::try_new(
+        Arc::new(bare),
+        right,
+        join.on.clone(),
+        join.filter.clone(),
+        join.join_type,
+        join.join_constraint,
+        join.null_equality,
+        join.null_aware,
+    )?;
+    let filtered = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+        predicate,
+        Arc::new(LogicalPlan::Join(semi)),
+    )?);
+    let columns = join
+        .schema
+        .columns()
+        .into_iter()
+        .map(Expr::Column)
+        .collect();
+    Ok(Transformed::yes(LogicalPlan::Projection(
+        Projection::try_new(columns, Arc::new(filtered))?,
+    )))
 }
 
 /// `scan` as a projection of a filter of a scan without filters: the
@@ -668,6 +833,29 @@ fn filters_below_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
             )?);
             Ok(Transformed::yes(LogicalPlan::Projection(
                 Projection::try_new(projection.expr.clone(), Arc::new(below))?,
+            )))
+        })?
+        .data)
+}
+
+/// `Projection(Projection(x))` with an inner projection of plain columns
+/// becomes `Projection(x)`: the outer one reads the same columns of `x`
+/// (the unparser renders the inner one as a derived table whose columns
+/// the outer one could not name).
+fn merge_column_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_up(|node| {
+            let LogicalPlan::Projection(outer) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            let LogicalPlan::Projection(inner) = outer.input.as_ref() else {
+                return Ok(Transformed::no(node));
+            };
+            if !inner.expr.iter().all(|e| matches!(e, Expr::Column(_))) {
+                return Ok(Transformed::no(node));
+            }
+            Ok(Transformed::yes(LogicalPlan::Projection(
+                Projection::try_new(outer.expr.clone(), Arc::clone(&inner.input))?,
             )))
         })?
         .data)
