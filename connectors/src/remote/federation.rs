@@ -320,7 +320,7 @@ fn semi_input(plan: &LogicalPlan) -> Result<bool> {
     let plain = |plan: &LogicalPlan| -> Result<bool> {
         let shapes = !plan.exists(|p| {
             Ok(match p {
-                LogicalPlan::TableScan(scan) => !scan.filters.is_empty(),
+                LogicalPlan::TableScan(scan) => !scan.filters.is_empty() || scan.fetch.is_some(),
                 LogicalPlan::SubqueryAlias(_) => false,
                 LogicalPlan::Projection(projection) => {
                     !projection.expr.iter().all(|e| matches!(e, Expr::Column(_)))
@@ -330,7 +330,8 @@ fn semi_input(plan: &LogicalPlan) -> Result<bool> {
         })?;
         Ok(shapes)
     };
-    Ok(aliased_scan(plan).is_some() || plain(plan)?)
+    // A limited scan's filters could not move above the join.
+    Ok(aliased_scan(plan).is_some_and(|(scan, _)| scan.fetch.is_none()) || plain(plan)?)
 }
 
 fn judge_scan(scan: &TableScan) -> Verdict {
@@ -596,10 +597,7 @@ impl RemoteQueryNode {
                 Ok(Transformed::yes(node.data.recompute_schema()?))
             })?
             .data;
-        select_outputs(
-            merge_column_projections(filters_below_projections(plan)?)?,
-            casts,
-        )
+        select_outputs(tidy_projections(plan)?, casts)
     }
 }
 
@@ -697,44 +695,26 @@ fn lift_semi_join_filters(
     // unparser would keep the innermost).
     let flat = outermost_alias_only(join.right.as_ref().clone())?;
     let right = Arc::new(isolated_scan(&flat)?.unwrap_or(flat));
+    let over = |left: Arc<LogicalPlan>| -> Result<LogicalPlan> {
+        Ok(LogicalPlan::Join(datafusion::logical_expr::Join::try_new(
+            left,
+            Arc::clone(&right),
+            join.on.clone(),
+            join.filter.clone(),
+            join.join_type,
+            join.join_constraint,
+            join.null_equality,
+            join.null_aware,
+        )?))
+    };
     let left = aliased_scan(&join.left).filter(|(scan, _)| !scan.filters.is_empty());
     let Some((scan, alias)) = left else {
-        return Ok(Transformed::yes(LogicalPlan::Join(
-            datafusion::logical_expr::Join::try_new(
-                Arc::clone(&join.left),
-                right,
-                join.on.clone(),
-                join.filter.clone(),
-                join.join_type,
-                join.join_constraint,
-                join.null_equality,
-                join.null_aware,
-            )?,
-        )));
+        return Ok(Transformed::yes(over(Arc::clone(&join.left))?));
     };
-    let table_schema = scan.source.schema();
-    let mut indices: Vec<usize> = match &scan.projection {
-        Some(p) => p.clone(),
-        None => (0..table_schema.fields().len()).collect(),
-    };
-    for filter in &scan.filters {
-        for column in filter.column_refs() {
-            let i = table_schema.index_of(&column.name)?;
-            if !indices.contains(&i) {
-                indices.push(i);
-            }
-        }
-    }
-    let mut bare = LogicalPlan::TableScan(
-        TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
-            .with_projection(Some(indices))
-            .with_fetch(scan.fetch)
-            .build()?,
-    );
+    let (mut bare, predicate) = unfiltered_scan(scan)?;
     // The filters, over the aliases, name the columns by the alias.
-    let mut predicate = match datafusion::logical_expr::utils::conjunction(scan.filters.clone()) {
-        Some(p) => p,
-        None => return Ok(Transformed::no(LogicalPlan::Join(join.clone()))),
+    let Some(mut predicate) = predicate else {
+        return Ok(Transformed::no(LogicalPlan::Join(join.clone())));
     };
     if let Some(alias) = alias {
         bare = LogicalPlan::SubqueryAlias(datafusion::logical_expr::SubqueryAlias::try_new(
@@ -744,19 +724,9 @@ fn lift_semi_join_filters(
         let renamed = HashMap::from([(scan.table_name.clone(), alias.clone())]);
         predicate = requalify(predicate, &renamed)?;
     }
-    let semi = datafusion::logical_expr::Join::try_new(
-        Arc::new(bare),
-        right,
-        join.on.clone(),
-        join.filter.clone(),
-        join.join_type,
-        join.join_constraint,
-        join.null_equality,
-        join.null_aware,
-    )?;
     let filtered = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
         predicate,
-        Arc::new(LogicalPlan::Join(semi)),
+        Arc::new(over(Arc::new(bare))?),
     )?);
     let columns = join
         .schema
@@ -769,9 +739,9 @@ fn lift_semi_join_filters(
     )))
 }
 
-/// `scan` as a projection of a filter of a scan without filters: the
-/// unparser renders it as a derived table.
-fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
+/// `scan` without its filters and limit, reading the columns its filters
+/// read too, and the filters as one predicate.
+fn unfiltered_scan(scan: &TableScan) -> Result<(LogicalPlan, Option<Expr>)> {
     let table_schema = scan.source.schema();
     let mut indices: Vec<usize> = match &scan.projection {
         Some(p) => p.clone(),
@@ -788,12 +758,22 @@ fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
     let bare = TableScanBuilder::new(scan.table_name.clone(), Arc::clone(&scan.source))
         .with_projection(Some(indices))
         .build()?;
-    let Some(predicate) = datafusion::logical_expr::utils::conjunction(scan.filters.clone()) else {
+    Ok((
+        LogicalPlan::TableScan(bare),
+        datafusion::logical_expr::utils::conjunction(scan.filters.clone()),
+    ))
+}
+
+/// `scan` as a projection of a filter of a scan without filters: the
+/// unparser renders it as a derived table.
+fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
+    let (bare, predicate) = unfiltered_scan(scan)?;
+    let Some(predicate) = predicate else {
         return Ok(LogicalPlan::TableScan(scan.clone()));
     };
     let mut plan = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
         predicate,
-        Arc::new(LogicalPlan::TableScan(bare)),
+        Arc::new(bare),
     )?);
     if let Some(fetch) = scan.fetch {
         plan = datafusion::logical_expr::LogicalPlanBuilder::from(plan)
@@ -812,51 +792,50 @@ fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
     )?))
 }
 
-/// `Filter(Projection(x))` with a projection of plain columns becomes
-/// `Projection(Filter(x))`: the unparser renders a filter over a projection
-/// as a derived table its columns cannot be named through.
-fn filters_below_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+/// The plan with two shapes the unparser renders as derived tables whose
+/// columns cannot be named through taken apart: `Filter(Projection(x))`
+/// becomes `Projection(Filter(x))`, and `Projection(Projection(x))`
+/// becomes `Projection(x)`, when the inner projection is of plain columns
+/// (the outer node reads the same columns of `x`).
+fn tidy_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
+    /// A projection of plain columns.
+    fn columns_only(plan: &LogicalPlan) -> Option<&Projection> {
+        match plan {
+            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
+                Some(p)
+            }
+            _ => None,
+        }
+    }
     Ok(plan
         .transform_up(|node| {
-            let LogicalPlan::Filter(filter) = &node else {
-                return Ok(Transformed::no(node));
+            let tidied = match &node {
+                LogicalPlan::Filter(filter) => match columns_only(&filter.input) {
+                    Some(inner) => {
+                        let below = datafusion::logical_expr::Filter::try_new(
+                            filter.predicate.clone(),
+                            Arc::clone(&inner.input),
+                        )?;
+                        Some(Projection::try_new(
+                            inner.expr.clone(),
+                            Arc::new(LogicalPlan::Filter(below)),
+                        )?)
+                    }
+                    None => None,
+                },
+                LogicalPlan::Projection(outer) => match columns_only(&outer.input) {
+                    Some(inner) => Some(Projection::try_new(
+                        outer.expr.clone(),
+                        Arc::clone(&inner.input),
+                    )?),
+                    None => None,
+                },
+                _ => None,
             };
-            let LogicalPlan::Projection(projection) = filter.input.as_ref() else {
-                return Ok(Transformed::no(node));
-            };
-            if !projection.expr.iter().all(|e| matches!(e, Expr::Column(_))) {
-                return Ok(Transformed::no(node));
-            }
-            let below = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
-                filter.predicate.clone(),
-                Arc::clone(&projection.input),
-            )?);
-            Ok(Transformed::yes(LogicalPlan::Projection(
-                Projection::try_new(projection.expr.clone(), Arc::new(below))?,
-            )))
-        })?
-        .data)
-}
-
-/// `Projection(Projection(x))` with an inner projection of plain columns
-/// becomes `Projection(x)`: the outer one reads the same columns of `x`
-/// (the unparser renders the inner one as a derived table whose columns
-/// the outer one could not name).
-fn merge_column_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
-    Ok(plan
-        .transform_up(|node| {
-            let LogicalPlan::Projection(outer) = &node else {
-                return Ok(Transformed::no(node));
-            };
-            let LogicalPlan::Projection(inner) = outer.input.as_ref() else {
-                return Ok(Transformed::no(node));
-            };
-            if !inner.expr.iter().all(|e| matches!(e, Expr::Column(_))) {
-                return Ok(Transformed::no(node));
-            }
-            Ok(Transformed::yes(LogicalPlan::Projection(
-                Projection::try_new(outer.expr.clone(), Arc::clone(&inner.input))?,
-            )))
+            Ok(match tidied {
+                Some(projection) => Transformed::yes(LogicalPlan::Projection(projection)),
+                None => Transformed::no(node),
+            })
         })?
         .data)
 }
