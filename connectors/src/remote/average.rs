@@ -71,7 +71,7 @@ pub(super) fn split_decimal_averages(
         let name = original.field(aggregate.group_expr.len() + i).name();
         outputs.push(match finish {
             Some((sum_name, count_name, precision, scale)) => {
-                let finish = ScalarUDF::from(AvgFinish::new(precision, scale));
+                let finish = ScalarUDF::from(AvgFinish::new(name, precision, scale));
                 finish
                     .call(vec![
                         Expr::Column(Column::new_unqualified(sum_name)),
@@ -136,15 +136,18 @@ fn decimal_average(
 #[derive(Debug, PartialEq, Eq, Hash)]
 pub struct AvgFinish {
     signature: Signature,
+    /// The average it finishes (`avg(t.x)`), for errors.
+    name: String,
     precision: u8,
     scale: i8,
 }
 
 impl AvgFinish {
-    /// The finish of `avg` over a `Decimal128(precision, scale)`.
-    pub fn new(precision: u8, scale: i8) -> Self {
+    /// The finish of `name`, an `avg` over a `Decimal128(precision, scale)`.
+    pub fn new(name: &str, precision: u8, scale: i8) -> Self {
         Self {
             signature: Signature::any(2, Volatility::Immutable),
+            name: name.to_string(),
             precision,
             scale,
         }
@@ -200,7 +203,7 @@ impl ScalarUDFImpl for AvgFinish {
                 .filter(|v| Decimal128Type::is_valid_decimal_precision(*v, precision));
             match average {
                 Some(v) => averages.append_value(v),
-                None => return exec_err!("Arithmetic Overflow in AvgAccumulator"),
+                None => return exec_err!("{}: Arithmetic Overflow in AvgAccumulator", self.name),
             }
         }
         Ok(ColumnarValue::Array(Arc::new(
@@ -224,7 +227,7 @@ mod tests {
         sums: Vec<Option<i128>>,
         counts: Vec<i64>,
     ) -> Result<Vec<Option<i128>>> {
-        let udf = AvgFinish::new(precision, scale);
+        let udf = AvgFinish::new("avg(t.x)", precision, scale);
         let sums = Decimal128Array::from(sums).with_precision_and_scale(38, scale)?;
         let rows = sums.len();
         let result = udf.invoke_with_args(ScalarFunctionArgs {
@@ -264,5 +267,9 @@ mod tests {
     fn overflow_is_an_error() {
         let err = finish(25, 0, vec![Some(10_i128.pow(36))], vec![1]).unwrap_err();
         assert!(err.to_string().contains("Overflow"), "{err}");
+        assert!(
+            err.to_string().contains("avg(t.x)"),
+            "names the average: {err}"
+        );
     }
 }

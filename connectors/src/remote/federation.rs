@@ -59,6 +59,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use super::average::{finish_averages, split_decimal_averages};
+use super::plans::{is_column_projection, join_like, scan_row_estimate, with_columns_of};
 use super::pushdown::{Capability, PushdownPolicy, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RemoteTable};
 
@@ -322,9 +323,7 @@ fn semi_input(plan: &LogicalPlan) -> Result<bool> {
             Ok(match p {
                 LogicalPlan::TableScan(scan) => !scan.filters.is_empty() || scan.fetch.is_some(),
                 LogicalPlan::SubqueryAlias(_) => false,
-                LogicalPlan::Projection(projection) => {
-                    !projection.expr.iter().all(|e| matches!(e, Expr::Column(_)))
-                }
+                LogicalPlan::Projection(projection) => !is_column_projection(projection),
                 _ => true,
             })
         })?;
@@ -695,17 +694,14 @@ fn lift_semi_join_filters(
     // unparser would keep the innermost).
     let flat = outermost_alias_only(join.right.as_ref().clone())?;
     let right = Arc::new(isolated_scan(&flat)?.unwrap_or(flat));
-    let over = |left: Arc<LogicalPlan>| -> Result<LogicalPlan> {
-        Ok(LogicalPlan::Join(datafusion::logical_expr::Join::try_new(
+    let over = |left: Arc<LogicalPlan>| {
+        join_like(
+            join,
             left,
             Arc::clone(&right),
             join.on.clone(),
             join.filter.clone(),
-            join.join_type,
-            join.join_constraint,
-            join.null_equality,
-            join.null_aware,
-        )?))
+        )
     };
     let left = aliased_scan(&join.left).filter(|(scan, _)| !scan.filters.is_empty());
     let Some((scan, alias)) = left else {
@@ -728,15 +724,7 @@ fn lift_semi_join_filters(
         predicate,
         Arc::new(over(Arc::new(bare))?),
     )?);
-    let columns = join
-        .schema
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
-    Ok(Transformed::yes(LogicalPlan::Projection(
-        Projection::try_new(columns, Arc::new(filtered))?,
-    )))
+    Ok(Transformed::yes(with_columns_of(&join.schema, filtered)?))
 }
 
 /// `scan` without its filters and limit, reading the columns its filters
@@ -780,16 +768,7 @@ fn filtered_scan(scan: &TableScan) -> Result<LogicalPlan> {
             .limit(0, Some(fetch))?
             .build()?;
     }
-    let columns = scan
-        .projected_schema
-        .columns()
-        .into_iter()
-        .map(Expr::Column)
-        .collect();
-    Ok(LogicalPlan::Projection(Projection::try_new(
-        columns,
-        Arc::new(plan),
-    )?))
+    with_columns_of(&scan.projected_schema, plan)
 }
 
 /// The plan with two shapes the unparser renders as derived tables whose
@@ -801,9 +780,7 @@ fn tidy_projections(plan: LogicalPlan) -> Result<LogicalPlan> {
     /// A projection of plain columns.
     fn columns_only(plan: &LogicalPlan) -> Option<&Projection> {
         match plan {
-            LogicalPlan::Projection(p) if p.expr.iter().all(|e| matches!(e, Expr::Column(_))) => {
-                Some(p)
-            }
+            LogicalPlan::Projection(p) if is_column_projection(p) => Some(p),
             _ => None,
         }
     }
@@ -1041,13 +1018,11 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
         LogicalPlan::TableScan(scan) => {
             let provider = remote_table(scan)?;
             let rows = provider.downcast_ref::<RemoteTable>()?.row_estimate()?;
-            let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-            let rows = if scan.filters.is_empty() {
-                rows
-            } else {
-                rows / 5
-            };
-            limited(Some(rows), scan.fetch)
+            Some(scan_row_estimate(
+                rows,
+                !scan.filters.is_empty(),
+                scan.fetch,
+            ))
         }
         LogicalPlan::Filter(_) => input(0).map(|rows| rows / 5),
         LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => input(0),

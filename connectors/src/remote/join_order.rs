@@ -24,11 +24,12 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::Transformed;
 use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan, Projection};
+use datafusion::logical_expr::{Expr, Join, JoinType, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
 use super::federation::row_estimate;
+use super::plans::{is_column_projection, join_like, with_columns_of};
 
 /// Most estimated rows of a table joined first.
 pub const SMALL: usize = 10_000;
@@ -116,39 +117,20 @@ impl OptimizerRule for JoinSmallTablesFirst {
         } else {
             return Ok(Transformed::no(plan));
         };
-        let first = Join::try_new(
-            small,
-            Arc::clone(target),
-            keys,
-            join.filter.clone(),
-            JoinType::Inner,
-            join.join_constraint,
-            join.null_equality,
-            false,
-        )?;
-        let moved = LogicalPlan::Join(Join::try_new(
-            Arc::new(LogicalPlan::Join(first)),
+        // Both joins are plain inner joins (see `plain_inner`).
+        let first = join_like(join, small, Arc::clone(target), keys, join.filter.clone())?;
+        let moved = join_like(
+            other,
+            Arc::new(first),
             Arc::clone(rest),
             inner_keys,
             other.filter.clone(),
-            JoinType::Inner,
-            other.join_constraint,
-            other.null_equality,
-            false,
-        )?);
+        )?;
         // The columns in their order.
-        let columns: Vec<Expr> = join
-            .schema
-            .columns()
-            .into_iter()
-            .map(Expr::Column)
-            .collect();
         if moved.schema().columns() == join.schema.columns() {
             return Ok(Transformed::yes(moved));
         }
-        Ok(Transformed::yes(LogicalPlan::Projection(
-            Projection::try_new(columns, Arc::new(moved))?,
-        )))
+        Ok(Transformed::yes(with_columns_of(&join.schema, moved)?))
     }
 }
 
@@ -157,9 +139,7 @@ impl OptimizerRule for JoinSmallTablesFirst {
 fn join_below(plan: &LogicalPlan) -> Option<&Join> {
     match plan {
         LogicalPlan::Join(join) => Some(join),
-        LogicalPlan::Projection(projection)
-            if projection.expr.iter().all(|e| matches!(e, Expr::Column(_))) =>
-        {
+        LogicalPlan::Projection(projection) if is_column_projection(projection) => {
             join_below(&projection.input)
         }
         _ => None,

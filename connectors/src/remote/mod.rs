@@ -22,6 +22,7 @@ mod exec;
 mod federation;
 mod join_order;
 mod passthrough;
+mod plans;
 pub mod pushdown;
 mod runtime_filter;
 mod semi_join;

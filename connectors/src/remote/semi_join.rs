@@ -22,9 +22,11 @@ use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{Join, JoinType, LogicalPlan};
+use datafusion::logical_expr::{JoinType, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
+
+use super::plans::{is_column_projection, join_like};
 
 /// The rule (see the module docs).
 #[derive(Debug, Default)]
@@ -53,16 +55,13 @@ impl OptimizerRule for PushSemiJoinDown {
         };
         // The same semi join over another input.
         let over = |input: &Arc<LogicalPlan>| -> Result<Arc<LogicalPlan>> {
-            Ok(Arc::new(LogicalPlan::Join(Join::try_new(
+            Ok(Arc::new(join_like(
+                semi,
                 Arc::clone(input),
                 Arc::clone(&semi.right),
                 semi.on.clone(),
                 semi.filter.clone(),
-                semi.join_type,
-                semi.join_constraint,
-                semi.null_equality,
-                semi.null_aware,
-            )?)))
+            )?))
         };
         if !matches!(semi.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
             || !semi
@@ -75,10 +74,7 @@ impl OptimizerRule for PushSemiJoinDown {
         // Through a projection of columns: it renames nothing, so the
         // semi join reads the same columns below it.
         if let LogicalPlan::Projection(projection) = semi.left.as_ref()
-            && projection
-                .expr
-                .iter()
-                .all(|e| matches!(e, datafusion::logical_expr::Expr::Column(_)))
+            && is_column_projection(projection)
         {
             return Ok(Transformed::yes(LogicalPlan::Projection(
                 datafusion::logical_expr::Projection::try_new(
@@ -118,16 +114,12 @@ impl OptimizerRule for PushSemiJoinDown {
         } else {
             return Ok(Transformed::no(plan));
         };
-        let pushed = Join::try_new(
+        Ok(Transformed::yes(join_like(
+            inner,
             left,
             right,
             inner.on.clone(),
             inner.filter.clone(),
-            JoinType::Inner,
-            inner.join_constraint,
-            inner.null_equality,
-            inner.null_aware,
-        )?;
-        Ok(Transformed::yes(LogicalPlan::Join(pushed)))
+        )?))
     }
 }

@@ -304,14 +304,9 @@ impl TableProvider for RemoteTable {
         let plan = self.scan_plan(Some(&fetched), &remote, remote_limit)?;
         let sql = RemoteSql::from_plan(&plan, self.database.dialect())?;
         let fetched_schema = Arc::new(self.schema.project(&fetched)?);
-        // The table's rows, a fifth of them under pushed filters (what
-        // DataFusion assumes of a filter it cannot estimate), at most the
-        // limit.
-        let estimate = self.rows.map(|rows| {
-            let rows = usize::try_from(rows).unwrap_or(usize::MAX);
-            let rows = if remote.is_empty() { rows } else { rows / 5 };
-            remote_limit.map_or(rows, |limit| rows.min(limit))
-        });
+        let estimate = self
+            .rows
+            .map(|rows| super::plans::scan_row_estimate(rows, !remote.is_empty(), remote_limit));
         let scan: Arc<dyn ExecutionPlan> = Arc::new(
             RemoteScanExec::new(
                 Arc::clone(&self.database),
