@@ -1013,6 +1013,20 @@ async fn federated_sub_plans_match_local() {
              (SELECT 1 FROM {o} o WHERE o.cid = c.id AND o.tag = c.name AND o.qty < 100)",
             Some("NOT EXISTS"),
         ),
+        // Both over one scan, with its own filter (TPC-H Q21's shape).
+        (
+            "SELECT c.id FROM {c} c WHERE c.id < 6 \
+             AND EXISTS (SELECT 1 FROM {o} o WHERE o.cid = c.id AND o.qty > 2) \
+             AND NOT EXISTS (SELECT 1 FROM {o} o2 WHERE o2.cid = c.id AND o2.tag <> 'a')",
+            Some("NOT EXISTS"),
+        ),
+        (
+            "SELECT c.region, count(*) FROM {c} c JOIN {o} o1 ON o1.cid = c.id \
+             WHERE o1.ok AND EXISTS (SELECT 1 FROM {o} o2 WHERE o2.cid = o1.cid AND o2.id <> o1.id) \
+             AND NOT EXISTS (SELECT 1 FROM {o} o3 WHERE o3.cid = o1.cid AND o3.id <> o1.id \
+                             AND o3.qty > o1.qty) GROUP BY c.region",
+            Some("NOT EXISTS"),
+        ),
         // NOT IN is NULL-aware (a NULL in the list empties the result).
         (
             "SELECT id FROM {c} WHERE id NOT IN (SELECT cid FROM {o})",
@@ -1497,6 +1511,83 @@ async fn small_filtered_tables_join_first() {
     assert!(
         matches!(scans.as_slice(), [one] if one.contains("JOIN") && one.contains("'d1'")),
         "dim should join big first, in PostgreSQL:\n{plan}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_of_one_database_join_first() {
+    let f = Fixture::new(
+        "CREATE TABLE orders (id int PRIMARY KEY, cust int, day int);
+         INSERT INTO orders SELECT g, g % 50, g % 7 FROM generate_series(1, 2000) g;
+         CREATE TABLE items (order_id int, qty int, price numeric(8,2));
+         INSERT INTO items SELECT g % 2000 + 1, g % 9, (g % 13) * 1.25
+           FROM generate_series(1, 6000) g;
+         INSERT INTO items VALUES (NULL, 5, 1.00);
+         CREATE TABLE shipments (order_id int, weight int);
+         INSERT INTO shipments SELECT g, g % 4 FROM generate_series(1, 2000, 3) g;
+         ANALYZE orders; ANALYZE items; ANALYZE shipments;",
+    )
+    .await;
+    for table in ["orders", "items", "shipments"] {
+        f.copy_locally(table, &format!("local_{table}")).await;
+    }
+    f.rows(
+        "CREATE TABLE custs (id int, segment text) AS VALUES \
+         (1, 'B'), (2, 'A'), (3, 'B'), (7, 'B'), (49, 'A'), (NULL, 'B')",
+    )
+    .await;
+    let local = |sql: &str| {
+        sql.replace("pg.$S.orders", "local_orders")
+            .replace("pg.$S.items", "local_items")
+            .replace("pg.$S.shipments", "local_shipments")
+    };
+    let cases = [
+        // The local table listed first: orders and items are apart.
+        "SELECT o.id, sum(i.qty * i.price), count(*) FROM custs c, pg.$S.orders o, pg.$S.items i \
+         WHERE c.segment = 'B' AND c.id = o.cust AND i.order_id = o.id AND o.day < 5 \
+         GROUP BY o.id ORDER BY o.id",
+        // A condition over all three, and one between the two remote tables
+        // besides their key.
+        "SELECT o.id, i.qty, c.id FROM custs c, pg.$S.orders o, pg.$S.items i \
+         WHERE c.id = o.cust AND i.order_id = o.id AND i.qty > c.id AND i.qty <> o.day \
+         ORDER BY 1, 2, 3",
+        // Three remote tables around the local one.
+        "SELECT o.id, s.weight, sum(i.qty) FROM pg.$S.shipments s, custs c, pg.$S.orders o, pg.$S.items i \
+         WHERE c.id = o.cust AND i.order_id = o.id AND s.order_id = o.id \
+         GROUP BY o.id, s.weight ORDER BY 1, 2",
+        // Subqueries over a remote table, joined in the same query (TPC-H
+        // Q21's shape): EXISTS and NOT EXISTS over `items`.
+        "SELECT c.segment, count(*) FROM custs c, pg.$S.orders o, pg.$S.items i \
+         WHERE c.id = o.cust AND i.order_id = o.id \
+         AND EXISTS (SELECT 1 FROM pg.$S.items i2 WHERE i2.order_id = i.order_id AND i2.qty <> i.qty) \
+         AND NOT EXISTS (SELECT 1 FROM pg.$S.items i3 WHERE i3.order_id = i.order_id AND i3.qty > i.qty) \
+         GROUP BY c.segment ORDER BY 1",
+        // The remote tables only meet through the local one: nothing to group.
+        "SELECT c.id, count(*) FROM pg.$S.orders o, custs c, pg.$S.orders o2 \
+         WHERE o.cust = c.id AND o2.cust = c.id AND o.day = 1 GROUP BY c.id ORDER BY 1",
+    ];
+    for sql in cases {
+        let remote = f.rows(sql).await;
+        assert!(!remote.is_empty(), "{sql}");
+        assert_eq!(remote, f.rows(&local(sql)).await, "{sql}");
+    }
+    // orders and items joined in PostgreSQL, as one query.
+    for sql in &cases[..4] {
+        let plan = f.explain(sql).await;
+        let scans: Vec<&str> = plan
+            .lines()
+            .filter(|l| l.contains("RemoteScanExec"))
+            .collect();
+        assert!(
+            matches!(scans.as_slice(), [one] if one.contains("JOIN")),
+            "orders and items should be joined in PostgreSQL:\n{plan}"
+        );
+    }
+    let plan = f.explain(cases[3]).await;
+    assert!(
+        plan.contains("AND NOT EXISTS"),
+        "the subqueries should run in PostgreSQL:\n{plan}"
     );
     f.finish().await;
 }

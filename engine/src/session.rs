@@ -23,8 +23,8 @@ use moltres_connectors::files::{
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{
-    FederatingQueryPlanner, JoinSmallTablesFirst, PushSemiJoinDown, RemoteSources, RemoteTopK,
-    WriteMode,
+    FederatingQueryPlanner, JoinSameSourceFirst, JoinSmallTablesFirst, PushSemiJoinDown,
+    RemoteSources, RemoteTopK, WriteMode,
 };
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
@@ -264,6 +264,12 @@ impl Moltres {
             max_concurrent_queries: settings.max_concurrent_queries,
             queue_timeout: settings.queue_timeout,
         }));
+        // DataFusion's optimizer and SQL unparser grow the stack on demand
+        // when less than this is left (the `recursive` crate); its default
+        // (128 KiB) is less than the unparser needs between two checks when
+        // it renders a federated query with nested subqueries in an
+        // unoptimized build, on a 2 MiB thread.
+        recursive::set_minimum_stack_size(recursive::get_minimum_stack_size().max(1 << 20));
         let catalogs = Arc::new(SourceCatalogList::default());
         let path_tables = Arc::new(PathTableFactory::new());
         let mut state = SessionStateBuilder::new()
@@ -271,6 +277,7 @@ impl Moltres {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_optimizer_rule(Arc::new(PushSemiJoinDown))
+            .with_optimizer_rule(Arc::new(JoinSameSourceFirst))
             .with_optimizer_rule(Arc::new(JoinSmallTablesFirst))
             .with_physical_optimizer_rule(Arc::new(RemoteTopK))
             .with_query_planner(Arc::new(ObservingQueryPlanner {

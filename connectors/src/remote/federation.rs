@@ -103,7 +103,8 @@ enum Verdict {
     },
 }
 
-fn same_database(a: &Arc<dyn RemoteDatabase>, b: &Arc<dyn RemoteDatabase>) -> bool {
+/// Whether two handles are the same attached database.
+pub(super) fn same_database(a: &Arc<dyn RemoteDatabase>, b: &Arc<dyn RemoteDatabase>) -> bool {
     std::ptr::addr_eq(Arc::as_ptr(a), Arc::as_ptr(b))
 }
 
@@ -148,6 +149,18 @@ fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
         .collect::<Result<Vec<_>>>()?;
     let expressions = plan.expressions();
     Ok((plan.with_new_exprs(expressions, inputs)?, Verdict::Local))
+}
+
+/// The database `plan` runs in as a whole when federated, if one does.
+pub(super) fn single_database(plan: &LogicalPlan) -> Option<Arc<dyn RemoteDatabase>> {
+    match rewrite(plan.clone()).ok()?.1 {
+        Verdict::Remote {
+            database,
+            top_only: false,
+            ..
+        } => Some(database),
+        _ => None,
+    }
 }
 
 /// `aggregate` (over `input`, its rewritten input) as a remote query of
@@ -265,7 +278,7 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
                 // `SELECT ... FROM left WHERE [NOT] EXISTS (SELECT 1 FROM
                 // right WHERE ...)`: only over plain scans.
                 JoinType::LeftSemi | JoinType::LeftAnti => {
-                    both.is_ok() && semi_input(&join.left)? && semi_input(&join.right)?
+                    both.is_ok() && semi_left(&join.left)? && semi_input(&join.right)?
                 }
                 _ => false,
             };
@@ -331,6 +344,18 @@ fn semi_input(plan: &LogicalPlan) -> Result<bool> {
     };
     // A limited scan's filters could not move above the join.
     Ok(aliased_scan(plan).is_some_and(|(scan, _)| scan.fetch.is_none()) || plain(plan)?)
+}
+
+/// The left input of a semi join that renders correctly: a
+/// [`semi_input`], or a semi join of such inputs (`WHERE EXISTS (..) AND
+/// NOT EXISTS (..)` over one scan).
+fn semi_left(plan: &LogicalPlan) -> Result<bool> {
+    match plan {
+        LogicalPlan::Join(join) if is_semi(join.join_type) => {
+            Ok(semi_left(&join.left)? && semi_input(&join.right)?)
+        }
+        other => semi_input(other),
+    }
 }
 
 fn judge_scan(scan: &TableScan) -> Verdict {
@@ -596,8 +621,73 @@ impl RemoteQueryNode {
                 Ok(Transformed::yes(node.data.recompute_schema()?))
             })?
             .data;
-        select_outputs(tidy_projections(plan)?, casts)
+        select_outputs(
+            alias_semi_joins_under_joins(tidy_projections(plan)?)?,
+            casts,
+        )
     }
+}
+
+/// Semi joins under another join, with the alias of the table they filter.
+///
+/// A semi join with a projection over it (its lifted filters, see
+/// [`lift_semi_join_filters`], or its columns) is rendered as a derived
+/// table; under a join, the unparser names it `derived_projection` while the
+/// join's condition still names the table (`o1.cid`). Aliased as that table,
+/// the derived table answers to the same names.
+fn alias_semi_joins_under_joins(plan: LogicalPlan) -> Result<LogicalPlan> {
+    fn semi_below(plan: &LogicalPlan) -> bool {
+        match plan {
+            LogicalPlan::Join(join) => is_semi(join.join_type),
+            LogicalPlan::Filter(filter) => semi_below(&filter.input),
+            _ => false,
+        }
+    }
+    /// The one table a projection of columns over a semi join names.
+    fn aliased(input: &Arc<LogicalPlan>) -> Result<Option<Arc<LogicalPlan>>> {
+        let LogicalPlan::Projection(projection) = input.as_ref() else {
+            return Ok(None);
+        };
+        if !is_column_projection(projection) || !semi_below(&projection.input) {
+            return Ok(None);
+        }
+        let mut qualifiers = projection.expr.iter().map(|e| match e {
+            Expr::Column(c) => c.relation.clone(),
+            _ => None,
+        });
+        let Some(Some(first)) = qualifiers.next() else {
+            return Ok(None);
+        };
+        if !qualifiers.all(|q| q.as_ref() == Some(&first)) {
+            return Ok(None);
+        }
+        Ok(Some(Arc::new(LogicalPlan::SubqueryAlias(
+            datafusion::logical_expr::SubqueryAlias::try_new(Arc::clone(input), first)?,
+        ))))
+    }
+    Ok(plan
+        .transform_up(|node| {
+            let LogicalPlan::Join(join) = &node else {
+                return Ok(Transformed::no(node));
+            };
+            if is_semi(join.join_type) {
+                return Ok(Transformed::no(node));
+            }
+            let (left, right) = (aliased(&join.left)?, aliased(&join.right)?);
+            if left.is_none() && right.is_none() {
+                return Ok(Transformed::no(node));
+            }
+            let left = left.unwrap_or_else(|| Arc::clone(&join.left));
+            let right = right.unwrap_or_else(|| Arc::clone(&join.right));
+            Ok(Transformed::yes(join_like(
+                join,
+                left,
+                right,
+                join.on.clone(),
+                join.filter.clone(),
+            )?))
+        })?
+        .data)
 }
 
 /// The inputs of outer joins with their filters applied in a derived table.
@@ -703,6 +793,20 @@ fn lift_semi_join_filters(
             join.filter.clone(),
         )
     };
+    // An inner semi join whose filters were lifted already: lifted again,
+    // above this one (it reads the same left columns below the filter).
+    if let LogicalPlan::Projection(projection) = join.left.as_ref()
+        && is_column_projection(projection)
+        && let LogicalPlan::Filter(filter) = projection.input.as_ref()
+        && let LogicalPlan::Join(inner) = filter.input.as_ref()
+        && is_semi(inner.join_type)
+    {
+        let lifted = LogicalPlan::Filter(datafusion::logical_expr::Filter::try_new(
+            filter.predicate.clone(),
+            Arc::new(over(Arc::clone(&filter.input))?),
+        )?);
+        return Ok(Transformed::yes(with_columns_of(&join.schema, lifted)?));
+    }
     let left = aliased_scan(&join.left).filter(|(scan, _)| !scan.filters.is_empty());
     let Some((scan, alias)) = left else {
         return Ok(Transformed::yes(over(Arc::clone(&join.left))?));
@@ -1040,6 +1144,7 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
                 JoinType::Left => Some(left),
                 JoinType::Right => Some(right),
                 JoinType::Full => Some(left.saturating_add(right)),
+                JoinType::LeftSemi | JoinType::LeftAnti => Some(left),
                 _ => None,
             }
         }

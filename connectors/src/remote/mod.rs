@@ -73,7 +73,7 @@ impl<'a> WriteMode<'a> {
         matches!(self, WriteMode::Overwrite)
     }
 }
-pub use join_order::JoinSmallTablesFirst;
+pub use join_order::{JoinSameSourceFirst, JoinSmallTablesFirst};
 pub use semi_join::PushSemiJoinDown;
 pub use sql::RemoteSql;
 pub use stream::{

@@ -12,20 +12,23 @@
 //! and the joins above hand them on as run-time filters to the remote scans
 //! (see the `exec` module).
 //!
-//! Only for a subquery with an aggregate: that is the shape that keeps few
-//! keys. A semi join against a large plain table (TPC-H Q21's `EXISTS` over
-//! `lineitem`) is cheaper where it is, after the other joins have removed
-//! rows.
+//! Only for a subquery with an aggregate, the shape that keeps few keys, or
+//! when the subquery reads one database and the semi join lands on a plan
+//! of the same database: there it is federated with that plan as `[NOT]
+//! EXISTS` (TPC-H Q21's two subqueries over `lineitem`, with `lineitem` and
+//! `orders` in PostgreSQL). A semi join against a large table elsewhere is
+//! cheaper where it is, after the other joins have removed rows.
 
 use std::collections::HashSet;
 use std::sync::Arc;
 
 use datafusion::common::tree_node::{Transformed, TreeNode};
 use datafusion::common::{Column, Result};
-use datafusion::logical_expr::{JoinType, LogicalPlan};
+use datafusion::logical_expr::{Join, JoinType, LogicalPlan};
 use datafusion::optimizer::optimizer::ApplyOrder;
 use datafusion::optimizer::{OptimizerConfig, OptimizerRule};
 
+use super::federation::{same_database, single_database};
 use super::plans::{is_column_projection, join_like};
 
 /// The rule (see the module docs).
@@ -63,12 +66,14 @@ impl OptimizerRule for PushSemiJoinDown {
                 semi.filter.clone(),
             )?))
         };
-        if !matches!(semi.join_type, JoinType::LeftSemi | JoinType::LeftAnti)
-            || !semi
-                .right
-                .as_ref()
-                .exists(|p| Ok(matches!(p, LogicalPlan::Aggregate(_))))?
-        {
+        if !matches!(semi.join_type, JoinType::LeftSemi | JoinType::LeftAnti) {
+            return Ok(Transformed::no(plan));
+        }
+        let aggregated = semi
+            .right
+            .as_ref()
+            .exists(|p| Ok(matches!(p, LogicalPlan::Aggregate(_))))?;
+        if !aggregated && !to_its_database(semi) {
             return Ok(Transformed::no(plan));
         }
         // Through a projection of columns: it renames nothing, so the
@@ -89,20 +94,7 @@ impl OptimizerRule for PushSemiJoinDown {
         if inner.join_type != JoinType::Inner {
             return Ok(Transformed::no(plan));
         }
-        // The columns of the semi join's left side it reads.
-        let mut read: HashSet<Column> = HashSet::new();
-        for (left, _) in &semi.on {
-            read.extend(left.column_refs().into_iter().cloned());
-        }
-        if let Some(filter) = &semi.filter {
-            read.extend(
-                filter
-                    .column_refs()
-                    .into_iter()
-                    .filter(|c| semi.left.schema().has_column(c))
-                    .cloned(),
-            );
-        }
+        let read = left_columns_read(semi);
         if read.is_empty() {
             return Ok(Transformed::no(plan));
         }
@@ -122,4 +114,56 @@ impl OptimizerRule for PushSemiJoinDown {
             inner.filter.clone(),
         )?))
     }
+}
+
+/// The columns of the semi join's left side it reads.
+fn left_columns_read(semi: &Join) -> HashSet<Column> {
+    let mut read: HashSet<Column> = HashSet::new();
+    for (left, _) in &semi.on {
+        read.extend(left.column_refs().into_iter().cloned());
+    }
+    if let Some(filter) = &semi.filter {
+        read.extend(
+            filter
+                .column_refs()
+                .into_iter()
+                .filter(|c| semi.left.schema().has_column(c))
+                .cloned(),
+        );
+    }
+    read
+}
+
+/// Whether the semi join's right side is one database's and, moved down
+/// as far as it goes, it lands on a plan of that database: there the
+/// database runs it (`[NOT] EXISTS`) with the scan it filters, and only
+/// the rows it keeps cross the wire (TPC-H Q21).
+fn to_its_database(semi: &Join) -> bool {
+    let Some(database) = single_database(&semi.right) else {
+        return false;
+    };
+    let read = left_columns_read(semi);
+    if read.is_empty() {
+        return false;
+    }
+    let holds = |side: &LogicalPlan| read.iter().all(|c| side.schema().has_column(c));
+    let mut node = semi.left.as_ref();
+    loop {
+        match node {
+            LogicalPlan::Projection(projection) if is_column_projection(projection) => {
+                node = projection.input.as_ref();
+            }
+            LogicalPlan::Join(inner) if inner.join_type == JoinType::Inner => {
+                if holds(&inner.left) {
+                    node = inner.left.as_ref();
+                } else if holds(&inner.right) {
+                    node = inner.right.as_ref();
+                } else {
+                    return false;
+                }
+            }
+            _ => break,
+        }
+    }
+    single_database(node).is_some_and(|d| same_database(&d, &database))
 }
