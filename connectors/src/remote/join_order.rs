@@ -15,7 +15,9 @@
 //! of one database that are joined to each other (by a condition between
 //! the two) are joined first, as one unit in the place of the first of
 //! them; the other tables keep their order, and the columns are put back in
-//! theirs. Inner joins may be evaluated in any order with every condition
+//! theirs. Two tables of one database also count as joined when their
+//! columns equal one column elsewhere (`a.x = f.y AND f.y = b.z`, all three
+//! of one type): `a.x = b.z` is added. Inner joins may be evaluated in any order with every condition
 //! applied where its columns meet: the answer is the same. A unit is only
 //! formed when federation would send it whole to its database (a regrouped
 //! join that would run locally is left as it was), and the regrouped tree
@@ -258,10 +260,11 @@ impl Cluster {
     /// The tree with each database's joined tables joined first, or `None`
     /// when that is the tree already or cannot be built (see the module
     /// docs).
-    fn regrouped(&self, template: &Join) -> Result<Option<LogicalPlan>> {
+    fn regrouped(&mut self, template: &Join) -> Result<Option<LogicalPlan>> {
         let count = self.leaves.len();
         let databases: Vec<Option<Arc<dyn RemoteDatabase>>> =
             self.leaves.iter().map(single_database).collect();
+        self.infer_keys_within_databases(&databases);
         let condition_leaves: Vec<Vec<usize>> =
             self.conditions.iter().map(|c| self.leaves_of(c)).collect();
         // Tables of one database connected by conditions between two of
@@ -326,6 +329,80 @@ impl Cluster {
             return Ok(None);
         };
         Ok(used.iter().all(|u| *u).then_some(plan))
+    }
+
+    /// Adds `a = c` where `a = b` and `b = c` hold, `a` and `c` are
+    /// columns of two tables of one database with no condition of their
+    /// own, and all three have one type (TPC-H Q5: `c_nationkey =
+    /// s_nationkey` and `s_nationkey = n_nationkey` join `customer` and
+    /// `nation`, both in MySQL, through `supplier`, a file). For inner joins
+    /// the added condition is implied by the others: the same rows pass.
+    fn infer_keys_within_databases(&mut self, databases: &[Option<Arc<dyn RemoteDatabase>>]) {
+        let mut pairs: Vec<(Column, Column)> = Vec::new();
+        for condition in &self.conditions {
+            if let Expr::BinaryExpr(binary) = condition
+                && binary.op == datafusion::logical_expr::Operator::Eq
+                && let (Expr::Column(a), Expr::Column(b)) =
+                    (binary.left.as_ref(), binary.right.as_ref())
+            {
+                pairs.push((a.clone(), b.clone()));
+            }
+        }
+        // Classes of columns equal to each other.
+        let mut classes: Vec<Vec<Column>> = Vec::new();
+        for (a, b) in pairs {
+            let ia = classes.iter().position(|c| c.contains(&a));
+            let ib = classes.iter().position(|c| c.contains(&b));
+            match (ia, ib) {
+                (Some(x), Some(y)) if x != y => {
+                    let merged = classes.remove(x.max(y));
+                    classes[x.min(y)].extend(merged);
+                }
+                (Some(_), Some(_)) => {}
+                (Some(x), None) => classes[x].push(b),
+                (None, Some(y)) => classes[y].push(a),
+                (None, None) => classes.push(vec![a, b]),
+            }
+        }
+        let leaf_of =
+            |c: &Column| (0..self.leaves.len()).find(|i| self.leaves[*i].schema().has_column(c));
+        let type_of = |leaf: usize, c: &Column| {
+            self.leaves[leaf]
+                .schema()
+                .qualified_field_from_column(c)
+                .ok()
+                .map(|(_, f)| f.data_type().clone())
+        };
+        let mut added = Vec::new();
+        for class in classes.iter().filter(|c| c.len() > 2) {
+            let typed: Vec<_> = class
+                .iter()
+                .filter_map(|c| leaf_of(c).map(|l| (c, l, type_of(l, c))))
+                .collect();
+            let one_type = typed.len() == class.len()
+                && typed
+                    .iter()
+                    .all(|(_, _, t)| t.is_some() && *t == typed[0].2);
+            if !one_type {
+                continue;
+            }
+            for (i, (a, la, _)) in typed.iter().enumerate() {
+                for (b, lb, _) in &typed[i + 1..] {
+                    let same = match (&databases[*la], &databases[*lb]) {
+                        (Some(x), Some(y)) => la != lb && same_database(x, y),
+                        _ => false,
+                    };
+                    let joined = self.conditions.iter().chain(&added).any(|c| {
+                        let leaves = self.leaves_of(c);
+                        leaves.contains(la) && leaves.contains(lb)
+                    });
+                    if same && !joined {
+                        added.push(Expr::Column((*a).clone()).eq(Expr::Column((*b).clone())));
+                    }
+                }
+            }
+        }
+        self.conditions.extend(added);
     }
 
     /// `parts` joined left-deep, each next the first one with a key into
