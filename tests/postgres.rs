@@ -1391,6 +1391,32 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
         "only the matching rows crossed:\n{sent}"
     );
 
+    // A join on two keys sends a list per key (TPC-H Q9's partsupp).
+    f.rows("CREATE TABLE pairs (k int, id int) AS VALUES (3, 503), (7, 7), (7, 1007), (NULL, 1)")
+        .await;
+    let two =
+        "SELECT b.id, b.v FROM pairs p JOIN {big} b ON b.k = p.k AND b.id = p.id ORDER BY b.id";
+    let remote_sql = two.replace("{big}", "pg.$S.big");
+    let remote = f.rows(&remote_sql).await;
+    assert_eq!(remote, f.rows(&two.replace("{big}", "local_big")).await);
+    assert_eq!(remote, ["7|v7", "503|v503", "1007|v1007"]);
+    let analyzed = f
+        .rows(&format!("EXPLAIN ANALYZE {remote_sql}"))
+        .await
+        .join("\n");
+    let sent = analyzed
+        .lines()
+        .find(|l| l.contains("RemoteScanExec") && l.contains("sent="))
+        .unwrap_or_else(|| panic!("no run-time filter was sent:\n{analyzed}"));
+    assert!(
+        sent.contains(" IN (3, 7)") && sent.contains(" IN (7, 503, 1007)"),
+        "a list of each key's values:\n{sent}"
+    );
+    assert!(
+        sent.contains("output_rows=3"),
+        "three rows crossed:\n{sent}"
+    );
+
     // A federated aggregate takes the keys too, as an outer WHERE over its
     // result (TPC-H Q17: the average per part of 204 parts, not of all).
     let grouped = "SELECT keys.k, x.n, x.a FROM keys JOIN \
@@ -1592,6 +1618,43 @@ async fn tables_of_one_database_join_first() {
     assert!(
         plan.contains("AND NOT EXISTS"),
         "the subqueries should run in PostgreSQL:\n{plan}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn uncorrelated_subqueries_are_federated() {
+    let f = Fixture::new(
+        "CREATE TABLE orders (id int PRIMARY KEY, cust int);
+         INSERT INTO orders SELECT g, g % 30 FROM generate_series(1, 600) g;
+         CREATE TABLE items (order_id int, qty int);
+         INSERT INTO items SELECT g % 600 + 1, g % 7 FROM generate_series(1, 3000) g;",
+    )
+    .await;
+    f.copy_locally("orders", "local_orders").await;
+    f.copy_locally("items", "local_items").await;
+    // TPC-H Q15's shape: the maximum of an aggregate, as a scalar subquery.
+    let sql = "WITH revenue AS (SELECT o.cust AS cust, sum(i.qty) AS total \
+               FROM pg.$S.orders o JOIN pg.$S.items i ON i.order_id = o.id GROUP BY o.cust) \
+               SELECT cust, total FROM revenue WHERE total = (SELECT max(total) FROM revenue) \
+               ORDER BY cust";
+    let remote = f.rows(sql).await;
+    let local = f
+        .rows(
+            &sql.replace("pg.$S.orders", "local_orders")
+                .replace("pg.$S.items", "local_items"),
+        )
+        .await;
+    assert!(!remote.is_empty());
+    assert_eq!(remote, local);
+    let plan = f.explain(sql).await;
+    let scans: Vec<&str> = plan
+        .lines()
+        .filter(|l| l.contains("RemoteScanExec"))
+        .collect();
+    assert!(
+        scans.len() == 2 && scans.iter().all(|s| s.contains("GROUP BY")),
+        "the subquery's aggregate should run in PostgreSQL too:\n{plan}"
     );
     f.finish().await;
 }

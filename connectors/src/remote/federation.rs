@@ -84,8 +84,26 @@ impl QueryPlanner for FederatingQueryPlanner {
 /// `plan` with its federable single-source sub-plans replaced by
 /// [`RemoteQueryNode`]s.
 pub fn federate(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let (plan, verdict) = rewrite(plan)?;
+    let (plan, verdict) = rewrite(federate_subqueries(plan)?)?;
     wrap(plan, verdict)
+}
+
+/// `plan` with the uncorrelated subqueries in its expressions federated
+/// (TPC-H Q15's `= (SELECT max(total_revenue) FROM revenue)`): DataFusion
+/// plans them on their own, as the plans they hold.
+fn federate_subqueries(plan: LogicalPlan) -> Result<LogicalPlan> {
+    Ok(plan
+        .transform_down(|node| {
+            node.map_subqueries(|expression| match expression {
+                LogicalPlan::Subquery(mut subquery) if subquery.outer_ref_columns.is_empty() => {
+                    let inner = federate(Arc::unwrap_or_clone(subquery.subquery))?;
+                    subquery.subquery = Arc::new(inner);
+                    Ok(Transformed::yes(LogicalPlan::Subquery(subquery)))
+                }
+                other => Ok(Transformed::no(other)),
+            })
+        })?
+        .data)
 }
 
 /// Whether a sub-plan can run in one database.
