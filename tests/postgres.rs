@@ -1448,10 +1448,17 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
         .rows("SET datafusion.explain.show_statistics = true")
         .await;
     drop(plan);
-    let explained = f.explain("SELECT id FROM pg.$S.big").await;
+    let explained = f.explain("SELECT id, k FROM pg.$S.big").await;
     assert!(
         explained.contains("Rows=Inexact(20001)"),
         "the table's estimate in the plan:\n{explained}"
+    );
+    // Distinct values from pg_stats (ANALYZE): one per row for the key,
+    // 500 for `k`; DataFusion estimates what a semi join keeps from them.
+    assert!(
+        explained.contains("Col[0]: Distinct=Inexact(20001)")
+            && explained.contains("Col[1]: Distinct=Inexact(500)"),
+        "the columns' distinct values in the plan:\n{explained}"
     );
     // A federated query's estimate follows from its tables': half the rows
     // for a grouping, a fifth for a filter.

@@ -456,3 +456,37 @@ async fn federated_sub_plans_match_local() {
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn estimates_come_from_sqlite_stat1() {
+    let f = Fixture::new(
+        "CREATE TABLE part (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE supply (part INTEGER, supplier INTEGER, qty INTEGER,
+                              PRIMARY KEY (part, supplier));
+         CREATE INDEX supply_supplier ON supply (supplier);
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 400)
+         INSERT INTO part SELECT i, 'p' || i FROM n;
+         INSERT INTO supply SELECT p.id, s.id, 1 FROM part p, (SELECT id FROM part WHERE id <= 4) s;
+         ANALYZE;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    // The rowid alias: one value per row.
+    let explained = f.explain("SELECT id FROM lite.part").await;
+    assert!(
+        explained.contains("Rows=Inexact(400)") && explained.contains("Distinct=Inexact(400)"),
+        "{explained}"
+    );
+    // The first column of each index: rows over rows per value.
+    let explained = f
+        .explain("SELECT part, supplier, qty FROM lite.supply")
+        .await;
+    assert!(
+        explained.contains("Rows=Inexact(1600)")
+            && explained.contains("Col[0]: Distinct=Inexact(400)")
+            && explained.contains("Col[1]: Distinct=Inexact(4)")
+            && explained.contains("(Col[2]:)"),
+        "{explained}"
+    );
+}

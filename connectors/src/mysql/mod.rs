@@ -163,6 +163,25 @@ impl RemoteDatabase for MysqlSource {
         .flatten()
     }
 
+    /// The cardinality of the first column of each index
+    /// (`information_schema.STATISTICS`, kept by ANALYZE TABLE).
+    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
+        let Ok(mut conn) = self.conn().await else {
+            return Vec::new();
+        };
+        conn.exec::<(String, Option<u64>), _, _>(
+            "SELECT COLUMN_NAME, MAX(CARDINALITY) FROM information_schema.STATISTICS \
+             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
+             GROUP BY COLUMN_NAME",
+            (schema, table),
+        )
+        .await
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(name, count)| Some((name, count.filter(|c| *c > 0)?)))
+        .collect()
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         schema::table_schema(
             &mut self.conn().await?,

@@ -256,6 +256,37 @@ impl RemoteDatabase for PostgresSource {
         (rows >= 0.0).then_some(rows as u64)
     }
 
+    /// `pg_stats.n_distinct` (kept by ANALYZE; negative: a fraction of the
+    /// rows).
+    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
+        let Ok(client) = self.pool.get().await else {
+            return Vec::new();
+        };
+        let rows = client
+            .query(
+                "SELECT s.attname::text, s.n_distinct::float8, c.reltuples::float8 \
+                 FROM pg_catalog.pg_stats s \
+                 JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname \
+                 JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
+                 WHERE s.schemaname = $1 AND s.tablename = $2 AND NOT s.inherited",
+                &[&schema, &table],
+            )
+            .await
+            .unwrap_or_default();
+        rows.iter()
+            .filter_map(|row| {
+                let (name, distinct, rows): (String, f64, f64) =
+                    (row.get(0), row.get(1), row.get(2));
+                let count = if distinct < 0.0 {
+                    -distinct * rows
+                } else {
+                    distinct
+                };
+                (count >= 1.0).then(|| (name, count as u64))
+            })
+            .collect()
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         schema::table_schema(&self.pool, &self.name, schema, table, self.unsupported).await
     }

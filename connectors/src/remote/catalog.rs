@@ -218,10 +218,15 @@ impl SchemaProvider for RemoteSchema {
             };
         };
         let rows = self.database.row_estimate(&self.schema, name).await;
+        let distinct = match rows {
+            Some(_) => self.database.distinct_estimates(&self.schema, name).await,
+            None => Vec::new(),
+        };
         let table = Arc::new(
             RemoteTable::new(Arc::clone(&self.database), &self.schema, name, schema)
                 .with_read_only(self.read_only)
-                .with_row_estimate(rows),
+                .with_row_estimate(rows)
+                .with_distinct_estimates(distinct),
         );
         self.definitions
             .write()

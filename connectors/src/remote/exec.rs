@@ -53,6 +53,8 @@ pub struct RemoteScanExec {
     /// About how many rows the query returns (from the database's
     /// statistics), for DataFusion's choice of join build sides.
     row_estimate: Option<usize>,
+    /// About how many distinct values each column holds, where known.
+    distinct_estimates: Vec<Option<u64>>,
     /// The SQL actually sent, once a run added dynamic filters to it.
     sent_sql: Arc<parking_lot::Mutex<Option<String>>>,
     properties: Arc<PlanProperties>,
@@ -82,6 +84,7 @@ impl RemoteScanExec {
             federated: false,
             dynamic_filters: Vec::new(),
             row_estimate: None,
+            distinct_estimates: Vec::new(),
             sent_sql: Arc::default(),
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -114,6 +117,13 @@ impl RemoteScanExec {
         self
     }
 
+    /// About how many distinct values each column holds (`None` where
+    /// unknown), in the order of the scan's columns.
+    pub fn with_distinct_estimates(mut self, distinct: Vec<Option<u64>>) -> Self {
+        self.distinct_estimates = distinct;
+        self
+    }
+
     /// The same scan, fresh (no metrics, no SQL sent yet), without dynamic
     /// filters.
     fn without_dynamic_filters(&self) -> RemoteScanExec {
@@ -126,6 +136,7 @@ impl RemoteScanExec {
         scan.logical_plan = self.logical_plan.clone();
         scan.federated = self.federated;
         scan.row_estimate = self.row_estimate;
+        scan.distinct_estimates = self.distinct_estimates.clone();
         scan
     }
 
@@ -350,11 +361,22 @@ impl ExecutionPlan for RemoteScanExec {
         _input_stats: &[Arc<Statistics>],
         _args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
-        let unknown = Statistics::new_unknown(&self.schema);
-        Ok(Arc::new(match self.row_estimate {
-            Some(rows) => unknown.with_num_rows(Precision::Inexact(rows)),
-            None => unknown,
-        }))
+        let mut statistics = Statistics::new_unknown(&self.schema);
+        let Some(rows) = self.row_estimate else {
+            return Ok(Arc::new(statistics));
+        };
+        statistics = statistics.with_num_rows(Precision::Inexact(rows));
+        for (column, distinct) in statistics
+            .column_statistics
+            .iter_mut()
+            .zip(&self.distinct_estimates)
+        {
+            if let Some(distinct) = distinct.and_then(|d| usize::try_from(d).ok()) {
+                // A filtered scan returns at most its rows' values.
+                column.distinct_count = Precision::Inexact(distinct.min(rows));
+            }
+        }
+        Ok(Arc::new(statistics))
     }
 
     fn metrics(&self) -> Option<MetricsSet> {

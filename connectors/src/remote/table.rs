@@ -84,6 +84,8 @@ pub struct RemoteTable {
     read_only: bool,
     /// The database's estimate of the table's rows.
     rows: Option<u64>,
+    /// Its estimates of distinct values, by column.
+    distinct: std::collections::HashMap<String, u64>,
 }
 
 impl RemoteTable {
@@ -100,6 +102,7 @@ impl RemoteTable {
             schema: arrow_schema,
             read_only: false,
             rows: None,
+            distinct: Default::default(),
         }
     }
 
@@ -112,6 +115,13 @@ impl RemoteTable {
     /// [`RemoteDatabase::row_estimate`]).
     pub fn with_row_estimate(mut self, rows: Option<u64>) -> Self {
         self.rows = rows;
+        self
+    }
+
+    /// The database's estimates of distinct values by column (see
+    /// [`RemoteDatabase::distinct_estimates`]).
+    pub fn with_distinct_estimates(mut self, distinct: Vec<(String, u64)>) -> Self {
+        self.distinct = distinct.into_iter().collect();
         self
     }
 
@@ -315,7 +325,14 @@ impl TableProvider for RemoteTable {
                 state.config().batch_size(),
             )
             .with_logical_plan(plan)
-            .with_row_estimate(estimate),
+            .with_row_estimate(estimate)
+            .with_distinct_estimates(
+                fetched_schema
+                    .fields()
+                    .iter()
+                    .map(|f| self.distinct.get(f.name()).copied())
+                    .collect(),
+            ),
         );
         let Some(predicate) = conjunction(local) else {
             return Ok(scan);

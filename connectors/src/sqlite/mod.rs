@@ -234,6 +234,18 @@ impl RemoteDatabase for SqliteSource {
         .and_then(|n| u64::try_from(n).ok())
     }
 
+    /// From `sqlite_stat1` (kept by ANALYZE): the first column of an index
+    /// holds its rows divided by the rows per value; an `INTEGER PRIMARY
+    /// KEY` (the rowid) holds one value per row.
+    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
+        let (schema, table) = (schema.replace('"', "\"\""), table.to_string());
+        self.with_connection(move |c, _| {
+            Ok(schema::distinct_estimates(c, &schema, &table).unwrap_or_default())
+        })
+        .await
+        .unwrap_or_default()
+    }
+
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
         let (schema, table) = (schema.to_string(), table.to_string());
         self.with_connection(move |c, source| schema::table_schema(c, source, &schema, &table))

@@ -109,3 +109,64 @@ pub fn query_schema(
         .collect::<Vec<_>>();
     Ok(Arc::new(Schema::new(fields)))
 }
+
+/// Distinct values per column from `sqlite_stat1` (see
+/// `SqliteSource::distinct_estimates`); `schema` is quoted already.
+pub fn distinct_estimates(
+    c: &rusqlite::Connection,
+    schema: &str,
+    table: &str,
+) -> rusqlite::Result<Vec<(String, u64)>> {
+    let stats: Vec<(Option<String>, String)> = c
+        .prepare(&format!(
+            "SELECT idx, stat FROM \"{schema}\".sqlite_stat1 WHERE tbl = ?1"
+        ))?
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    let numbers = |stat: &str| -> Vec<u64> {
+        stat.split_whitespace()
+            .map_while(|n| n.parse().ok())
+            .collect()
+    };
+    let rows = stats
+        .iter()
+        .filter_map(|(_, stat)| numbers(stat).first().copied())
+        .max();
+    let mut distinct = Vec::new();
+    for (index, stat) in &stats {
+        let numbers = numbers(stat);
+        let (Some(index), [rows, per_value, ..]) = (index, numbers.as_slice()) else {
+            continue;
+        };
+        let first: Option<String> = c
+            .query_row(
+                &format!(
+                    "SELECT name FROM pragma_index_info(?1, '{}') WHERE seqno = 0",
+                    schema.replace('\'', "''")
+                ),
+                [index],
+                |r| r.get(0),
+            )
+            .ok();
+        if let Some(column) = first
+            && *per_value > 0
+        {
+            distinct.push((column, rows / per_value));
+        }
+    }
+    // The rowid alias: the one primary key column, declared INTEGER.
+    let keys: Vec<(String, String)> = c
+        .prepare(&format!(
+            "SELECT name, type FROM pragma_table_info(?1, '{}') WHERE pk > 0",
+            schema.replace('\'', "''")
+        ))?
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let (Some(rows), [(name, declared)]) = (rows, keys.as_slice())
+        && declared.eq_ignore_ascii_case("INTEGER")
+        && !distinct.iter().any(|(c, _)| c == name)
+    {
+        distinct.push((name.clone(), rows));
+    }
+    Ok(distinct)
+}
