@@ -282,7 +282,7 @@ impl RemoteDatabase for PostgresSource {
                 } else {
                     distinct
                 };
-                (count >= 1.0).then(|| (name, count as u64))
+                (count >= 1.0).then_some((name, count as u64))
             })
             .collect()
     }
