@@ -48,6 +48,20 @@ impl Fixture {
         self.rows(&format!("EXPLAIN {sql}")).await.join("\n")
     }
 
+    /// The line of `EXPLAIN ANALYZE sql` of the remote scan whose line
+    /// holds `marker` (`sent=`: the SQL sent after run-time filters).
+    async fn analyzed_scan(&self, sql: &str, marker: &str) -> String {
+        let analyzed = self
+            .rows(&format!("EXPLAIN ANALYZE {sql}"))
+            .await
+            .join("\n");
+        analyzed
+            .lines()
+            .find(|l| l.contains("RemoteScanExec") && l.contains(marker))
+            .unwrap_or_else(|| panic!("no remote scan with {marker}:\n{analyzed}"))
+            .to_string()
+    }
+
     /// Copies `table` into a DataFusion memory table `local`, so the same
     /// query can be evaluated remotely and locally.
     async fn copy_locally(&self, table: &str, local: &str) {
@@ -1371,17 +1385,9 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
     assert_eq!(remote.len(), 4 * 40, "40 rows per key, key 7 twice");
     assert_eq!(remote, local);
     // The statement sent, as EXPLAIN ANALYZE shows it after the run.
-    let analyzed = f
-        .rows(&format!(
-            "EXPLAIN ANALYZE {}",
-            join.replace("{big}", "pg.$S.big")
-        ))
-        .await
-        .join("\n");
-    let sent = analyzed
-        .lines()
-        .find(|l| l.contains("RemoteScanExec") && l.contains("sent="))
-        .unwrap_or_else(|| panic!("no run-time filter was sent:\n{analyzed}"));
+    let sent = f
+        .analyzed_scan(&join.replace("{big}", "pg.$S.big"), "sent=")
+        .await;
     assert!(
         sent.contains(" IN (3, 7, 499)"),
         "the build side's keys, once each, in the remote query:\n{sent}"
@@ -1400,14 +1406,7 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
     let remote = f.rows(&remote_sql).await;
     assert_eq!(remote, f.rows(&two.replace("{big}", "local_big")).await);
     assert_eq!(remote, ["7|v7", "503|v503", "1007|v1007"]);
-    let analyzed = f
-        .rows(&format!("EXPLAIN ANALYZE {remote_sql}"))
-        .await
-        .join("\n");
-    let sent = analyzed
-        .lines()
-        .find(|l| l.contains("RemoteScanExec") && l.contains("sent="))
-        .unwrap_or_else(|| panic!("no run-time filter was sent:\n{analyzed}"));
+    let sent = f.analyzed_scan(&remote_sql, "sent=").await;
     assert!(
         sent.contains(" IN (3, 7)") && sent.contains(" IN (7, 503, 1007)"),
         "a list of each key's values:\n{sent}"
@@ -1426,14 +1425,8 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
     let remote = f.rows(&remote_sql).await;
     assert_eq!(remote, f.rows(&grouped.replace("{big}", "local_big")).await);
     assert_eq!(remote.len(), 4, "keys 3, 7 (twice), 499");
-    let analyzed = f
-        .rows(&format!("EXPLAIN ANALYZE {remote_sql}"))
-        .await
-        .join("\n");
-    let sent = analyzed
-        .lines()
-        .find(|l| l.contains("RemoteScanExec") && l.contains("GROUP BY"))
-        .unwrap_or_else(|| panic!("the aggregate should run in PostgreSQL:\n{analyzed}"));
+    // The aggregate runs in PostgreSQL.
+    let sent = f.analyzed_scan(&remote_sql, "GROUP BY").await;
     assert!(
         sent.contains("\"moltres_filtered\"") && sent.contains(" IN (3, 7, 499)"),
         "the keys filter the aggregate's result:\n{sent}"

@@ -85,12 +85,9 @@ impl OptimizerRule for JoinSmallTablesFirst {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Join(join) = &plan else {
+        let Some(join) = plain_inner_join(&plan) else {
             return Ok(Transformed::no(plan));
         };
-        if !plain_inner(join) {
-            return Ok(Transformed::no(plan));
-        }
         // One side a small filtered table, the other an inner join (under
         // projections of its columns).
         let (small, other, small_is_left) = match (join_below(&join.left), join_below(&join.right))
@@ -189,12 +186,9 @@ impl OptimizerRule for JoinSameSourceFirst {
         plan: LogicalPlan,
         _config: &dyn OptimizerConfig,
     ) -> Result<Transformed<LogicalPlan>> {
-        let LogicalPlan::Join(join) = &plan else {
+        let Some(join) = plain_inner_join(&plan) else {
             return Ok(Transformed::no(plan));
         };
-        if !plain_inner(join) {
-            return Ok(Transformed::no(plan));
-        }
         let mut cluster = Cluster::default();
         cluster.flatten(&plan);
         // Two tables are next to each other already.
@@ -501,6 +495,14 @@ fn join_below(plan: &LogicalPlan) -> Option<&Join> {
         LogicalPlan::Projection(projection) if is_column_projection(projection) => {
             join_below(&projection.input)
         }
+        _ => None,
+    }
+}
+
+/// `plan` as a [`plain_inner`] join.
+fn plain_inner_join(plan: &LogicalPlan) -> Option<&Join> {
+    match plan {
+        LogicalPlan::Join(join) if plain_inner(join) => Some(join),
         _ => None,
     }
 }
