@@ -107,6 +107,13 @@ pub async fn mysql_database(database: &str, setup: &str) -> mysql_async::Conn {
     conn
 }
 
+/// The lines of an EXPLAIN output that are remote scans.
+pub fn remote_scans(plan: &str) -> Vec<&str> {
+    plan.lines()
+        .filter(|l| l.contains("RemoteScanExec"))
+        .collect()
+}
+
 /// Runs each federation case remotely and over local copies: the same rows
 /// (sorted unless the query orders them), and the plan pinned: `Some(k)`
 /// means one remote query whose SQL contains `k`, `None` means no remote
@@ -134,10 +141,7 @@ pub async fn check_federation(
         }
         assert_eq!(remote_rows, local_rows, "{template}");
         let plan = explain(db, &remote_sql).await;
-        let scans: Vec<&str> = plan
-            .lines()
-            .filter(|l| l.contains("RemoteScanExec"))
-            .collect();
+        let scans = remote_scans(&plan);
         match pushed {
             Some(keyword) => assert!(
                 scans.len() == 1 && scans[0].contains(keyword),

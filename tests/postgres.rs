@@ -1530,10 +1530,7 @@ async fn small_filtered_tables_join_first() {
     assert_eq!(remote, local);
     assert_eq!(remote, ["10|1|d1", "210|21|d1"]);
     let plan = f.explain(&remote_sql).await;
-    let scans: Vec<&str> = plan
-        .lines()
-        .filter(|l| l.contains("RemoteScanExec"))
-        .collect();
+    let scans = common::remote_scans(&plan);
     assert!(
         matches!(scans.as_slice(), [one] if one.contains("JOIN") && one.contains("'d1'")),
         "dim should join big first, in PostgreSQL:\n{plan}"
@@ -1605,10 +1602,7 @@ async fn tables_of_one_database_join_first() {
     // orders and items joined in PostgreSQL, as one query.
     for sql in &cases[..5] {
         let plan = f.explain(sql).await;
-        let scans: Vec<&str> = plan
-            .lines()
-            .filter(|l| l.contains("RemoteScanExec"))
-            .collect();
+        let scans = common::remote_scans(&plan);
         assert!(
             matches!(scans.as_slice(), [one] if one.contains("JOIN")),
             "orders and items should be joined in PostgreSQL:\n{plan}"
@@ -1648,10 +1642,7 @@ async fn uncorrelated_subqueries_are_federated() {
     assert!(!remote.is_empty());
     assert_eq!(remote, local);
     let plan = f.explain(sql).await;
-    let scans: Vec<&str> = plan
-        .lines()
-        .filter(|l| l.contains("RemoteScanExec"))
-        .collect();
+    let scans = common::remote_scans(&plan);
     assert!(
         scans.len() == 2 && scans.iter().all(|s| s.contains("GROUP BY")),
         "the subquery's aggregate should run in PostgreSQL too:\n{plan}"
