@@ -1593,6 +1593,11 @@ async fn tables_of_one_database_join_first() {
         // The remote tables only meet through the local one: nothing to group.
         "SELECT c.id, count(*) FROM pg.$S.orders o, custs c, pg.$S.orders o2 \
          WHERE o.cust = c.id AND o2.cust = c.id AND o.day = 1 GROUP BY c.id ORDER BY 1",
+        // Nothing above reads the joined columns but a count.
+        "SELECT count(*) FROM (SELECT c.id, o.id AS oid, i.qty FROM custs c, pg.$S.orders o, \
+         pg.$S.items i WHERE c.id = o.cust AND i.order_id = o.id)",
+        "SELECT count(*) FROM (SELECT c.id, o.id AS oid, i.qty FROM custs c, pg.$S.orders o, \
+         pg.$S.items i WHERE c.id = o.cust AND i.order_id = o.id) t WHERE t.qty > 3",
     ];
     for sql in cases {
         let remote = f.rows(sql).await;
@@ -1612,6 +1617,14 @@ async fn tables_of_one_database_join_first() {
     assert!(
         plan.contains("AND NOT EXISTS"),
         "the subqueries should run in PostgreSQL:\n{plan}"
+    );
+    // Nothing above the federated join reads `items.order_id` (the key it
+    // was joined on): it is not sent.
+    let plan = f.explain(cases[0]).await;
+    let scans = common::remote_scans(&plan);
+    assert!(
+        scans.len() == 1 && !scans[0].contains("\"order_id\" AS"),
+        "the unread key should be left out:\n{plan}"
     );
     f.finish().await;
 }

@@ -85,7 +85,117 @@ impl QueryPlanner for FederatingQueryPlanner {
 /// [`RemoteQueryNode`]s.
 pub fn federate(plan: LogicalPlan) -> Result<LogicalPlan> {
     let (plan, verdict) = rewrite(federate_subqueries(plan)?)?;
-    wrap(plan, verdict)
+    unread_columns_left_out(wrap(plan, verdict)?, None)
+}
+
+/// `plan` with the columns of each remote query that nothing above it reads
+/// left out of the query. A join returns every column of its inputs, keys
+/// included, and DataFusion prunes them only at the next projection: a
+/// federated join under a local one would send both of its key columns
+/// (TPC-H Q9's `l_orderkey` and `o_orderkey`) for nothing. `required` is
+/// what the plan's parent reads of it, `None` for all of it. Only joins,
+/// filters, sorts and limits pass their columns up by name and are looked
+/// through; projections and aggregates read their expressions' columns.
+fn unread_columns_left_out(
+    plan: LogicalPlan,
+    required: Option<&std::collections::HashSet<Column>>,
+) -> Result<LogicalPlan> {
+    use std::collections::HashSet;
+    if let LogicalPlan::Extension(extension) = &plan {
+        let Some(node) = extension.node.as_any().downcast_ref::<RemoteQueryNode>() else {
+            return Ok(plan);
+        };
+        let Some(required) = required else {
+            return Ok(plan);
+        };
+        let columns = node.input.schema().columns();
+        let kept: Vec<Expr> = columns
+            .iter()
+            .filter(|c| required.contains(*c))
+            .cloned()
+            .map(Expr::Column)
+            .collect();
+        if kept.len() == columns.len() || kept.is_empty() {
+            return Ok(plan);
+        }
+        let projected = Projection::try_new(kept, Arc::new(node.input.clone()))?;
+        return Ok(LogicalPlan::Extension(Extension {
+            node: Arc::new(RemoteQueryNode::new(
+                Arc::clone(&node.database),
+                LogicalPlan::Projection(projected),
+            )),
+        }));
+    }
+    let expressions = plan.expressions();
+    let reads: HashSet<Column> = expressions
+        .iter()
+        .flat_map(|e| e.column_refs())
+        .cloned()
+        .collect();
+    let subqueries = expressions.iter().any(|e| {
+        e.exists(|e| {
+            Ok(matches!(
+                e,
+                Expr::ScalarSubquery(_) | Expr::Exists(_) | Expr::InSubquery(_)
+            ))
+        })
+        .unwrap_or(true)
+    });
+    let needed = match &plan {
+        _ if subqueries => None,
+        // What its parent reads of its outputs.
+        LogicalPlan::Projection(projection) => Some(match required {
+            // When its parent reads none of its outputs (`count(*)` above),
+            // it keeps them all.
+            Some(required) if kept_outputs(projection, required).next().is_some() => {
+                kept_outputs(projection, required)
+                    .flat_map(|e| e.column_refs())
+                    .cloned()
+                    .collect()
+            }
+            _ => reads,
+        }),
+        LogicalPlan::Aggregate(_) => Some(reads),
+        LogicalPlan::Join(_)
+        | LogicalPlan::Filter(_)
+        | LogicalPlan::Sort(_)
+        | LogicalPlan::Limit(_) => required.map(|r| r.union(&reads).cloned().collect()),
+        _ => None,
+    };
+    let old_inputs: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
+    let mut inputs = Vec::with_capacity(old_inputs.len());
+    for input in &old_inputs {
+        inputs.push(unread_columns_left_out(input.clone(), needed.as_ref())?);
+    }
+    if inputs == old_inputs {
+        return Ok(plan);
+    }
+    // A projection keeps the outputs its parent reads: the others may read
+    // columns left out below.
+    if let (LogicalPlan::Projection(projection), Some(required)) = (&plan, required) {
+        let kept: Vec<Expr> = kept_outputs(projection, required).cloned().collect();
+        if !kept.is_empty() {
+            let input = inputs.swap_remove(0);
+            return Ok(LogicalPlan::Projection(Projection::try_new(
+                kept,
+                Arc::new(input),
+            )?));
+        }
+    }
+    plan.with_new_exprs(expressions, inputs)
+}
+
+/// The expressions of `projection` whose outputs are in `required`.
+fn kept_outputs<'a>(
+    projection: &'a Projection,
+    required: &'a std::collections::HashSet<Column>,
+) -> impl Iterator<Item = &'a Expr> {
+    projection
+        .expr
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| required.contains(&Column::from(projection.schema.qualified_field(*i))))
+        .map(|(_, e)| e)
 }
 
 /// `plan` with the uncorrelated subqueries in its expressions federated
