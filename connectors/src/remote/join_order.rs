@@ -156,11 +156,7 @@ impl OptimizerRule for JoinSmallTablesFirst {
             inner_keys,
             other.filter.clone(),
         )?;
-        // The columns in their order.
-        if moved.schema().columns() == join.schema.columns() {
-            return Ok(Transformed::yes(moved));
-        }
-        Ok(Transformed::yes(with_columns_of(&join.schema, moved)?))
+        Ok(Transformed::yes(in_columns_of(join, moved)?))
     }
 }
 
@@ -198,10 +194,7 @@ impl OptimizerRule for JoinSameSourceFirst {
         let Some(regrouped) = cluster.regrouped(join)? else {
             return Ok(Transformed::no(plan));
         };
-        if regrouped.schema().columns() == join.schema.columns() {
-            return Ok(Transformed::yes(regrouped));
-        }
-        Ok(Transformed::yes(with_columns_of(&join.schema, regrouped)?))
+        Ok(Transformed::yes(in_columns_of(join, regrouped)?))
     }
 }
 
@@ -259,8 +252,7 @@ impl Cluster {
         let databases: Vec<Option<Arc<dyn RemoteDatabase>>> =
             self.leaves.iter().map(single_database).collect();
         self.infer_keys_within_databases(&databases);
-        let condition_leaves: Vec<Vec<usize>> =
-            self.conditions.iter().map(|c| self.leaves_of(c)).collect();
+        let shapes: Vec<Shape> = self.conditions.iter().map(|c| self.shape(c)).collect();
         // Tables of one database connected by conditions between two of
         // them: union-find over the leaves.
         let mut group: Vec<usize> = (0..count).collect();
@@ -271,8 +263,8 @@ impl Cluster {
             }
             i
         }
-        for leaves in &condition_leaves {
-            if let [a, b] = leaves.as_slice()
+        for shape in &shapes {
+            if let [a, b] = shape.leaves.as_slice()
                 && let (Some(x), Some(y)) = (&databases[*a], &databases[*b])
                 && same_database(x, y)
             {
@@ -308,8 +300,7 @@ impl Cluster {
                 .map(|i| (self.leaves[*i].clone(), vec![*i]))
                 .collect();
             let mut unit_used = used.clone();
-            let Some(joined) = self.chain(template, members, &condition_leaves, &mut unit_used)?
-            else {
+            let Some(joined) = self.chain(template, members, &shapes, &mut unit_used)? else {
                 return Ok(None);
             };
             // Only worth it when the database runs the unit whole.
@@ -319,7 +310,7 @@ impl Cluster {
             used = unit_used;
             parts.push(joined);
         }
-        let Some((plan, _)) = self.chain(template, parts, &condition_leaves, &mut used)? else {
+        let Some((plan, _)) = self.chain(template, parts, &shapes, &mut used)? else {
             return Ok(None);
         };
         Ok(used.iter().all(|u| *u).then_some(plan))
@@ -406,28 +397,23 @@ impl Cluster {
         &self,
         template: &Join,
         mut parts: Vec<(LogicalPlan, Vec<usize>)>,
-        condition_leaves: &[Vec<usize>],
+        shapes: &[Shape],
         used: &mut [bool],
     ) -> Result<Option<(LogicalPlan, Vec<usize>)>> {
         let (mut plan, mut leaves) = parts.remove(0);
         while !parts.is_empty() {
-            let mut next = None;
-            for (index, (_, right)) in parts.iter().enumerate() {
-                let keys = self.keys(&leaves, right, condition_leaves, used);
-                if !keys.is_empty() {
-                    next = Some(index);
-                    break;
-                }
-            }
-            let Some(index) = next else {
+            let next = parts.iter().enumerate().find_map(|(index, (_, right))| {
+                let on = self.keys(&leaves, right, shapes, used);
+                (!on.is_empty()).then_some((index, on))
+            });
+            let Some((index, on)) = next else {
                 return Ok(None);
             };
             let (right_plan, right) = parts.remove(index);
-            let on = self.keys(&leaves, &right, condition_leaves, used);
             let mut filters = Vec::new();
             let joined: Vec<usize> = leaves.iter().chain(&right).copied().collect();
             for (i, condition) in self.conditions.iter().enumerate() {
-                let inside = condition_leaves[i].iter().all(|l| joined.contains(l));
+                let inside = shapes[i].leaves.iter().all(|l| joined.contains(l));
                 if used[i] || !inside {
                     continue;
                 }
@@ -454,33 +440,58 @@ impl Cluster {
         &self,
         left: &[usize],
         right: &[usize],
-        condition_leaves: &[Vec<usize>],
+        shapes: &[Shape],
         used: &[bool],
     ) -> Vec<(usize, (Expr, Expr))> {
-        let within = |expr: &Expr, side: &[usize]| {
-            let leaves = self.leaves_of(expr);
+        let within = |leaves: &[usize], side: &[usize]| {
             !leaves.is_empty() && leaves.iter().all(|l| side.contains(l))
         };
         let mut keys = Vec::new();
-        for (i, condition) in self.conditions.iter().enumerate() {
-            if used[i] || condition_leaves[i].len() < 2 {
-                continue;
-            }
-            let Expr::BinaryExpr(binary) = condition else {
+        for (i, shape) in shapes.iter().enumerate() {
+            let Some((l, r, l_leaves, r_leaves)) = &shape.sides else {
                 continue;
             };
-            if binary.op != datafusion::logical_expr::Operator::Eq {
+            if used[i] || shape.leaves.len() < 2 {
                 continue;
             }
-            let (l, r) = (binary.left.as_ref(), binary.right.as_ref());
-            if within(l, left) && within(r, right) {
+            if within(l_leaves, left) && within(r_leaves, right) {
                 keys.push((i, (l.clone(), r.clone())));
-            } else if within(r, left) && within(l, right) {
+            } else if within(r_leaves, left) && within(l_leaves, right) {
                 keys.push((i, (r.clone(), l.clone())));
             }
         }
         keys
     }
+
+    /// The leaves `condition` reads, and for `l = r` each side's.
+    fn shape(&self, condition: &Expr) -> Shape {
+        let sides = match condition {
+            Expr::BinaryExpr(binary) if binary.op == datafusion::logical_expr::Operator::Eq => {
+                let (l, r) = (binary.left.as_ref(), binary.right.as_ref());
+                Some((l.clone(), r.clone(), self.leaves_of(l), self.leaves_of(r)))
+            }
+            _ => None,
+        };
+        Shape {
+            leaves: self.leaves_of(condition),
+            sides,
+        }
+    }
+}
+
+/// Where a condition's columns come from (see [`Cluster::shape`]).
+struct Shape {
+    leaves: Vec<usize>,
+    /// For `l = r`: both sides and the leaves each reads.
+    sides: Option<(Expr, Expr, Vec<usize>, Vec<usize>)>,
+}
+
+/// `plan` (a reordered `join`) with `join`'s columns in their order.
+fn in_columns_of(join: &Join, plan: LogicalPlan) -> Result<LogicalPlan> {
+    if plan.schema().columns() == join.schema.columns() {
+        return Ok(plan);
+    }
+    with_columns_of(&join.schema, plan)
 }
 
 fn same_set(a: &[usize], b: &[usize]) -> bool {
