@@ -73,7 +73,8 @@ impl OptimizerRule for PushSemiJoinDown {
             .right
             .as_ref()
             .exists(|p| Ok(matches!(p, LogicalPlan::Aggregate(_))))?;
-        if !aggregated && !to_its_database(semi) {
+        let read = left_columns_read(semi);
+        if !aggregated && !to_its_database(semi, &read) {
             return Ok(Transformed::no(plan));
         }
         // Through a projection of columns: it renames nothing, so the
@@ -94,17 +95,10 @@ impl OptimizerRule for PushSemiJoinDown {
         if inner.join_type != JoinType::Inner {
             return Ok(Transformed::no(plan));
         }
-        let read = left_columns_read(semi);
-        if read.is_empty() {
-            return Ok(Transformed::no(plan));
-        }
-        let holds = |side: &LogicalPlan| read.iter().all(|c| side.schema().has_column(c));
-        let (left, right) = if holds(&inner.left) {
-            (over(&inner.left)?, Arc::clone(&inner.right))
-        } else if holds(&inner.right) {
-            (Arc::clone(&inner.left), over(&inner.right)?)
-        } else {
-            return Ok(Transformed::no(plan));
+        let (left, right) = match holding_side(inner, &read) {
+            Some(true) => (over(&inner.left)?, Arc::clone(&inner.right)),
+            Some(false) => (Arc::clone(&inner.left), over(&inner.right)?),
+            None => return Ok(Transformed::no(plan)),
         };
         Ok(Transformed::yes(join_like(
             inner,
@@ -138,15 +132,13 @@ fn left_columns_read(semi: &Join) -> HashSet<Column> {
 /// as far as it goes, it lands on a plan of that database: there the
 /// database runs it (`[NOT] EXISTS`) with the scan it filters, and only
 /// the rows it keeps cross the wire (TPC-H Q21).
-fn to_its_database(semi: &Join) -> bool {
-    let Some(database) = single_database(&semi.right) else {
-        return false;
-    };
-    let read = left_columns_read(semi);
+fn to_its_database(semi: &Join, read: &HashSet<Column>) -> bool {
     if read.is_empty() {
         return false;
     }
-    let holds = |side: &LogicalPlan| read.iter().all(|c| side.schema().has_column(c));
+    let Some(database) = single_database(&semi.right) else {
+        return false;
+    };
     let mut node = semi.left.as_ref();
     loop {
         match node {
@@ -154,16 +146,29 @@ fn to_its_database(semi: &Join) -> bool {
                 node = projection.input.as_ref();
             }
             LogicalPlan::Join(inner) if inner.join_type == JoinType::Inner => {
-                if holds(&inner.left) {
-                    node = inner.left.as_ref();
-                } else if holds(&inner.right) {
-                    node = inner.right.as_ref();
-                } else {
-                    return false;
+                match holding_side(inner, read) {
+                    Some(true) => node = inner.left.as_ref(),
+                    Some(false) => node = inner.right.as_ref(),
+                    None => return false,
                 }
             }
             _ => break,
         }
     }
     single_database(node).is_some_and(|d| same_database(&d, &database))
+}
+
+/// The side of `inner` holding every column in `read` (`true`: the left),
+/// when one does and `read` is not empty.
+fn holding_side(inner: &Join, read: &HashSet<Column>) -> Option<bool> {
+    let holds = |side: &LogicalPlan| read.iter().all(|c| side.schema().has_column(c));
+    if read.is_empty() {
+        None
+    } else if holds(&inner.left) {
+        Some(true)
+    } else if holds(&inner.right) {
+        Some(false)
+    } else {
+        None
+    }
 }
