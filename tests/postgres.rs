@@ -1630,6 +1630,128 @@ async fn tables_of_one_database_join_first() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scalar_subquery_over_its_own_rows_reads_a_window() {
+    let f = Fixture::new(
+        "CREATE TABLE orders (id int PRIMARY KEY, cust int);
+         INSERT INTO orders SELECT g, g % 30 FROM generate_series(1, 600) g;
+         CREATE TABLE items (order_id int, qty int);
+         INSERT INTO items SELECT g % 600 + 1, (g * 7) % 11 FROM generate_series(1, 3000) g;",
+    )
+    .await;
+    // TPC-H Q15's shape: the rows whose total is the largest (three tie).
+    let revenue = "WITH revenue AS (SELECT o.cust AS cust, sum(i.qty) AS total \
+                   FROM pg.$S.orders o JOIN pg.$S.items i ON i.order_id = o.id GROUP BY o.cust) ";
+    let cases = [
+        (
+            "SELECT cust, total FROM revenue WHERE total = (SELECT max(total) FROM revenue) \
+             ORDER BY cust",
+            "SELECT cust, total FROM revenue r JOIN (SELECT max(total) AS m FROM revenue) x \
+             ON r.total = x.m ORDER BY cust",
+        ),
+        // An expression of two aggregates, in a larger predicate.
+        (
+            "SELECT cust FROM revenue WHERE cust < 20 AND total * 2 > \
+             (SELECT min(total) + max(total) FROM revenue) ORDER BY cust",
+            "SELECT cust FROM revenue r, (SELECT min(total) + max(total) AS m FROM revenue) x \
+             WHERE cust < 20 AND total * 2 > x.m ORDER BY cust",
+        ),
+        // No rows: the subquery is NULL, the filter keeps nothing.
+        (
+            "SELECT cust FROM revenue WHERE cust > 100 AND total = \
+             (SELECT max(total) FROM revenue WHERE cust > 100)",
+            "SELECT cust FROM revenue WHERE cust > 100",
+        ),
+    ];
+    for (query, joined) in cases {
+        let sql = format!("{revenue}{query}");
+        let rows = f.rows(&sql).await;
+        assert_eq!(rows, f.rows(&format!("{revenue}{joined}")).await, "{query}");
+        if query.contains("= (SELECT max(total) FROM revenue)") {
+            assert_eq!(rows.len(), 3, "ties all pass: {rows:?}");
+            let plan = f.explain(&sql).await;
+            let scans = common::remote_scans(&plan);
+            assert!(
+                scans.len() == 1
+                    && scans[0].contains("GROUP BY")
+                    && plan.contains("WindowAggr")
+                    && !plan.contains("ScalarSubqueryExec"),
+                "the revenue should be grouped once, in PostgreSQL:\n{plan}"
+            );
+        }
+    }
+    // Volatile rows are not the same rows twice: the subquery stays.
+    let plan = f
+        .explain(
+            "SELECT id FROM pg.$S.orders WHERE random() < 2 AND id = \
+             (SELECT max(id) FROM pg.$S.orders WHERE random() < 2)",
+        )
+        .await;
+    assert!(plan.contains("ScalarSubqueryExec"), "{plan}");
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn groupings_too_large_for_the_database_run_locally() {
+    // 60 K groups of one row: PostgreSQL's default hash memory (8 MB) holds
+    // fewer than the estimated 60 K x 208 bytes.
+    let f = Fixture::new(
+        "CREATE TABLE facts (k int, g4 int, v numeric(12, 2));
+         INSERT INTO facts SELECT g, g % 4, g / 100.0 FROM generate_series(1, 60000) g;
+         CREATE TABLE picked (k int PRIMARY KEY);
+         INSERT INTO picked VALUES (7), (700), (7000);
+         ANALYZE facts;
+         ANALYZE picked;",
+    )
+    .await;
+    f.copy_locally("facts", "local_facts").await;
+    let many = "SELECT k, sum(v) FROM pg.$S.facts GROUP BY k HAVING sum(v) > 599.5 ORDER BY k";
+    let rows = f.rows(many).await;
+    let expected: Vec<String> = (59951..=60000)
+        .map(|k| format!("{k}|{}.{:02}", k / 100, k % 100))
+        .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(
+        rows,
+        f.rows(&many.replace("pg.$S.facts", "local_facts")).await
+    );
+    let plan = f.explain(many).await;
+    let scans = common::remote_scans(&plan);
+    assert!(
+        scans.len() == 1 && !scans[0].contains("GROUP BY") && plan.contains("AggregateExec"),
+        "60 K groups should be grouped locally:\n{plan}"
+    );
+    // Four groups: in PostgreSQL.
+    let few = "SELECT g4, sum(v), count(*) FROM pg.$S.facts GROUP BY g4 ORDER BY g4";
+    assert_eq!(
+        f.rows(few).await,
+        f.rows(&few.replace("pg.$S.facts", "local_facts")).await
+    );
+    let plan = f.explain(few).await;
+    assert!(
+        common::remote_scans(&plan)
+            .iter()
+            .any(|s| s.contains("GROUP BY")),
+        "{plan}"
+    );
+    // Joined on its key with three picked keys (TPC-H Q17): the keys narrow
+    // it, so it stays in PostgreSQL with the join.
+    let narrowed = "SELECT p.k, t.total FROM pg.$S.picked p JOIN \
+                    (SELECT k, sum(v) AS total FROM pg.$S.facts GROUP BY k) t ON t.k = p.k \
+                    ORDER BY p.k";
+    assert_eq!(
+        f.rows(narrowed).await,
+        ["7|0.07", "700|7.00", "7000|70.00"].map(String::from)
+    );
+    let plan = f.explain(narrowed).await;
+    let scans = common::remote_scans(&plan);
+    assert!(
+        scans.len() == 1 && scans[0].contains("GROUP BY") && scans[0].contains("JOIN"),
+        "{plan}"
+    );
+    f.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn uncorrelated_subqueries_are_federated() {
     let f = Fixture::new(
         "CREATE TABLE orders (id int PRIMARY KEY, cust int);
@@ -1640,11 +1762,12 @@ async fn uncorrelated_subqueries_are_federated() {
     .await;
     f.copy_locally("orders", "local_orders").await;
     f.copy_locally("items", "local_items").await;
-    // TPC-H Q15's shape: the maximum of an aggregate, as a scalar subquery.
+    // A scalar subquery over other rows than the query's (over the same
+    // rows it is a window, see scalar_subquery_over_its_own_rows_...).
     let sql = "WITH revenue AS (SELECT o.cust AS cust, sum(i.qty) AS total \
                FROM pg.$S.orders o JOIN pg.$S.items i ON i.order_id = o.id GROUP BY o.cust) \
-               SELECT cust, total FROM revenue WHERE total = (SELECT max(total) FROM revenue) \
-               ORDER BY cust";
+               SELECT cust, total FROM revenue WHERE total = (SELECT max(total) FROM revenue \
+               WHERE cust > 3) ORDER BY cust";
     let remote = f.rows(sql).await;
     let local = f
         .rows(

@@ -24,7 +24,7 @@ use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{
     FederatingQueryPlanner, JoinSameSourceFirst, JoinSmallTablesFirst, PushSemiJoinDown,
-    RemoteSources, RemoteTopK, WriteMode,
+    RemoteSources, RemoteTopK, ScalarSubqueryAsWindow, WriteMode,
 };
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
@@ -276,6 +276,7 @@ impl Moltres {
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_optimizer_rule(Arc::new(ScalarSubqueryAsWindow))
             .with_optimizer_rule(Arc::new(PushSemiJoinDown))
             .with_optimizer_rule(Arc::new(JoinSameSourceFirst))
             .with_optimizer_rule(Arc::new(JoinSmallTablesFirst))

@@ -263,8 +263,7 @@ async fn run_query(
             return Ok(());
         }
     };
-    let mut pending = 0;
-    let mut first_pending = std::time::Instant::now();
+    let mut clock = crate::remote::BatchClock::new(batch_size);
     loop {
         let row = tokio::select! {
             row = result.next() => row.map_err(|e| remote_error(source, e, Some(sql)))?,
@@ -287,19 +286,15 @@ async fn run_query(
                 )
             })?;
         }
-        if pending == 0 {
-            first_pending = std::time::Instant::now();
-        }
-        pending += 1;
-        if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
-            let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
-            pending = 0;
+        if clock.row() {
+            let batch = crate::remote::finish_batch(schema, &mut decoders, clock.take())?;
             if !tx.send(Ok(batch)).await {
                 kill(pool, source, settings, id).await;
                 return Ok(());
             }
         }
     }
+    let pending = clock.take();
     if pending > 0 {
         let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
         tx.send(Ok(batch)).await;

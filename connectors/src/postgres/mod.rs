@@ -256,6 +256,22 @@ impl RemoteDatabase for PostgresSource {
         (rows >= 0.0).then_some(rows as u64)
     }
 
+    /// `work_mem` x `hash_mem_multiplier`: what a hash aggregate holds
+    /// before it writes batches to disk.
+    async fn aggregate_memory(&self) -> Option<u64> {
+        let client = self.pool.get().await.ok()?;
+        let row = client
+            .query_one(
+                "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))::float8 \
+                 * pg_catalog.current_setting('hash_mem_multiplier')::float8",
+                &[],
+            )
+            .await
+            .ok()?;
+        let bytes: f64 = row.get(0);
+        (bytes > 0.0).then_some(bytes as u64)
+    }
+
     /// `pg_stats.n_distinct` (kept by ANALYZE; negative: a fraction of the
     /// rows).
     async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {

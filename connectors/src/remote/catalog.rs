@@ -222,11 +222,16 @@ impl SchemaProvider for RemoteSchema {
             Some(_) => self.database.distinct_estimates(&self.schema, name).await,
             None => Vec::new(),
         };
+        let memory = match rows {
+            Some(_) => self.database.aggregate_memory().await,
+            None => None,
+        };
         let table = Arc::new(
             RemoteTable::new(Arc::clone(&self.database), &self.schema, name, schema)
                 .with_read_only(self.read_only)
                 .with_row_estimate(rows)
-                .with_distinct_estimates(distinct),
+                .with_distinct_estimates(distinct)
+                .with_aggregate_memory(memory),
         );
         self.definitions
             .write()

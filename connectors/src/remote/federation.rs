@@ -37,7 +37,7 @@
 //! * `ORDER BY ... LIMIT n` (top-N) and `LIMIT`, only at the top of a
 //!   federated part; the sort is repeated locally over the `n` rows.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
@@ -59,6 +59,7 @@ use datafusion::physical_plan::ExecutionPlan;
 use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, PhysicalPlanner};
 
 use super::average::{finish_averages, split_decimal_averages};
+use super::grouping::local_groupings;
 use super::plans::{is_column_projection, join_like, scan_row_estimate, with_columns_of};
 use super::pushdown::{Capability, PushdownPolicy, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RemoteTable};
@@ -84,7 +85,9 @@ impl QueryPlanner for FederatingQueryPlanner {
 /// `plan` with its federable single-source sub-plans replaced by
 /// [`RemoteQueryNode`]s.
 pub fn federate(plan: LogicalPlan) -> Result<LogicalPlan> {
-    let (plan, verdict) = rewrite(federate_subqueries(plan)?)?;
+    let plan = federate_subqueries(plan)?;
+    let local = local_groupings(&plan);
+    let (plan, verdict) = rewrite(plan, &local)?;
     unread_columns_left_out(wrap(plan, verdict)?, None)
 }
 
@@ -98,7 +101,7 @@ pub fn federate(plan: LogicalPlan) -> Result<LogicalPlan> {
 /// through; projections and aggregates read their expressions' columns.
 fn unread_columns_left_out(
     plan: LogicalPlan,
-    required: Option<&std::collections::HashSet<Column>>,
+    required: Option<&HashSet<Column>>,
 ) -> Result<LogicalPlan> {
     use std::collections::HashSet;
     if let LogicalPlan::Extension(extension) = &plan {
@@ -188,7 +191,7 @@ fn unread_columns_left_out(
 /// The expressions of `projection` whose outputs are in `required`.
 fn kept_outputs<'a>(
     projection: &'a Projection,
-    required: &'a std::collections::HashSet<Column>,
+    required: &'a HashSet<Column>,
 ) -> impl Iterator<Item = &'a Expr> {
     projection
         .expr
@@ -237,23 +240,25 @@ pub(super) fn same_database(a: &Arc<dyn RemoteDatabase>, b: &Arc<dyn RemoteDatab
 }
 
 /// Rewrites the children of `plan` bottom-up and judges `plan` itself.
-fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
+/// `local`: the groupings that run locally (see [`local_groupings`]).
+fn rewrite(plan: LogicalPlan, local: &HashSet<LogicalPlan>) -> Result<(LogicalPlan, Verdict)> {
     if let LogicalPlan::Extension(_) = plan {
         return Ok((plan, Verdict::Local));
     }
     let children: Vec<LogicalPlan> = plan.inputs().into_iter().cloned().collect();
     let mut judged = Vec::with_capacity(children.len());
     for child in children {
-        judged.push(rewrite(child)?);
+        judged.push(rewrite(child, local)?);
     }
     let verdicts: Vec<&Verdict> = judged.iter().map(|(_, v)| v).collect();
-    let own = judge(&plan, &verdicts)?;
+    let own = judge(&plan, &verdicts, local)?;
     if matches!(own, Verdict::Remote { .. }) {
         // The whole sub-plan may still join its parent's remote query.
         return Ok((plan, own));
     }
     if let LogicalPlan::Aggregate(aggregate) = &plan
         && let [(input, _)] = judged.as_slice()
+        && !local.contains(&plan)
         && let Some(split) = federate_averages(aggregate, input.clone(), &verdicts)?
     {
         return Ok((split, Verdict::Local));
@@ -281,7 +286,7 @@ fn rewrite(plan: LogicalPlan) -> Result<(LogicalPlan, Verdict)> {
 
 /// The database `plan` runs in as a whole when federated, if one does.
 pub(super) fn single_database(plan: &LogicalPlan) -> Option<Arc<dyn RemoteDatabase>> {
-    match rewrite(plan.clone()).ok()?.1 {
+    match rewrite(plan.clone(), &local_groupings(plan)).ok()?.1 {
         Verdict::Remote {
             database,
             top_only: false,
@@ -302,7 +307,7 @@ fn federate_averages(
     let Some((split, outputs)) = split_decimal_averages(aggregate, input)? else {
         return Ok(None);
     };
-    let verdict = judge(&split, verdicts)?;
+    let verdict = judge(&split, verdicts, &HashSet::new())?;
     if !matches!(verdict, Verdict::Remote { .. }) {
         return Ok(None);
     }
@@ -345,7 +350,7 @@ fn remote_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
     Some(provider)
 }
 
-fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
+fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) -> Result<Verdict> {
     if let LogicalPlan::TableScan(scan) = plan {
         return Ok(judge_scan(scan));
     }
@@ -421,7 +426,7 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict]) -> Result<Verdict> {
             let schema = Judge::new(policy, agg.input.schema());
             let groups = agg.group_expr.iter().all(|e| schema.key(e));
             let aggregates = agg.aggr_expr.iter().all(|e| schema.aggregate(e));
-            (groups && aggregates).then(|| remote(false, true))
+            (groups && aggregates && !local.contains(plan)).then(|| remote(false, true))
         }
         LogicalPlan::Distinct(Distinct::All(input)) => {
             let schema = Judge::new(policy, input.schema());

@@ -20,11 +20,13 @@ mod dml;
 mod error;
 mod exec;
 mod federation;
+mod grouping;
 mod join_order;
 mod passthrough;
 mod plans;
 pub mod pushdown;
 mod runtime_filter;
+mod scalar_window;
 mod semi_join;
 mod sql;
 mod stream;
@@ -74,11 +76,12 @@ impl<'a> WriteMode<'a> {
     }
 }
 pub use join_order::{JoinSameSourceFirst, JoinSmallTablesFirst};
+pub use scalar_window::ScalarSubqueryAsWindow;
 pub use semi_join::PushSemiJoinDown;
 pub use sql::RemoteSql;
 pub use stream::{
-    BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders, finish_batch,
-    record_batch,
+    BatchClock, BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders,
+    finish_batch, record_batch,
 };
 pub use table::{RemoteTable, sink_source};
 pub use topk::RemoteTopK;
@@ -244,6 +247,15 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     /// `partsupp` rows whose part is one of a few filtered parts).
     async fn distinct_estimates(&self, _schema: &str, _table: &str) -> Vec<(String, u64)> {
         Vec::new()
+    }
+
+    /// About how many bytes one grouping query may hold in memory on the
+    /// server before it spills to disk (PostgreSQL: `work_mem` x
+    /// `hash_mem_multiplier`); `None` when unknown or unbounded. A grouping
+    /// whose hash table would be far larger stays local when it reduces its
+    /// input little (see the `grouping` module).
+    async fn aggregate_memory(&self) -> Option<u64> {
+        None
     }
 
     /// One round trip on a pooled connection (`SELECT 1`).

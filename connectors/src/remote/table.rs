@@ -86,6 +86,8 @@ pub struct RemoteTable {
     rows: Option<u64>,
     /// Its estimates of distinct values, by column.
     distinct: std::collections::HashMap<String, u64>,
+    /// What one grouping may hold in memory on the server.
+    aggregate_memory: Option<u64>,
 }
 
 impl RemoteTable {
@@ -103,6 +105,7 @@ impl RemoteTable {
             read_only: false,
             rows: None,
             distinct: Default::default(),
+            aggregate_memory: None,
         }
     }
 
@@ -123,6 +126,23 @@ impl RemoteTable {
     pub fn with_distinct_estimates(mut self, distinct: Vec<(String, u64)>) -> Self {
         self.distinct = distinct.into_iter().collect();
         self
+    }
+
+    /// The database's estimate of distinct values in `column`, if it has one.
+    pub fn distinct_estimate(&self, column: &str) -> Option<u64> {
+        self.distinct.get(column).copied()
+    }
+
+    /// What one grouping may hold in memory on the server (see
+    /// [`RemoteDatabase::aggregate_memory`]).
+    pub fn with_aggregate_memory(mut self, bytes: Option<u64>) -> Self {
+        self.aggregate_memory = bytes;
+        self
+    }
+
+    /// What one grouping may hold in memory on the server, if known.
+    pub fn aggregate_memory(&self) -> Option<u64> {
+        self.aggregate_memory
     }
 
     /// Refuses `INSERT` when `read_only` (the source was attached READ_ONLY).

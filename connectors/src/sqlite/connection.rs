@@ -327,8 +327,7 @@ fn run_query(
     let mut rows = statement
         .query([])
         .map_err(|e| remote_error(source, e, Some(sql)))?;
-    let mut pending = 0;
-    let mut first_pending = std::time::Instant::now();
+    let mut clock = crate::remote::BatchClock::new(batch_size);
     loop {
         let row = match rows.next() {
             Ok(Some(row)) => row,
@@ -358,18 +357,14 @@ fn run_query(
                 .into());
             }
         }
-        if pending == 0 {
-            first_pending = std::time::Instant::now();
-        }
-        pending += 1;
-        if pending == batch_size || first_pending.elapsed() >= crate::remote::FLUSH_AFTER {
-            let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
-            pending = 0;
+        if clock.row() {
+            let batch = crate::remote::finish_batch(schema, &mut decoders, clock.take())?;
             if !tx.blocking_send(Ok(batch)) {
                 return Ok(());
             }
         }
     }
+    let pending = clock.take();
     if pending > 0 {
         let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
         tx.blocking_send(Ok(batch));
