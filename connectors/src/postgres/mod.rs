@@ -70,6 +70,8 @@ pub struct PostgresSource {
     pushdown: PostgresPushdown,
     unsupported: UnsupportedTypes,
     server_version: String,
+    /// [`RemoteDatabase::aggregate_memory`], read once.
+    aggregate_memory: tokio::sync::OnceCell<Option<u64>>,
 }
 
 impl std::fmt::Debug for PostgresSource {
@@ -119,6 +121,7 @@ impl PostgresSource {
             pushdown: PostgresPushdown,
             unsupported,
             server_version,
+            aggregate_memory: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -258,18 +261,24 @@ impl RemoteDatabase for PostgresSource {
 
     /// `work_mem` x `hash_mem_multiplier`: what a hash aggregate holds
     /// before it writes batches to disk.
+    /// Read on the first table lookup that asks, not once per table.
     async fn aggregate_memory(&self) -> Option<u64> {
-        let client = self.pool.get().await.ok()?;
-        let row = client
-            .query_one(
-                "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))::float8 \
-                 * pg_catalog.current_setting('hash_mem_multiplier')::float8",
-                &[],
-            )
+        *self
+            .aggregate_memory
+            .get_or_init(|| async {
+                let client = self.pool.get().await.ok()?;
+                let row = client
+                    .query_one(
+                        "SELECT pg_catalog.pg_size_bytes(pg_catalog.current_setting('work_mem'))::float8 \
+                         * pg_catalog.current_setting('hash_mem_multiplier')::float8",
+                        &[],
+                    )
+                    .await
+                    .ok()?;
+                let bytes: f64 = row.get(0);
+                (bytes > 0.0).then_some(bytes as u64)
+            })
             .await
-            .ok()?;
-        let bytes: f64 = row.get(0);
-        (bytes > 0.0).then_some(bytes as u64)
     }
 
     /// `pg_stats.n_distinct` (kept by ANALYZE; negative: a fraction of the

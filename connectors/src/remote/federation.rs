@@ -344,7 +344,7 @@ fn wrap(plan: LogicalPlan, verdict: Verdict) -> Result<LogicalPlan> {
 }
 
 /// The remote table a scan reads, if it reads one.
-fn remote_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
+pub(super) fn remote_table(scan: &TableScan) -> Option<Arc<dyn TableProvider>> {
     let provider = source_as_provider(&scan.source).ok()?;
     provider.downcast_ref::<RemoteTable>()?;
     Some(provider)

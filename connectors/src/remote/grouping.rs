@@ -19,10 +19,10 @@
 use std::collections::HashSet;
 
 use datafusion::common::Column;
-use datafusion::datasource::source_as_provider;
 use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, TableScan};
 
 use super::RemoteTable;
+use super::federation::remote_table;
 use super::plans::{is_column_projection, scan_row_estimate};
 
 /// Bytes a hash aggregate holds per group besides keys and states: the
@@ -112,7 +112,7 @@ fn collect(plan: &LogicalPlan, narrowed_to: Option<u64>, local: &mut HashSet<Log
 fn distinct_keys(plan: &LogicalPlan, column: &Column) -> Option<u64> {
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let provider = source_as_provider(&scan.source).ok()?;
+            let provider = remote_table(scan)?;
             let table = provider.downcast_ref::<RemoteTable>()?;
             let rows =
                 scan_row_estimate(table.row_estimate()?, !scan.filters.is_empty(), scan.fetch);
@@ -174,7 +174,7 @@ fn outgrows_remote_memory(aggregate: &Aggregate) -> Option<u64> {
         return None;
     }
     let scan = scan_under(&aggregate.input)?;
-    let provider = source_as_provider(&scan.source).ok()?;
+    let provider = remote_table(scan)?;
     let table = provider.downcast_ref::<RemoteTable>()?;
     let (memory, rows) = (table.aggregate_memory()?, table.row_estimate()?);
     let mut groups: u64 = 1;
