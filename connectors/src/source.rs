@@ -32,6 +32,19 @@ pub struct AttachRequest {
     pub session: SessionHandle,
 }
 
+impl AttachRequest {
+    /// The options a connector reads: those given, with `read_only = true`
+    /// when the source is attached `READ_ONLY` (each database then refuses
+    /// writes itself, passthrough SQL included).
+    pub fn connector_options(&self) -> BTreeMap<String, String> {
+        let mut options = self.options.clone();
+        if self.read_only {
+            options.insert("read_only".to_string(), "true".to_string());
+        }
+        options
+    }
+}
+
 /// An attached source, as the engine registers it.
 #[derive(Debug, Clone)]
 pub struct AttachedSource {

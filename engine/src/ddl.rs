@@ -19,9 +19,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::prelude::DataFrame;
 use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
-    CreateTable, Ident, ObjectName, ObjectNamePart, ObjectType, Statement,
+    CreateTable, Ident, ObjectName, ObjectNamePart, ObjectType, Statement, TableObject,
 };
-use moltres_connectors::remote::RemoteDatabase;
+use moltres_connectors::remote::{RemoteDatabase, RemoteSql, Written, seal_statement};
 
 use crate::error::{Error, Result};
 use crate::session::Moltres;
@@ -45,7 +45,7 @@ impl Target {
     }
 
     /// `schema.table` quoted in the database's dialect.
-    pub fn quoted(&self, database: &dyn RemoteDatabase) -> String {
+    pub fn quoted(&self, database: &dyn RemoteDatabase) -> Result<String> {
         quoted(database, &self.schema, &self.table)
     }
 }
@@ -119,6 +119,22 @@ pub(crate) fn plan(db: &Moltres, statement: &DFStatement) -> Result<Option<Ddl>>
             }
             Ok(Some(Ddl::Drop(targets, *if_exists)))
         }
+        // Writes into a source attached READ_ONLY (a directory's files
+        // too) are refused before DataFusion plans them.
+        Statement::Insert(insert) => {
+            if let TableObject::TableName(name) = &insert.table
+                && name.0.len() >= 2
+                && let Some(ObjectNamePart::Identifier(first)) = name.0.first()
+            {
+                let alias = ident_value(first);
+                if db.sources().iter().any(|s| s.name == alias && s.read_only) {
+                    return Err(Error::Statement(format!(
+                        "source '{alias}' is attached READ_ONLY; INSERT INTO {name} is refused"
+                    )));
+                }
+            }
+            Ok(None)
+        }
         _ => Ok(None),
     }
 }
@@ -137,7 +153,7 @@ pub(crate) async fn run(db: &Moltres, ddl: Ddl, sql: &str) -> Result<DataFrame> 
                 let sql = format!(
                     "DROP TABLE {}{}",
                     if if_exists { "IF EXISTS " } else { "" },
-                    quoted(database.as_ref(), &target.schema, &target.table)
+                    quoted(database.as_ref(), &target.schema, &target.table)?
                 );
                 database.execute_statement(&sql).await?;
                 db.refresh(&target.alias)?;
@@ -223,17 +239,17 @@ pub(crate) fn database(db: &Moltres, alias: &str) -> Result<Arc<dyn RemoteDataba
 }
 
 /// `schema.table` quoted in the database's dialect.
-fn quoted(database: &dyn RemoteDatabase, schema: &str, table: &str) -> String {
-    format!("{}.{}", quote(database, schema), quote(database, table))
+fn quoted(database: &dyn RemoteDatabase, schema: &str, table: &str) -> Result<String> {
+    Ok(format!(
+        "{}.{}",
+        quote(database, schema)?,
+        quote(database, table)?
+    ))
 }
 
-pub(crate) fn quote(database: &dyn RemoteDatabase, identifier: &str) -> String {
-    let q = database
-        .dialect()
-        .identifier_quote_style(identifier)
-        .unwrap_or('"');
-    let doubled = format!("{q}{q}");
-    format!("{q}{}{q}", identifier.replace(q, &doubled))
+/// `identifier` quoted by the database's writer.
+pub(crate) fn quote(database: &dyn RemoteDatabase, identifier: &str) -> Result<String> {
+    Ok(database.sql_writer().identifier(identifier)?)
 }
 
 /// The text of the query of `CREATE TABLE ... AS <query>` as the user wrote
@@ -307,15 +323,23 @@ async fn create_table(
         return count(db, 0);
     }
     if create.query.is_none() {
-        // Column definitions as written, the table named as the database names it.
+        // Column definitions as written, the table named as the database
+        // names it, every name and value sealed by the database's writer.
         let mut native = create.clone();
         native.name = ObjectName::from(vec![
             Ident::with_quote('"', &target.schema),
             Ident::with_quote('"', &target.table),
         ]);
-        let sql = native.to_string();
-        let sql = rename_quotes(database.as_ref(), &sql, &target);
-        database.execute_statement(&sql).await?;
+        let writer = database.sql_writer();
+        let mut written = Written::default();
+        for column in &mut native.columns {
+            written.seal_ident(writer, &mut column.name)?;
+        }
+        let mut statement = Statement::CreateTable(native);
+        written.extend(seal_statement(&mut statement, writer)?);
+        let sql = RemoteSql::statement(statement.to_string(), writer, &written)?;
+        let sql = sql.as_str();
+        database.execute_statement(sql).await?;
         db.refresh(&target.alias)?;
         return Ok(db.context().read_empty()?);
     }
@@ -352,14 +376,14 @@ pub(crate) async fn create_and_fill(
             })?;
             Ok(format!(
                 "{} {sql_type}{}",
-                quote(database.as_ref(), field.name()),
+                quote(database.as_ref(), field.name())?,
                 if field.is_nullable() { "" } else { " NOT NULL" }
             ))
         })
         .collect::<Result<Vec<_>>>()?;
     let ddl = format!(
         "CREATE TABLE {} ({})",
-        quoted(database.as_ref(), &target.schema, &target.table),
+        quoted(database.as_ref(), &target.schema, &target.table)?,
         columns.join(", ")
     );
     database.execute_statement(&ddl).await?;
@@ -381,7 +405,7 @@ pub(crate) async fn create_and_fill(
             // Nothing half-written: the new table goes again.
             let drop = format!(
                 "DROP TABLE {}",
-                quoted(database.as_ref(), &target.schema, &target.table)
+                quoted(database.as_ref(), &target.schema, &target.table)?
             );
             let _ = database.execute_statement(&drop).await;
             db.refresh(&target.alias)?;
@@ -411,21 +435,6 @@ fn datafusion_name(target: &Target) -> String {
         q(&target.alias),
         q(&target.schema),
         q(&target.table)
-    )
-}
-
-/// The statement rendered with `"` quotes, re-quoted for the database when
-/// it quotes otherwise (MySQL's backquotes).
-fn rename_quotes(database: &dyn RemoteDatabase, sql: &str, target: &Target) -> String {
-    let generic = format!(
-        "\"{}\".\"{}\"",
-        target.schema.replace('"', "\"\""),
-        target.table.replace('"', "\"\"")
-    );
-    sql.replacen(
-        &generic,
-        &quoted(database, &target.schema, &target.table),
-        1,
     )
 }
 

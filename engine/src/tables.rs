@@ -176,7 +176,7 @@ impl CreateTable<'_> {
                     ))
                 })?,
             };
-            let mut definition = format!("{} {sql_type}", ddl::quote(db, &column.name));
+            let mut definition = format!("{} {sql_type}", ddl::quote(db, &column.name)?);
             if column.not_null || column.primary_key {
                 definition.push_str(" NOT NULL");
             }
@@ -217,7 +217,7 @@ impl CreateTable<'_> {
                 "PRIMARY KEY ({})",
                 key.iter()
                     .map(|k| ddl::quote(db, k))
-                    .collect::<Vec<_>>()
+                    .collect::<Result<Vec<_>>>()?
                     .join(", ")
             ));
         }
@@ -228,7 +228,7 @@ impl CreateTable<'_> {
             } else {
                 ""
             },
-            target.quoted(db),
+            target.quoted(db)?,
             definitions.join(", ")
         );
         ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
@@ -287,9 +287,9 @@ fn type_name(target: &Target, column: &str, name: &str) -> Result<String> {
 /// `value` as a literal of the database's SQL.
 fn literal(database: &dyn RemoteDatabase, value: &ScalarValue) -> Result<String> {
     let expr = Expr::Literal(value.clone(), None);
-    Ok(Unparser::new(database.dialect())
-        .expr_to_sql(&expr)?
-        .to_string())
+    let mut sql = Unparser::new(database.dialect()).expr_to_sql(&expr)?;
+    moltres_connectors::remote::seal_expr(&mut sql, database.sql_writer())?;
+    Ok(sql.to_string())
 }
 
 /// `DROP TABLE` on an attached database; `.await` runs it.
@@ -312,7 +312,7 @@ impl DropTable<'_> {
         let sql = format!(
             "DROP TABLE {}{}",
             if self.if_exists { "IF EXISTS " } else { "" },
-            target.quoted(database.as_ref())
+            target.quoted(database.as_ref())?
         );
         ddl_statement(self.db, &target.alias, &sql, database.as_ref()).await?;
         self.db.refresh(&target.alias)?;
@@ -361,7 +361,7 @@ impl CreateIndex<'_> {
             .columns
             .iter()
             .map(|c| ddl::quote(db, c))
-            .collect::<Vec<_>>()
+            .collect::<Result<Vec<_>>>()?
             .join(", ");
         // PostgreSQL puts an index in its table's schema and takes no schema
         // in the name; SQLite wants the schema on the index, not the table.
@@ -369,12 +369,12 @@ impl CreateIndex<'_> {
             "sqlite" => (
                 format!(
                     "{}.{}",
-                    ddl::quote(db, &target.schema),
-                    ddl::quote(db, &self.name)
+                    ddl::quote(db, &target.schema)?,
+                    ddl::quote(db, &self.name)?
                 ),
-                ddl::quote(db, &target.table),
+                ddl::quote(db, &target.table)?,
             ),
-            _ => (ddl::quote(db, &self.name), target.quoted(db)),
+            _ => (ddl::quote(db, &self.name)?, target.quoted(db)?),
         };
         let sql = format!(
             "CREATE {}INDEX {}{index} ON {table} ({columns})",
@@ -414,14 +414,14 @@ impl DropIndex<'_> {
         let if_exists = if self.if_exists { "IF EXISTS " } else { "" };
         let index = format!(
             "{}.{}",
-            ddl::quote(db, &target.schema),
-            ddl::quote(db, &self.name)
+            ddl::quote(db, &target.schema)?,
+            ddl::quote(db, &self.name)?
         );
         let sql = match db.kind() {
             "mysql" => format!(
                 "DROP INDEX {if_exists}{} ON {}",
-                ddl::quote(db, &self.name),
-                target.quoted(db)
+                ddl::quote(db, &self.name)?,
+                target.quoted(db)?
             ),
             _ => format!("DROP INDEX {if_exists}{index}"),
         };

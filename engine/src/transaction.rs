@@ -316,7 +316,7 @@ impl Transaction {
 
     fn quote(&self, name: &str) -> Result<String> {
         let database = ddl::database(&self.db, &self.alias)?;
-        Ok(ddl::quote(database.as_ref(), name))
+        ddl::quote(database.as_ref(), name)
     }
 
     /// Makes the transaction's changes permanent.

@@ -40,7 +40,7 @@ pub struct Settings {
 }
 
 const KNOWN: &str = "sslmode, connect_timeout, pool_max_size, pool_timeout, pool_pre_ping, \
-                     pool_idle_timeout, pool_max_lifetime, unsupported_types";
+                     pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown";
 
 /// Parses `mysql://user:password@host:port/database?params` (or
 /// `mariadb://`); parameters may also come as ATTACH options.
@@ -78,8 +78,8 @@ pub fn parse_url(
             user
         }))
         .pass(parsed.password().map(decode))
-        .db_name(Some(database.clone()))
-        .init(SESSION_SETUP.to_vec());
+        .db_name(Some(database.clone()));
+    let mut read_only = false;
     let mut settings = Settings {
         database,
         connect_timeout: Duration::from_secs(10),
@@ -149,7 +149,13 @@ pub fn parse_url(
                     )));
                 }
             },
-            "read_only" => {}
+            // READ_ONLY: every session's transactions are read-only, set
+            // again after each reset (so a passthrough `SET SESSION
+            // TRANSACTION READ WRITE` lasts one statement at most).
+            "read_only" if value != "false" => {
+                read_only = true;
+            }
+            "read_only" | "pushdown" => {}
             other => {
                 return Err(bad(format!(
                     "unknown MySQL URL parameter '{other}' (known: {KNOWN})"
@@ -157,7 +163,16 @@ pub fn parse_url(
             }
         }
     }
-    builder = builder.pool_opts(pool);
+    // `setup`, not `init`: it runs again after every reset of a pooled
+    // connection (COM_RESET_CONNECTION clears the session's variables, so
+    // `sql_mode` and `time_zone` would be the server's again).
+    let mut setup: Vec<&str> = SESSION_SETUP.to_vec();
+    if read_only {
+        setup.push("SET SESSION TRANSACTION READ ONLY");
+    }
+    builder = builder
+        .pool_opts(pool.with_reset_connection(true))
+        .setup(setup);
     Ok((builder.into(), settings))
 }
 

@@ -29,14 +29,100 @@
 use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
 use datafusion::common::ScalarValue;
 use datafusion::logical_expr::{Between, BinaryExpr, Expr};
-use datafusion::sql::unparser::dialect::MySqlDialect as DataFusionMySqlDialect;
+use std::sync::Arc;
+
+use datafusion::sql::sqlparser::ast;
+use datafusion::sql::unparser::Unparser;
+use datafusion::sql::unparser::dialect::{
+    DateFieldExtractStyle, Dialect, DistinctFromStyle, IntervalStyle,
+    MySqlDialect as DataFusionMySqlDialect,
+};
 
 use super::types::{CAST_TO_TEXT, MYSQL_COLLATION, MYSQL_TYPE};
 use crate::remote::pushdown::literals;
 use crate::remote::{Capability, PushdownPolicy};
 
-/// DataFusion's MySQL unparser dialect (backquoted identifiers).
-pub type MysqlDialect = DataFusionMySqlDialect;
+/// DataFusion's MySQL unparser dialect (backquoted identifiers), with
+/// timestamps cast to `DATETIME(6)`: DataFusion's `DATETIME` drops the
+/// fractional seconds of a literal (`'... 00:00:00.250'` becomes
+/// `00:00:00`), so comparisons, key lists and updates would be off.
+pub struct MysqlDialect {
+    inner: DataFusionMySqlDialect,
+}
+
+impl Default for MysqlDialect {
+    fn default() -> Self {
+        Self {
+            inner: DataFusionMySqlDialect {},
+        }
+    }
+}
+
+impl std::fmt::Debug for MysqlDialect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("MysqlDialect")
+    }
+}
+
+impl Dialect for MysqlDialect {
+    fn supports_qualify(&self) -> bool {
+        self.inner.supports_qualify()
+    }
+
+    fn identifier_quote_style(&self, identifier: &str) -> Option<char> {
+        self.inner.identifier_quote_style(identifier)
+    }
+
+    fn supports_nulls_first_in_sort(&self) -> bool {
+        self.inner.supports_nulls_first_in_sort()
+    }
+
+    fn interval_style(&self) -> IntervalStyle {
+        self.inner.interval_style()
+    }
+
+    fn utf8_cast_dtype(&self) -> ast::DataType {
+        self.inner.utf8_cast_dtype()
+    }
+
+    fn large_utf8_cast_dtype(&self) -> ast::DataType {
+        self.inner.large_utf8_cast_dtype()
+    }
+
+    fn date_field_extract_style(&self) -> DateFieldExtractStyle {
+        self.inner.date_field_extract_style()
+    }
+
+    fn distinct_from_style(&self) -> DistinctFromStyle {
+        self.inner.distinct_from_style()
+    }
+
+    fn int64_cast_dtype(&self) -> ast::DataType {
+        self.inner.int64_cast_dtype()
+    }
+
+    fn int32_cast_dtype(&self) -> ast::DataType {
+        self.inner.int32_cast_dtype()
+    }
+
+    fn timestamp_cast_dtype(&self, _unit: &TimeUnit, _tz: &Option<Arc<str>>) -> ast::DataType {
+        ast::DataType::Datetime(Some(6))
+    }
+
+    fn requires_derived_table_alias(&self) -> bool {
+        self.inner.requires_derived_table_alias()
+    }
+
+    fn scalar_function_to_sql_overrides(
+        &self,
+        unparser: &Unparser,
+        func_name: &str,
+        args: &[Expr],
+    ) -> datafusion::common::Result<Option<ast::Expr>> {
+        self.inner
+            .scalar_function_to_sql_overrides(unparser, func_name, args)
+    }
+}
 
 /// MySQL's pushdown rules (see the module docs).
 #[derive(Debug, Default)]
@@ -125,6 +211,11 @@ fn comparable(left: Kind, right: Kind) -> bool {
 }
 
 impl PushdownPolicy for MysqlPushdown {
+    /// `sum` of integers is `DECIMAL` in MySQL (`bigint` in DataFusion).
+    fn sum_type(&self, argument: &DataType) -> Option<DataType> {
+        argument.is_integer().then_some(DataType::Decimal128(38, 0))
+    }
+
     fn sorts_exactly(&self, field: &Field) -> bool {
         !field.is_nullable()
             && matches!(
@@ -186,5 +277,43 @@ impl PushdownPolicy for MysqlPushdown {
             _ => false,
         };
         Capability::exact_if(exact)
+    }
+}
+
+/// MySQL's and MariaDB's names and string literals.
+#[derive(Debug, Default)]
+pub struct MysqlWriter;
+
+impl crate::remote::SqlWriter for MysqlWriter {
+    fn database(&self) -> &'static str {
+        "MySQL"
+    }
+
+    /// `` `name` ``, backquotes doubled (the same in every `sql_mode`).
+    fn identifier(&self, name: &str) -> datafusion::common::Result<String> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(crate::remote::unwritable(self.database(), "name", name));
+        }
+        Ok(crate::remote::doubled(name, '`'))
+    }
+
+    /// `'value'` with quotes doubled when the value holds no backslash and
+    /// no control character: such a literal reads the same with and without
+    /// `NO_BACKSLASH_ESCAPES`. Any other value is written as UTF-8 bytes,
+    /// `_utf8mb4 X'...'`, which no `sql_mode` reads differently either.
+    fn string(&self, value: &str) -> datafusion::common::Result<String> {
+        Ok(if value.chars().any(|c| c == '\\' || c.is_control()) {
+            format!("_utf8mb4 X'{}'", crate::remote::hex(value.as_bytes()))
+        } else {
+            crate::remote::doubled(value, '\'')
+        })
+    }
+
+    fn parser_dialect(&self) -> &dyn datafusion::sql::sqlparser::dialect::Dialect {
+        &datafusion::sql::sqlparser::dialect::MySqlDialect {}
+    }
+
+    fn read_back(&self, token: &datafusion::sql::sqlparser::tokenizer::Token) -> Option<String> {
+        crate::remote::read_back_plain_or_hex(token)
     }
 }

@@ -30,7 +30,7 @@ use datafusion::sql::unparser::dialect::Dialect;
 use mysql_async::Pool;
 use mysql_async::prelude::Queryable;
 
-pub use dialect::{MysqlDialect, MysqlPushdown};
+pub use dialect::{MysqlDialect, MysqlPushdown, MysqlWriter};
 
 use crate::remote::{
     PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
@@ -53,7 +53,9 @@ impl SourceKind for MysqlKind {
     }
 
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
-        let source = MysqlSource::connect(&request.alias, &request.url, &request.options).await?;
+        let source =
+            MysqlSource::connect(&request.alias, &request.url, &request.connector_options())
+                .await?;
         Ok(AttachedSource::database(Arc::new(source), request, false))
     }
 
@@ -70,6 +72,8 @@ pub struct MysqlSource {
     settings: connection::Settings,
     dialect: MysqlDialect,
     pushdown: MysqlPushdown,
+    /// `pushdown = off`: nothing is pushed (see [`NothingPushed`](crate::remote::pushdown::NothingPushed)).
+    pushdown_enabled: bool,
     server_version: String,
 }
 
@@ -103,8 +107,9 @@ impl MysqlSource {
             name: Arc::from(name),
             pool,
             settings,
-            dialect: MysqlDialect {},
+            dialect: MysqlDialect::default(),
             pushdown: MysqlPushdown,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
             server_version,
         })
     }
@@ -134,7 +139,15 @@ impl RemoteDatabase for MysqlSource {
     }
 
     fn pushdown(&self) -> &dyn PushdownPolicy {
-        &self.pushdown
+        if self.pushdown_enabled {
+            &self.pushdown
+        } else {
+            &crate::remote::pushdown::NothingPushed
+        }
+    }
+
+    fn sql_writer(&self) -> &dyn crate::remote::SqlWriter {
+        &MysqlWriter
     }
 
     fn default_schema(&self) -> &str {

@@ -57,6 +57,11 @@ pub struct PoolSettings {
     pub idle_timeout: Option<Duration>,
     /// `pool_max_lifetime`: seconds after which a connection is replaced.
     pub max_lifetime: Option<Duration>,
+    /// Attached `READ_ONLY`: sessions start with
+    /// `default_transaction_read_only`, and a pooled connection is handed
+    /// out only after setting it again (a passthrough `set_config` cannot
+    /// outlive its statement).
+    pub read_only: bool,
 }
 
 /// URL parameters Moltres reads itself; the rest go to the driver.
@@ -111,6 +116,7 @@ pub fn parse_url(
         pre_ping: true,
         idle_timeout: None,
         max_lifetime: None,
+        read_only: false,
     };
     let mut root_cert = None;
     let pairs = parsed
@@ -163,11 +169,14 @@ pub fn parse_url(
                 let timeout = seconds(&key, &value)?;
                 statement_timeout = Some(timeout);
             }
-            "unsupported_types" | "read_only" => {}
+            // READ_ONLY: every transaction is read-only, set again each
+            // time a pooled connection is handed out (see `build_pool`).
+            "read_only" if value != "false" => settings.read_only = true,
+            "unsupported_types" | "read_only" | "pushdown" => {}
             other if MOLTRES_PARAMS.contains(&other) => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types)"
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown)"
                 )));
             }
         }
@@ -177,6 +186,9 @@ pub fn parse_url(
     let mut session_options = String::from("-c TimeZone=UTC");
     if let Some(timeout) = statement_timeout {
         session_options.push_str(&format!(" -c statement_timeout={}", timeout.as_millis()));
+    }
+    if settings.read_only {
+        session_options.push_str(" -c default_transaction_read_only=on");
     }
     config.options(session_options);
     if let TlsMode::VerifyFull { root_cert: rc } = &mut settings.tls {
@@ -295,7 +307,13 @@ pub fn build_pool(config: tokio_postgres::Config, settings: &PoolSettings) -> Re
         config,
         tls_connector(&settings.tls)?,
         ManagerConfig {
-            recycling_method: if settings.pre_ping {
+            recycling_method: if settings.read_only {
+                // A passthrough `BEGIN READ WRITE` must not outlive its
+                // statement either.
+                RecyclingMethod::Custom(
+                    "ROLLBACK; SET SESSION default_transaction_read_only = on".to_string(),
+                )
+            } else if settings.pre_ping {
                 RecyclingMethod::Verified
             } else {
                 RecyclingMethod::Fast

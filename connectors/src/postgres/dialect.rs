@@ -87,18 +87,25 @@ enum Kind {
         bytewise: bool,
         deterministic: bool,
         literal: bool,
+        /// A `char(n)` column: read with its padding removed, compared by
+        /// PostgreSQL with trailing spaces ignored. Only compared, never an
+        /// argument (`octet_length`, `LIKE` see the padding).
+        padded: bool,
+        /// A literal ending in a space (which `char(n)` comparisons ignore).
+        trailing_space: bool,
     },
 }
 
 impl Kind {
+    /// Text that functions and LIKE see as DataFusion does (not `char(n)`).
     fn is_text(&self) -> bool {
-        matches!(self, Kind::Text { .. })
+        matches!(self, Kind::Text { padded: false, .. })
     }
 }
 
 /// A `text` or `varchar` field with a `C` or `POSIX` collation.
 fn is_bytewise_text_field(field: &Field) -> bool {
-    is_text_field(field)
+    is_string_field(field)
         && matches!(
             field.metadata().get(PG_COLLATION).map(String::as_str),
             Some("C" | "POSIX")
@@ -109,8 +116,20 @@ fn is_bytewise_text_field(field: &Field) -> bool {
 /// ones are, whatever the catalog says).
 fn is_deterministic_text_field(field: &Field) -> bool {
     is_bytewise_text_field(field)
-        || (is_text_field(field)
+        || (is_string_field(field)
             && field.metadata().get(PG_DETERMINISTIC).map(String::as_str) == Some("true"))
+}
+
+/// Text or `char(n)`, read as itself.
+fn is_string_field(field: &Field) -> bool {
+    is_text_field(field) || is_padded_text_field(field)
+}
+
+/// A `char(n)` (`bpchar`) field, read as itself (without its padding).
+fn is_padded_text_field(field: &Field) -> bool {
+    let metadata = field.metadata();
+    metadata.get(PG_TYPE).map(String::as_str) == Some("bpchar")
+        && !metadata.contains_key(CAST_TO_TEXT)
 }
 
 /// A `text` or `varchar` field read as itself (not `char(n)`, not cast).
@@ -132,10 +151,12 @@ fn column_kind(field: &Field) -> Option<Kind> {
         DataType::Timestamp(TimeUnit::Microsecond, tz) => Kind::Timestamp {
             zoned: tz.is_some(),
         },
-        DataType::Utf8 if is_text_field(field) => Kind::Text {
+        DataType::Utf8 if is_string_field(field) => Kind::Text {
             bytewise: is_bytewise_text_field(field),
             deterministic: is_deterministic_text_field(field),
             literal: false,
+            padded: is_padded_text_field(field),
+            trailing_space: false,
         },
         _ => return None,
     })
@@ -180,6 +201,8 @@ fn literal_kind(value: &ScalarValue) -> Option<Kind> {
                 bytewise: true,
                 deterministic: true,
                 literal: true,
+                padded: false,
+                trailing_space: s.ends_with(' '),
             }
         }
         v => return timestamp_literal(v),
@@ -228,6 +251,13 @@ fn text_of(parts: &[Kind]) -> Option<Kind> {
     if !parts.iter().all(Kind::is_text) {
         return None;
     }
+    let trailing_space = matches!(
+        parts.last(),
+        Some(Kind::Text {
+            trailing_space: true,
+            ..
+        })
+    );
     let columns: Vec<&Kind> = parts
         .iter()
         .filter(|k| matches!(k, Kind::Text { literal: false, .. }))
@@ -251,7 +281,21 @@ fn text_of(parts: &[Kind]) -> Option<Kind> {
                 .all(|k| matches!(k, Kind::Text { bytewise: true, .. })),
         },
         literal: columns.is_empty(),
+        padded: false,
+        trailing_space,
     })
+}
+
+/// Text whose collation allows substring searches: every part
+/// deterministic (literals take the column's collation).
+fn searchable(parts: &[Kind]) -> bool {
+    matches!(
+        text_of(parts),
+        Some(Kind::Text {
+            deterministic: true,
+            ..
+        })
+    )
 }
 
 /// Where an operand is used: decimal arithmetic that could pass 38 digits
@@ -336,12 +380,22 @@ fn kind_in(expr: &Expr, schema: &Schema, context: Context) -> Option<Kind> {
                 {
                     Some(Kind::Integer)
                 }
-                ("strpos", [a, b]) if a.is_text() && b.is_text() => Some(Kind::Integer),
-                ("starts_with", [a, b]) if a.is_text() && b.is_text() => Some(Kind::Boolean),
+                // Substring searches fail on nondeterministic collations
+                // ("not supported for substring searches"), where
+                // DataFusion answers: only deterministic text.
+                ("strpos", [a, b]) if searchable(&args[..]) && a.is_text() && b.is_text() => {
+                    Some(Kind::Integer)
+                }
+                ("starts_with", [a, b]) if searchable(&args[..]) && a.is_text() && b.is_text() => {
+                    Some(Kind::Boolean)
+                }
                 ("btrim" | "ltrim" | "rtrim", [t]) => text_of(std::slice::from_ref(t)),
                 // DataFusion inserts the replacement between characters
                 // when the searched string is empty; PostgreSQL changes nothing.
-                ("replace", [_, _, _]) if matches!(&f.args[1], Expr::Literal(v, _) if !v.is_null() && v.to_string() != "") => {
+                ("replace", [_, _, _])
+                    if searchable(&args[..])
+                        && matches!(&f.args[1], Expr::Literal(v, _) if !v.is_null() && v.to_string() != "") =>
+                {
                     text_of(&args)
                 }
                 ("abs" | "ceil" | "floor", [k]) if *k == float64 => Some(float64),
@@ -469,13 +523,22 @@ fn comparable(left: &Kind, right: &Kind, equality: bool) -> bool {
                 bytewise: a,
                 deterministic: da,
                 literal: la,
+                padded: pa,
+                trailing_space: ta,
             },
             Kind::Text {
                 bytewise: b,
                 deterministic: db,
                 literal: lb,
+                padded: pb,
+                trailing_space: tb,
             },
         ) => {
+            // `char(n)` ignores a literal's trailing spaces; its values,
+            // read without padding, would not.
+            if (*pa && *tb) || (*pb && *ta) {
+                return false;
+            }
             // Two columns: bytewise both (they may have different
             // collations, which PostgreSQL refuses to compare); a column
             // and a literal: equality needs a deterministic collation,
@@ -483,6 +546,9 @@ fn comparable(left: &Kind, right: &Kind, equality: bool) -> bool {
             let equal_enough = if *la || *lb { *da && *db } else { *a && *b };
             !(*la && *lb) && if equality { equal_enough } else { *a && *b }
         }
+        // numeric and integers compare exactly in both (a `sum` of
+        // integers, numeric in PostgreSQL, against an integer).
+        (Kind::Decimal, Kind::Integer) | (Kind::Integer, Kind::Decimal) => true,
         (a, b) => a == b,
     }
 }
@@ -525,12 +591,17 @@ impl PushdownPolicy for PostgresPushdown {
             || is_deterministic_text_field(field)
     }
 
+    /// `sum` of integers is `numeric` in PostgreSQL (`bigint` in DataFusion).
+    fn sum_type(&self, argument: &DataType) -> Option<DataType> {
+        argument.is_integer().then_some(DataType::Decimal128(38, 0))
+    }
+
     /// Text keys only under the same collation: PostgreSQL refuses to
     /// compare two columns of different implicit collations.
     fn equals_exactly_between(&self, left: &Field, right: &Field) -> bool {
         self.equals_exactly(left)
             && self.equals_exactly(right)
-            && (!is_text_field(left)
+            && (!is_string_field(left)
                 || left.metadata().get(PG_COLLATION) == right.metadata().get(PG_COLLATION))
     }
 
@@ -569,6 +640,7 @@ impl PushdownPolicy for PostgresPushdown {
                         Some(Kind::Text {
                             deterministic: true,
                             literal: false,
+                            padded: false,
                             ..
                         })
                     )
@@ -597,5 +669,46 @@ impl PushdownPolicy for PostgresPushdown {
             _ => false,
         };
         Capability::exact_if(exact)
+    }
+}
+
+/// PostgreSQL's names and string literals.
+#[derive(Debug, Default)]
+pub struct PostgresWriter;
+
+impl crate::remote::SqlWriter for PostgresWriter {
+    fn database(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    /// `"name"`, quotes doubled; PostgreSQL names hold no NUL and are not
+    /// empty.
+    fn identifier(&self, name: &str) -> datafusion::common::Result<String> {
+        if name.is_empty() || name.contains('\0') {
+            return Err(crate::remote::unwritable(self.database(), "name", name));
+        }
+        Ok(crate::remote::doubled(name, '"'))
+    }
+
+    /// `'value'` with quotes doubled; with a backslash, `E'...'` with
+    /// backslashes doubled too, which reads the same whether
+    /// `standard_conforming_strings` is on or off. PostgreSQL text holds no
+    /// NUL.
+    fn string(&self, value: &str) -> datafusion::common::Result<String> {
+        if value.contains('\0') {
+            return Err(crate::remote::unwritable(self.database(), "text", value));
+        }
+        Ok(if value.contains('\\') {
+            format!(
+                "E{}",
+                crate::remote::doubled(&value.replace('\\', "\\\\"), '\'')
+            )
+        } else {
+            crate::remote::doubled(value, '\'')
+        })
+    }
+
+    fn parser_dialect(&self) -> &dyn datafusion::sql::sqlparser::dialect::Dialect {
+        &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {}
     }
 }

@@ -27,7 +27,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
 use deadpool_postgres::Pool;
 
-pub use dialect::{PostgresDialect, PostgresPushdown};
+pub use dialect::{PostgresDialect, PostgresPushdown, PostgresWriter};
 pub use schema::UnsupportedTypes;
 
 use crate::remote::{
@@ -52,7 +52,8 @@ impl SourceKind for PostgresKind {
 
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
         let source =
-            PostgresSource::connect(&request.alias, &request.url, &request.options).await?;
+            PostgresSource::connect(&request.alias, &request.url, &request.connector_options())
+                .await?;
         Ok(AttachedSource::database(Arc::new(source), request, false))
     }
 
@@ -68,6 +69,8 @@ pub struct PostgresSource {
     pool: Pool,
     dialect: PostgresDialect,
     pushdown: PostgresPushdown,
+    /// `pushdown = off`: nothing is pushed (see [`NothingPushed`](crate::remote::pushdown::NothingPushed)).
+    pushdown_enabled: bool,
     unsupported: UnsupportedTypes,
     server_version: String,
     /// [`RemoteDatabase::aggregate_memory`], read once.
@@ -119,6 +122,7 @@ impl PostgresSource {
             pool,
             dialect: PostgresDialect {},
             pushdown: PostgresPushdown,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
             unsupported,
             server_version,
             aggregate_memory: tokio::sync::OnceCell::new(),
@@ -227,7 +231,15 @@ impl RemoteDatabase for PostgresSource {
     }
 
     fn pushdown(&self) -> &dyn PushdownPolicy {
-        &self.pushdown
+        if self.pushdown_enabled {
+            &self.pushdown
+        } else {
+            &crate::remote::pushdown::NothingPushed
+        }
+    }
+
+    fn sql_writer(&self) -> &dyn crate::remote::SqlWriter {
+        &PostgresWriter
     }
 
     fn default_schema(&self) -> &str {

@@ -7,7 +7,7 @@
 //! | `real`, `double precision` | `Float32`, `Float64` |
 //! | `numeric(p,s)` | `Decimal128(p,s)`; `Decimal256(p,s)` when p > 38 |
 //! | `numeric` (no precision) | `Utf8`: the exact decimal text, so no digit is ever dropped |
-//! | `text`, `varchar`, `char(n)`, `name`, `citext` | `Utf8` (`char(n)` keeps its padding) |
+//! | `text`, `varchar`, `char(n)`, `name`, `citext` | `Utf8` (`char(n)` without its trailing spaces, as PostgreSQL compares it) |
 //! | `boolean` | `Boolean` |
 //! | `date` | `Date32` |
 //! | `time` | `Time64(µs)` |
@@ -179,6 +179,9 @@ pub enum TextKind {
     Uuid,
     /// numeric without precision: the exact decimal text.
     Numeric,
+    /// `char(n)`: the text without its trailing spaces, which PostgreSQL
+    /// ignores in every comparison (`'MAIL      '` is read as `MAIL`).
+    Padded,
 }
 
 /// Decodes one-dimensional arrays into a `List`.
@@ -216,6 +219,7 @@ impl ColumnDecoder {
                     "jsonb" => TextKind::Jsonb,
                     "uuid" => TextKind::Uuid,
                     "numeric" => TextKind::Numeric,
+                    "bpchar" => TextKind::Padded,
                     _ => TextKind::Plain,
                 },
             ),
@@ -276,6 +280,7 @@ impl ColumnDecoder {
                 },
                 TextKind::Uuid => b.append_value(uuid(raw)?),
                 TextKind::Numeric => b.append_value(numeric_text(raw)?),
+                TextKind::Padded => b.append_value(utf8(raw)?.trim_end_matches(' ')),
             },
             Self::Binary(b) => b.append_value(raw),
             Self::Date32(b) => {

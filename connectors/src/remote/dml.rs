@@ -22,22 +22,25 @@ use datafusion::sql::unparser::Unparser;
 
 use super::pushdown::{Capability, classify};
 use super::sql::utc_literal;
-use super::{RemoteDatabase, RemoteSql};
+use super::{RemoteDatabase, RemoteSql, Written, seal_expr};
 
-/// The table name quoted by the database's dialect.
-fn quoted_table(database: &dyn RemoteDatabase, schema: &str, table: &str) -> String {
-    let quote = |identifier: &str| {
-        let q = database
-            .dialect()
-            .identifier_quote_style(identifier)
-            .unwrap_or('"');
-        format!("{q}{}{q}", identifier.replace(q, &format!("{q}{q}")))
-    };
-    format!("{}.{}", quote(schema), quote(table))
+/// The table name quoted by the database's writer.
+fn quoted_table(
+    database: &dyn RemoteDatabase,
+    written: &mut Written,
+    schema: &str,
+    table: &str,
+) -> Result<String> {
+    let writer = database.sql_writer();
+    Ok(format!(
+        "{}.{}",
+        written.identifier(writer, schema)?,
+        written.identifier(writer, table)?
+    ))
 }
 
-/// `expr` as the database's SQL, columns unqualified.
-fn render(database: &dyn RemoteDatabase, expr: &Expr) -> Result<String> {
+/// `expr` as the database's SQL, columns unqualified, sealed by its writer.
+fn render(database: &dyn RemoteDatabase, written: &mut Written, expr: &Expr) -> Result<String> {
     let expr = expr
         .clone()
         .transform(|e| {
@@ -47,14 +50,15 @@ fn render(database: &dyn RemoteDatabase, expr: &Expr) -> Result<String> {
             })
         })?
         .data;
-    Ok(Unparser::new(database.dialect())
-        .expr_to_sql(&expr)?
-        .to_string())
+    let mut sql = Unparser::new(database.dialect()).expr_to_sql(&expr)?;
+    written.extend(seal_expr(&mut sql, database.sql_writer())?);
+    Ok(sql.to_string())
 }
 
 /// The WHERE clause of `filters`, each one Exact for the database.
 fn where_clause(
     database: &dyn RemoteDatabase,
+    written: &mut Written,
     schema: &Schema,
     filters: &[Expr],
     what: &str,
@@ -69,7 +73,7 @@ fn where_clause(
                 database.source_name()
             );
         }
-        parts.push(format!("({})", render(database, filter)?));
+        parts.push(format!("({})", render(database, written, filter)?));
     }
     Ok(if parts.is_empty() {
         String::new()
@@ -87,11 +91,14 @@ pub fn delete_sql(
     filters: &[Expr],
 ) -> Result<RemoteSql> {
     let what = format!("DELETE on {}.{schema_name}.{table}", database.source_name());
-    let condition = where_clause(database, columns, filters, &what)?;
-    Ok(RemoteSql::statement(format!(
-        "DELETE FROM {}{condition}",
-        quoted_table(database, schema_name, table)
-    )))
+    let mut written = Written::default();
+    let condition = where_clause(database, &mut written, columns, filters, &what)?;
+    let target = quoted_table(database, &mut written, schema_name, table)?;
+    RemoteSql::statement(
+        format!("DELETE FROM {target}{condition}"),
+        database.sql_writer(),
+        &written,
+    )
 }
 
 /// Whether a new value is computed exactly by the database: a literal, a
@@ -114,6 +121,7 @@ pub fn update_sql(
     filters: &[Expr],
 ) -> Result<RemoteSql> {
     let what = format!("UPDATE on {}.{schema_name}.{table}", database.source_name());
+    let mut written = Written::default();
     let mut sets = Vec::with_capacity(assignments.len());
     for (column, value) in assignments {
         // The planner lists every column; unchanged ones are themselves.
@@ -129,25 +137,22 @@ pub fn update_sql(
                 database.source_name()
             );
         }
-        let quote = database
-            .dialect()
-            .identifier_quote_style(column)
-            .unwrap_or('"');
+        let name = written.identifier(database.sql_writer(), column)?;
         sets.push(format!(
-            "{quote}{}{quote} = {}",
-            column.replace(quote, &format!("{quote}{quote}")),
-            render(database, value)?
+            "{name} = {}",
+            render(database, &mut written, value)?
         ));
     }
     if sets.is_empty() {
         return plan_err!("{what}: nothing to set");
     }
-    let condition = where_clause(database, columns, filters, &what)?;
-    Ok(RemoteSql::statement(format!(
-        "UPDATE {} SET {}{condition}",
-        quoted_table(database, schema_name, table),
-        sets.join(", ")
-    )))
+    let condition = where_clause(database, &mut written, columns, filters, &what)?;
+    let target = quoted_table(database, &mut written, schema_name, table)?;
+    RemoteSql::statement(
+        format!("UPDATE {target} SET {}{condition}", sets.join(", ")),
+        database.sql_writer(),
+        &written,
+    )
 }
 
 /// Runs one data-changing statement when executed; one row: `count`.

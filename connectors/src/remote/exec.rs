@@ -319,7 +319,7 @@ impl ExecutionPlan for RemoteScanExec {
                             rows,
                         ) {
                             Some(filter) => filtered(plan, filter, federated)
-                                .and_then(|p| RemoteSql::from_plan(&p, database.dialect()))
+                                .and_then(|p| RemoteSql::from_plan(&p, database.as_ref()))
                                 .unwrap_or(static_sql),
                             None => static_sql,
                         };

@@ -384,22 +384,26 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
     };
     let verdict = match plan {
         LogicalPlan::Projection(p) => {
-            let schema = Judge::new(policy, p.input.schema());
+            let schema = Judge::new(policy, p.input.schema(), &remote_types(&p.input, policy));
             p.expr
                 .iter()
                 .all(|e| schema.value(e))
                 .then(|| remote(false, false))
         }
-        LogicalPlan::Filter(f) => Judge::new(policy, f.input.schema())
-            .predicate(&f.predicate)
-            .then(|| remote(false, false)),
+        LogicalPlan::Filter(f) => {
+            Judge::new(policy, f.input.schema(), &remote_types(&f.input, policy))
+                .predicate(&f.predicate)
+                .then(|| remote(false, false))
+        }
         LogicalPlan::SubqueryAlias(_) => Some(remote(false, false)),
         LogicalPlan::Join(join) => {
             // Semi and anti joins read the right side's keys too.
             let both = join.left.schema().join(join.right.schema());
+            let mut types = remote_types(&join.left, policy);
+            types.extend(remote_types(&join.right, policy));
             let schema = match &both {
-                Ok(both) if is_semi(join.join_type) => Judge::new(policy, both),
-                _ => Judge::new(policy, &join.schema),
+                Ok(both) if is_semi(join.join_type) => Judge::new(policy, both, &types),
+                _ => Judge::new(policy, &join.schema, &types),
             };
             let kind = match join.join_type {
                 JoinType::Inner => true,
@@ -423,19 +427,27 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
             (kind && keys && filter).then(|| remote(false, true))
         }
         LogicalPlan::Aggregate(agg) => {
-            let schema = Judge::new(policy, agg.input.schema());
+            let schema = Judge::new(
+                policy,
+                agg.input.schema(),
+                &remote_types(&agg.input, policy),
+            );
             let groups = agg.group_expr.iter().all(|e| schema.key(e));
             let aggregates = agg.aggr_expr.iter().all(|e| schema.aggregate(e));
             (groups && aggregates && !local.contains(plan)).then(|| remote(false, true))
         }
         LogicalPlan::Distinct(Distinct::All(input)) => {
-            let schema = Judge::new(policy, input.schema());
+            let schema = Judge::new(policy, input.schema(), &remote_types(input, policy));
             (0..input.schema().fields().len())
                 .all(|i| schema.key_field(i))
                 .then(|| remote(false, true))
         }
         LogicalPlan::Sort(sort) => {
-            let schema = Judge::new(policy, sort.input.schema());
+            let schema = Judge::new(
+                policy,
+                sort.input.schema(),
+                &remote_types(&sort.input, policy),
+            );
             let keys = sort.expr.iter().all(|s| schema.sort_key(&s.expr));
             // Alone over a scan, the top-N rule pushes it already.
             (sort.fetch.is_some() && keys).then(|| remote(true, false))
@@ -449,6 +461,86 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
         _ => None,
     };
     Ok(verdict.unwrap_or(Verdict::Local))
+}
+
+/// The types the database gives the output columns of `plan` where they
+/// differ from DataFusion's: `sum` of what [`PushdownPolicy::sum_type`]
+/// names, passed on through columns, aliases, filters, sorts, limits,
+/// DISTINCT and joins. Expressions over them in the same remote query are
+/// judged with these types.
+fn remote_types(plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> Vec<Option<DataType>> {
+    let width = plan.schema().fields().len();
+    let passed = |input: &LogicalPlan| remote_types(input, policy);
+    let mut types = match plan {
+        LogicalPlan::Aggregate(agg) => {
+            let inner = passed(&agg.input);
+            let by_column = |expr: &Expr| match expr {
+                Expr::Column(c) => agg
+                    .input
+                    .schema()
+                    .index_of_column(c)
+                    .ok()
+                    .and_then(|i| inner.get(i).cloned().flatten()),
+                _ => None,
+            };
+            let mut types: Vec<Option<DataType>> = match agg.group_expr.as_slice() {
+                [Expr::GroupingSet(_)] => vec![None; width - agg.aggr_expr.len()],
+                groups => groups
+                    .iter()
+                    .map(|g| by_column(&g.clone().unalias_nested().data))
+                    .collect(),
+            };
+            types.resize(width - agg.aggr_expr.len(), None);
+            for expr in &agg.aggr_expr {
+                let summed = match expr.clone().unalias_nested().data {
+                    Expr::AggregateFunction(f) if f.func.name() == "sum" => {
+                        match f.params.args.as_slice() {
+                            [arg] => datafusion::logical_expr::ExprSchemable::get_type(
+                                arg,
+                                agg.input.schema(),
+                            )
+                            .ok()
+                            .and_then(|t| policy.sum_type(&t)),
+                            _ => None,
+                        }
+                    }
+                    _ => None,
+                };
+                types.push(summed);
+            }
+            types
+        }
+        LogicalPlan::Projection(p) => {
+            let inner = passed(&p.input);
+            p.expr
+                .iter()
+                .map(|e| match e.clone().unalias_nested().data {
+                    Expr::Column(c) => p
+                        .input
+                        .schema()
+                        .index_of_column(&c)
+                        .ok()
+                        .and_then(|i| inner.get(i).cloned().flatten()),
+                    _ => None,
+                })
+                .collect()
+        }
+        LogicalPlan::SubqueryAlias(a) => passed(&a.input),
+        LogicalPlan::Filter(f) => passed(&f.input),
+        LogicalPlan::Sort(s) => passed(&s.input),
+        LogicalPlan::Limit(l) => passed(&l.input),
+        LogicalPlan::Distinct(Distinct::All(input)) => passed(input),
+        LogicalPlan::Join(join) => {
+            let mut types = passed(&join.left);
+            if !is_semi(join.join_type) {
+                types.extend(passed(&join.right));
+            }
+            types
+        }
+        _ => Vec::new(),
+    };
+    types.resize(width, None);
+    types
 }
 
 fn is_semi(join_type: JoinType) -> bool {
@@ -530,13 +622,26 @@ struct Judge<'a> {
 }
 
 impl<'a> Judge<'a> {
-    fn new(policy: &'a dyn PushdownPolicy, input: &'a DFSchema) -> Self {
+    /// Judges over `input`, whose columns the database computes in the
+    /// types of `remote` where they differ from DataFusion's (see
+    /// [`remote_types`]).
+    fn new(
+        policy: &'a dyn PushdownPolicy,
+        input: &'a DFSchema,
+        remote: &[Option<DataType>],
+    ) -> Self {
         let positional = Schema::new(
             input
                 .fields()
                 .iter()
                 .enumerate()
-                .map(|(i, f)| f.as_ref().clone().with_name(format!("#{i}")))
+                .map(|(i, f)| {
+                    let field = f.as_ref().clone().with_name(format!("#{i}"));
+                    match remote.get(i) {
+                        Some(Some(t)) => field.with_data_type(t.clone()),
+                        _ => field,
+                    }
+                })
                 .collect::<Vec<Field>>(),
         );
         Self {
@@ -1297,7 +1402,7 @@ async fn remote_scan(
     let mut casts = HashMap::new();
     for _ in 0..2 {
         let rendered = node.remote_plan(&casts).and_then(|plan| {
-            let sql = RemoteSql::from_plan(&plan, database.dialect())?;
+            let sql = RemoteSql::from_plan(&plan, database.as_ref())?;
             Ok((plan, sql))
         });
         let (plan, sql) = match rendered {
@@ -1314,11 +1419,13 @@ async fn remote_scan(
                 return None;
             }
         };
-        if described.fields().len() != expected.fields().len() {
+        // A query reading no column selects `1` (see `RemoteSql`).
+        let width = expected.fields().len().max(1);
+        if described.fields().len() != width {
             tracing::debug!(source, %sql, "remote sub-plan has other columns; runs locally");
             return None;
         }
-        let mismatched: Vec<usize> = (0..expected.fields().len())
+        let mismatched: Vec<usize> = (0..expected.fields().len().min(described.fields().len()))
             .filter(|&i| !database.reads_as(described.field(i), expected.field(i).data_type()))
             .collect();
         if mismatched.is_empty() {

@@ -78,7 +78,10 @@ impl<'a> WriteMode<'a> {
 pub use join_order::{JoinSameSourceFirst, JoinSmallTablesFirst};
 pub use scalar_window::ScalarSubqueryAsWindow;
 pub use semi_join::PushSemiJoinDown;
-pub use sql::RemoteSql;
+pub use sql::{
+    RemoteSql, SqlWriter, Written, doubled, hex, read_back_plain_or_hex, seal_expr, seal_statement,
+    unwritable, verify,
+};
 pub use stream::{
     BatchClock, BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders,
     finish_batch, record_batch,
@@ -167,6 +170,9 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
 
     /// How plans are rendered as this database's SQL.
     fn dialect(&self) -> &dyn Dialect;
+
+    /// How names and string values are written into this database's SQL.
+    fn sql_writer(&self) -> &dyn SqlWriter;
 
     /// Which expressions the database computes exactly as DataFusion does.
     fn pushdown(&self) -> &dyn PushdownPolicy;

@@ -9,7 +9,7 @@
 //! A policy answers for one expression against the table's Arrow schema. The
 //! shared walker [`classify`] handles AND/OR/NOT so policies only judge leaves.
 
-use datafusion::arrow::datatypes::{Field, Schema};
+use datafusion::arrow::datatypes::{DataType, Field, Schema};
 use datafusion::logical_expr::{Expr, Operator, TableProviderFilterPushDown};
 
 /// How faithfully a database evaluates an expression.
@@ -80,6 +80,15 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// The type the database gives `sum` of a value of Arrow type
+    /// `argument`, when it is not DataFusion's (PostgreSQL and MySQL sum
+    /// integers as `numeric`/`DECIMAL`): an expression over the sum in the
+    /// same remote query is judged with this type (`sum(x) / 78` divides a
+    /// decimal there, not an integer). `None`: the same as DataFusion's.
+    fn sum_type(&self, _argument: &DataType) -> Option<DataType> {
+        None
+    }
+
     /// Whether the database compares these two columns (a join's keys)
     /// exactly as DataFusion does: by default when it tells the values of
     /// each apart exactly.
@@ -88,7 +97,11 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
     }
 }
 
-/// Pushes nothing.
+/// Pushes nothing: the policy of a source attached with `pushdown = off`
+/// (no filter, join, aggregate, sort or key list; only the columns a query
+/// reads are selected). Its answers are the reference the differential
+/// tests compare pushed-down answers with, and a way out for a user who
+/// suspects a pushdown.
 #[derive(Debug, Default)]
 pub struct NothingPushed;
 
@@ -138,7 +151,8 @@ pub mod literals {
         }
     }
 
-    /// The text of a string literal a database can hold (no NUL).
+    /// The text of a string literal (every writer can write any string;
+    /// PostgreSQL's policy refuses NUL, which its text cannot hold).
     pub fn text(expr: &Expr) -> Option<&str> {
         match expr {
             Expr::Literal(
@@ -146,7 +160,7 @@ pub mod literals {
                 | ScalarValue::Utf8View(Some(s))
                 | ScalarValue::LargeUtf8(Some(s)),
                 _,
-            ) if !s.contains('\0') => Some(s),
+            ) => Some(s),
             _ => None,
         }
     }
@@ -154,5 +168,25 @@ pub mod literals {
     /// A divisor that makes integer `/` and `%` total and overflow-free.
     pub fn is_safe_divisor(expr: &Expr) -> bool {
         integer(expr).is_some_and(|n| n != 0 && n != -1)
+    }
+}
+
+/// Whether pushdown is on for a source: the `pushdown` URL parameter or
+/// ATTACH option (`on`/`off`, `true`/`false`; on by default).
+pub fn pushdown_enabled(
+    url: &str,
+    options: &std::collections::BTreeMap<String, String>,
+) -> datafusion::common::Result<bool> {
+    let from_url = url.split_once('?').and_then(|(_, query)| {
+        url::form_urlencoded::parse(query.as_bytes())
+            .find(|(k, _)| k == "pushdown")
+            .map(|(_, v)| v.into_owned())
+    });
+    match options.get("pushdown").cloned().or(from_url).as_deref() {
+        None | Some("on" | "true") => Ok(true),
+        Some("off" | "false") => Ok(false),
+        Some(other) => Err(datafusion::common::DataFusionError::Configuration(format!(
+            "pushdown must be on or off, got '{other}'"
+        ))),
     }
 }

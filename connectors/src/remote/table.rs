@@ -332,7 +332,7 @@ impl TableProvider for RemoteTable {
         }
         let remote_limit = if local.is_empty() { limit } else { None };
         let plan = self.scan_plan(Some(&fetched), &remote, remote_limit)?;
-        let sql = RemoteSql::from_plan(&plan, self.database.dialect())?;
+        let sql = RemoteSql::from_plan(&plan, self.database.as_ref())?;
         let fetched_schema = Arc::new(self.schema.project(&fetched)?);
         let estimate = self
             .rows

@@ -151,7 +151,7 @@ fn top_k_scan(
         .sort(sort)?
         .limit(0, Some(fetch))?
         .build()?;
-    let sql = RemoteSql::from_plan(&plan, database.dialect())?;
+    let sql = RemoteSql::from_plan(&plan, database.as_ref())?;
     Ok(Some(Arc::new(
         RemoteScanExec::new(Arc::clone(database), sql, schema, scan.batch_size())
             .with_logical_plan(plan),

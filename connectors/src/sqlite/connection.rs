@@ -101,11 +101,13 @@ pub fn parse_url(
             "pool_max_lifetime" => pool.max_lifetime = Some(seconds(&key, &value)?),
             // A file needs no round trip to be checked.
             "pool_pre_ping" => {}
-            "read_only" => {}
+            // READ_ONLY: the file is opened read-only.
+            "read_only" if value != "false" => mode = "ro".to_string(),
+            "read_only" | "pushdown" => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
                     "unknown SQLite URL parameter '{other}' (known: mode, pool_max_size, \
-                     pool_timeout, pool_idle_timeout, pool_max_lifetime, pool_pre_ping)"
+                     pool_timeout, pool_idle_timeout, pool_max_lifetime, pool_pre_ping, pushdown)"
                 )));
             }
         }
@@ -260,8 +262,31 @@ pub async fn interact<T: Send + 'static>(
     })?
 }
 
+/// Whether `sql` starts with ATTACH, DETACH or PRAGMA, which SQLite calls
+/// read-only although they change what the connection reads and writes
+/// (`ATTACH 'new.db'` creates a file, `PRAGMA query_only = 0`).
+fn changes_connection(sql: &str) -> bool {
+    use datafusion::sql::sqlparser::dialect::SQLiteDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let Ok(tokens) = Tokenizer::new(&SQLiteDialect {}, sql).tokenize() else {
+        return true;
+    };
+    match tokens
+        .iter()
+        .find(|t| !matches!(t, Token::Whitespace(_) | Token::SemiColon))
+    {
+        Some(Token::Word(word)) => {
+            let first = word.value.to_ascii_uppercase();
+            matches!(first.as_str(), "ATTACH" | "DETACH" | "PRAGMA" | "VACUUM")
+        }
+        _ => false,
+    }
+}
+
 /// Runs `sql` and streams its rows as `schema` batches of `batch_size`
-/// rows. Dropping the stream interrupts the statement.
+/// rows. Dropping the stream interrupts the statement. A `read_only`
+/// source runs only statements SQLite calls read-only (so not a
+/// `DELETE ... RETURNING` or `VACUUM INTO`), and no ATTACH, DETACH or PRAGMA.
 pub fn query_stream(
     pool: Pool,
     source: Arc<str>,
@@ -269,6 +294,7 @@ pub fn query_stream(
     sql: String,
     schema: SchemaRef,
     batch_size: usize,
+    read_only: bool,
 ) -> SendableRecordBatchStream {
     let (tx, stream) = batch_channel(Arc::clone(&schema));
     tokio::spawn(async move {
@@ -295,7 +321,9 @@ pub fn query_stream(
         });
         let task_tx = tx.clone();
         let result = connection
-            .interact(move |c| run_query(c, &source, &sql, &schema, batch_size, &task_tx))
+            .interact(move |c| {
+                run_query(c, &source, &sql, &schema, batch_size, read_only, &task_tx)
+            })
             .await;
         watcher.abort();
         match result {
@@ -318,11 +346,23 @@ fn run_query(
     sql: &str,
     schema: &SchemaRef,
     batch_size: usize,
+    read_only: bool,
     tx: &BatchSender,
 ) -> Result<()> {
     let mut statement = connection
         .prepare(sql)
         .map_err(|e| remote_error(source, e, Some(sql)))?;
+    if read_only && (!statement.readonly() || changes_connection(sql)) {
+        return Err(RemoteError::new(
+            source,
+            RemoteErrorKind::Authentication,
+            "the source is read-only and this statement would change a database or the \
+             connection (SQLite does not call it read-only, or it is ATTACH, DETACH or a \
+             PRAGMA)",
+        )
+        .with_sql(sql)
+        .into());
+    }
     let mut decoders = crate::remote::decoders(schema, source, "SQLite", Decoder::new)?;
     let mut rows = statement
         .query([])

@@ -12,10 +12,12 @@
 //!   Not `NOCASE`/`RTRIM` columns, untyped columns (numbers and text compare
 //!   differently), views' columns (their collation is unknown), and not
 //!   `LIKE`: SQLite's is case-insensitive for ASCII;
-//! * `DATE` columns (ISO text, which orders as dates) compared with each
-//!   other, not with literals (the unparser casts those `AS DATE`, which
-//!   SQLite reads as a number);
 //! * booleans (stored as 0 and 1).
+//!
+//! Dates and timestamps are never pushed: SQLite keeps them as text in
+//! whatever form they were written (`2024-1-5`, `2024-01-05 13:45:00`,
+//! with spaces), which Moltres reads as one date but SQLite compares,
+//! groups, joins and sorts as different strings.
 //!
 //! Exact predicates: comparisons between operands of one kind (text only
 //! when bytewise, not two literals), `IN` lists of literals, `BETWEEN`
@@ -43,7 +45,6 @@ pub struct SqlitePushdown;
 enum Kind {
     Integer,
     Text { literal: bool },
-    Date,
     Boolean,
 }
 
@@ -76,7 +77,6 @@ fn field_kind(field: &Field) -> Option<Kind> {
             Some(Kind::Integer)
         }
         DataType::Utf8 if is_bytewise_text_field(field) => Some(Kind::Text { literal: false }),
-        DataType::Date32 => Some(Kind::Date),
         DataType::Boolean => Some(Kind::Boolean),
         _ => None,
     }
@@ -165,5 +165,42 @@ impl PushdownPolicy for SqlitePushdown {
             _ => false,
         };
         Capability::exact_if(exact)
+    }
+}
+
+/// SQLite's names and string literals.
+#[derive(Debug, Default)]
+pub struct SqliteWriter;
+
+impl crate::remote::SqlWriter for SqliteWriter {
+    fn database(&self) -> &'static str {
+        "SQLite"
+    }
+
+    /// `` `name` ``, backquotes doubled (not `"name"`: SQLite reads a
+    /// double-quoted name that matches no column as a string).
+    fn identifier(&self, name: &str) -> datafusion::common::Result<String> {
+        if name.contains('\0') {
+            return Err(crate::remote::unwritable(self.database(), "name", name));
+        }
+        Ok(crate::remote::doubled(name, '`'))
+    }
+
+    /// `'value'` with quotes doubled (SQLite has no backslash escapes); a
+    /// value holding NUL, which SQL text cannot, as `CAST(X'...' AS TEXT)`.
+    fn string(&self, value: &str) -> datafusion::common::Result<String> {
+        Ok(if value.contains('\0') {
+            format!("CAST(X'{}' AS TEXT)", crate::remote::hex(value.as_bytes()))
+        } else {
+            crate::remote::doubled(value, '\'')
+        })
+    }
+
+    fn parser_dialect(&self) -> &dyn datafusion::sql::sqlparser::dialect::Dialect {
+        &datafusion::sql::sqlparser::dialect::SQLiteDialect {}
+    }
+
+    fn read_back(&self, token: &datafusion::sql::sqlparser::tokenizer::Token) -> Option<String> {
+        crate::remote::read_back_plain_or_hex(token)
     }
 }

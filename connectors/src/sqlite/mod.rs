@@ -23,7 +23,7 @@ use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
 use deadpool_sqlite::Pool;
 
-pub use dialect::{SqliteDialect, SqlitePushdown};
+pub use dialect::{SqliteDialect, SqlitePushdown, SqliteWriter};
 
 use crate::remote::{
     PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
@@ -46,7 +46,8 @@ impl SourceKind for SqliteKind {
     }
 
     async fn attach(&self, request: &AttachRequest) -> Result<AttachedSource> {
-        let source = SqliteSource::open(&request.alias, &request.url, &request.options).await?;
+        let source =
+            SqliteSource::open(&request.alias, &request.url, &request.connector_options()).await?;
         let read_only = source.read_only;
         Ok(AttachedSource::database(
             Arc::new(source),
@@ -68,6 +69,8 @@ pub struct SqliteSource {
     pool: Pool,
     dialect: SqliteDialect,
     pushdown: SqlitePushdown,
+    /// `pushdown = off`: nothing is pushed (see [`NothingPushed`](crate::remote::pushdown::NothingPushed)).
+    pushdown_enabled: bool,
     /// Opened with `mode=ro`.
     read_only: bool,
     /// Keeps an in-memory database alive while it is attached.
@@ -113,6 +116,7 @@ impl SqliteSource {
             pool,
             dialect: SqliteDialect {},
             pushdown: SqlitePushdown,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
             read_only: settings.read_only,
             _keeper: (settings.path == ":memory:").then_some(keeper),
         })
@@ -197,7 +201,15 @@ impl RemoteDatabase for SqliteSource {
     }
 
     fn pushdown(&self) -> &dyn PushdownPolicy {
-        &self.pushdown
+        if self.pushdown_enabled {
+            &self.pushdown
+        } else {
+            &crate::remote::pushdown::NothingPushed
+        }
+    }
+
+    fn sql_writer(&self) -> &dyn crate::remote::SqlWriter {
+        &SqliteWriter
     }
 
     fn default_schema(&self) -> &str {
@@ -356,6 +368,7 @@ impl RemoteDatabase for SqliteSource {
             sql.as_str().to_string(),
             schema,
             batch_size,
+            self.read_only,
         ))
     }
 }
