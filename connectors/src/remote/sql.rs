@@ -134,10 +134,23 @@ impl RemoteSql {
             .data;
         let mut statement = Unparser::new(database.dialect()).plan_to_sql(&plan)?;
         let writer = database.sql_writer();
-        let written = seal_statement(&mut statement, writer)?;
-        let sql = statement.to_string();
-        verify(&sql, writer, &written)?;
-        Ok(Self(sql))
+        // sqlparser's visitor recurses without stack growth: a run-time key
+        // list or a deep expression is sealed on a thread with a large stack.
+        let sealed = std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .name("moltres-seal".to_string())
+                .stack_size(256 << 20)
+                .spawn_scoped(scope, || {
+                    let written = seal_statement(&mut statement, writer)?;
+                    let sql = statement.to_string();
+                    verify(&sql, writer, &written)?;
+                    Ok::<_, DataFusionError>(sql)
+                })
+                .map_err(|e| DataFusionError::External(Box::new(e)))?
+                .join()
+                .map_err(|_| DataFusionError::Internal("sealing remote SQL panicked".into()))?
+        })?;
+        Ok(Self(sealed))
     }
 
     /// A user's own native SQL, sent as written (passthrough). Nothing of
