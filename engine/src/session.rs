@@ -329,10 +329,12 @@ impl Moltres {
         let Some((last, earlier)) = statements.split_last() else {
             return Err(Error::Statement("no SQL statement given".to_string()));
         };
+        // Boxed: a statement's future (planning, DDL, writes) is tens of
+        // kilobytes, and every caller's future would carry it on its stack.
         for statement in earlier {
-            self.statement(statement).await?.collect().await?;
+            Box::pin(self.statement(statement)).await?.collect().await?;
         }
-        self.statement(last).await
+        Box::pin(self.statement(last)).await
     }
 
     /// Runs exactly one statement (no splitting).

@@ -134,8 +134,9 @@ impl RemoteSql {
             .data;
         let mut statement = Unparser::new(database.dialect()).plan_to_sql(&plan)?;
         let writer = database.sql_writer();
-        // sqlparser's visitor recurses without stack growth: a run-time key
-        // list or a deep expression is sealed on a thread with a large stack.
+        // sqlparser's visitor and printer recurse without stack growth (the
+        // unparser grows its stack): a deep expression, thousands of OR
+        // terms, is sealed and printed on a thread with a large stack.
         let sealed = std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("moltres-seal".to_string())
