@@ -21,7 +21,7 @@ use datafusion::sql::parser::Statement as DFStatement;
 use datafusion::sql::sqlparser::ast::{
     CreateTable, Ident, ObjectName, ObjectNamePart, ObjectType, Statement, TableObject,
 };
-use moltres_connectors::remote::{RemoteDatabase, RemoteSql, Written, seal_statement};
+use moltres_connectors::remote::{RemoteDatabase, RemoteSql, Written, seal};
 
 use crate::error::{Error, Result};
 use crate::session::Moltres;
@@ -336,7 +336,7 @@ async fn create_table(
             written.seal_ident(writer, &mut column.name)?;
         }
         let mut statement = Statement::CreateTable(native);
-        written.extend(seal_statement(&mut statement, writer)?);
+        written.extend(seal(&mut statement, writer)?);
         let sql = RemoteSql::statement(statement.to_string(), writer, &written)?;
         let sql = sql.as_str();
         database.execute_statement(sql).await?;

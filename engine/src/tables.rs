@@ -288,7 +288,7 @@ fn type_name(target: &Target, column: &str, name: &str) -> Result<String> {
 fn literal(database: &dyn RemoteDatabase, value: &ScalarValue) -> Result<String> {
     let expr = Expr::Literal(value.clone(), None);
     let mut sql = Unparser::new(database.dialect()).expr_to_sql(&expr)?;
-    moltres_connectors::remote::seal_expr(&mut sql, database.sql_writer())?;
+    moltres_connectors::remote::seal(&mut sql, database.sql_writer())?;
     Ok(sql.to_string())
 }
 

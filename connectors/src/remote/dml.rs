@@ -22,7 +22,7 @@ use datafusion::sql::unparser::Unparser;
 
 use super::pushdown::{Capability, classify};
 use super::sql::utc_literal;
-use super::{RemoteDatabase, RemoteSql, Written, seal_expr};
+use super::{RemoteDatabase, RemoteSql, Written, seal};
 
 /// The table name quoted by the database's writer.
 fn quoted_table(
@@ -51,7 +51,7 @@ fn render(database: &dyn RemoteDatabase, written: &mut Written, expr: &Expr) -> 
         })?
         .data;
     let mut sql = Unparser::new(database.dialect()).expr_to_sql(&expr)?;
-    written.extend(seal_expr(&mut sql, database.sql_writer())?);
+    written.extend(seal(&mut sql, database.sql_writer())?);
     Ok(sql.to_string())
 }
 

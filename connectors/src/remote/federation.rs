@@ -384,17 +384,15 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
     };
     let verdict = match plan {
         LogicalPlan::Projection(p) => {
-            let schema = Judge::new(policy, p.input.schema(), &remote_types(&p.input, policy));
+            let schema = Judge::of(policy, &p.input);
             p.expr
                 .iter()
                 .all(|e| schema.value(e))
                 .then(|| remote(false, false))
         }
-        LogicalPlan::Filter(f) => {
-            Judge::new(policy, f.input.schema(), &remote_types(&f.input, policy))
-                .predicate(&f.predicate)
-                .then(|| remote(false, false))
-        }
+        LogicalPlan::Filter(f) => Judge::of(policy, &f.input)
+            .predicate(&f.predicate)
+            .then(|| remote(false, false)),
         LogicalPlan::SubqueryAlias(_) => Some(remote(false, false)),
         LogicalPlan::Join(join) => {
             // Semi and anti joins read the right side's keys too.
@@ -427,27 +425,19 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
             (kind && keys && filter).then(|| remote(false, true))
         }
         LogicalPlan::Aggregate(agg) => {
-            let schema = Judge::new(
-                policy,
-                agg.input.schema(),
-                &remote_types(&agg.input, policy),
-            );
+            let schema = Judge::of(policy, &agg.input);
             let groups = agg.group_expr.iter().all(|e| schema.key(e));
             let aggregates = agg.aggr_expr.iter().all(|e| schema.aggregate(e));
             (groups && aggregates && !local.contains(plan)).then(|| remote(false, true))
         }
         LogicalPlan::Distinct(Distinct::All(input)) => {
-            let schema = Judge::new(policy, input.schema(), &remote_types(input, policy));
+            let schema = Judge::of(policy, input);
             (0..input.schema().fields().len())
                 .all(|i| schema.key_field(i))
                 .then(|| remote(false, true))
         }
         LogicalPlan::Sort(sort) => {
-            let schema = Judge::new(
-                policy,
-                sort.input.schema(),
-                &remote_types(&sort.input, policy),
-            );
+            let schema = Judge::of(policy, &sort.input);
             let keys = sort.expr.iter().all(|s| schema.sort_key(&s.expr));
             // Alone over a scan, the top-N rule pushes it already.
             (sort.fetch.is_some() && keys).then(|| remote(true, false))
@@ -474,20 +464,11 @@ fn remote_types(plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> Vec<Option<D
     let mut types = match plan {
         LogicalPlan::Aggregate(agg) => {
             let inner = passed(&agg.input);
-            let by_column = |expr: &Expr| match expr {
-                Expr::Column(c) => agg
-                    .input
-                    .schema()
-                    .index_of_column(c)
-                    .ok()
-                    .and_then(|i| inner.get(i).cloned().flatten()),
-                _ => None,
-            };
             let mut types: Vec<Option<DataType>> = match agg.group_expr.as_slice() {
-                [Expr::GroupingSet(_)] => vec![None; width - agg.aggr_expr.len()],
+                [Expr::GroupingSet(_)] => Vec::new(),
                 groups => groups
                     .iter()
-                    .map(|g| by_column(&g.clone().unalias_nested().data))
+                    .map(|g| column_type(g, &agg.input, &inner))
                     .collect(),
             };
             types.resize(width - agg.aggr_expr.len(), None);
@@ -514,15 +495,7 @@ fn remote_types(plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> Vec<Option<D
             let inner = passed(&p.input);
             p.expr
                 .iter()
-                .map(|e| match e.clone().unalias_nested().data {
-                    Expr::Column(c) => p
-                        .input
-                        .schema()
-                        .index_of_column(&c)
-                        .ok()
-                        .and_then(|i| inner.get(i).cloned().flatten()),
-                    _ => None,
-                })
+                .map(|e| column_type(e, &p.input, &inner))
                 .collect()
         }
         LogicalPlan::SubqueryAlias(a) => passed(&a.input),
@@ -541,6 +514,16 @@ fn remote_types(plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> Vec<Option<D
     };
     types.resize(width, None);
     types
+}
+
+/// The database's type of `expr` when it is a column (or an alias of one)
+/// of `input`, whose columns have the database's types `types`.
+fn column_type(expr: &Expr, input: &LogicalPlan, types: &[Option<DataType>]) -> Option<DataType> {
+    match expr {
+        Expr::Alias(alias) => column_type(&alias.expr, input, types),
+        Expr::Column(c) => types.get(input.schema().index_of_column(c).ok()?)?.clone(),
+        _ => None,
+    }
 }
 
 fn is_semi(join_type: JoinType) -> bool {
@@ -622,6 +605,12 @@ struct Judge<'a> {
 }
 
 impl<'a> Judge<'a> {
+    /// Judges over the output of `input`, in the types the database gives
+    /// it (see [`remote_types`]).
+    fn of(policy: &'a dyn PushdownPolicy, input: &'a LogicalPlan) -> Self {
+        Self::new(policy, input.schema(), &remote_types(input, policy))
+    }
+
     /// Judges over `input`, whose columns the database computes in the
     /// types of `remote` where they differ from DataFusion's (see
     /// [`remote_types`]).

@@ -79,8 +79,7 @@ pub use join_order::{JoinSameSourceFirst, JoinSmallTablesFirst};
 pub use scalar_window::ScalarSubqueryAsWindow;
 pub use semi_join::PushSemiJoinDown;
 pub use sql::{
-    RemoteSql, SqlWriter, Written, doubled, hex, read_back_plain_or_hex, seal_expr, seal_statement,
-    unwritable, verify,
+    RemoteSql, SqlWriter, Written, doubled, hex, read_back_plain_or_hex, seal, unwritable, verify,
 };
 pub use stream::{
     BatchClock, BatchSender, ColumnBuilder, FLUSH_AFTER, batch_channel, conform, decoders,

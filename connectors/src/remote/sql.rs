@@ -8,7 +8,7 @@
 //! closes the literal. So every statement Moltres renders is *sealed*
 //! before it is printed: each string value becomes the text of the
 //! database's own literal writer, each quoted name the text of its
-//! identifier quoting ([`seal_statement`], [`seal_expr`]), and the printed
+//! identifier quoting ([`seal`]), and the printed
 //! SQL is then tokenized again in the database's dialect and every literal
 //! and quoted name in it checked against what was written
 //! ([`verify`]): a value or a name that would read back differently, or
@@ -24,7 +24,7 @@ use datafusion::common::{DataFusionError, Result, ScalarValue};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::sql::sqlparser::ast::{
     self, Ident, JoinConstraint, JoinOperator, ObjectName, ObjectNamePart, SelectItem,
-    SelectItemQualifiedWildcardKind, Statement, TableFactor, Value, VisitMut, VisitorMut,
+    SelectItemQualifiedWildcardKind, TableFactor, Value, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::Dialect as ParserDialect;
 use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer, Whitespace};
@@ -142,7 +142,7 @@ impl RemoteSql {
                 .name("moltres-seal".to_string())
                 .stack_size(256 << 20)
                 .spawn_scoped(scope, || {
-                    let written = seal_statement(&mut statement, writer)?;
+                    let written = seal(&mut statement, writer)?;
                     let sql = statement.to_string();
                     verify(&sql, writer, &written)?;
                     Ok::<_, DataFusionError>(sql)
@@ -150,7 +150,8 @@ impl RemoteSql {
                 .map_err(|e| DataFusionError::External(Box::new(e)))?
                 .join()
                 .map_err(|_| DataFusionError::Internal("sealing remote SQL panicked".into()))?
-        })?;
+        })
+        .map_err(|e| e.context(format!("source '{}'", database.source_name())))?;
         Ok(Self(sealed))
     }
 
@@ -383,26 +384,15 @@ impl VisitorMut for Sealer<'_> {
     }
 }
 
-/// Replaces every string value and name in `statement` by `writer`'s text
-/// (see the module docs); returns what was written, for [`verify`].
-pub fn seal_statement(statement: &mut Statement, writer: &dyn SqlWriter) -> Result<Written> {
+/// Replaces every string value and name in `node` (a statement or an
+/// expression) by `writer`'s text (see the module docs); returns what was
+/// written, for [`verify`].
+pub fn seal<N: VisitMut>(node: &mut N, writer: &dyn SqlWriter) -> Result<Written> {
     let mut sealer = Sealer {
         writer,
         written: Written::default(),
     };
-    if let ControlFlow::Break(e) = statement.visit(&mut sealer) {
-        return Err(e);
-    }
-    Ok(sealer.written)
-}
-
-/// [`seal_statement`] for one expression.
-pub fn seal_expr(expr: &mut ast::Expr, writer: &dyn SqlWriter) -> Result<Written> {
-    let mut sealer = Sealer {
-        writer,
-        written: Written::default(),
-    };
-    if let ControlFlow::Break(e) = expr.visit(&mut sealer) {
+    if let ControlFlow::Break(e) = node.visit(&mut sealer) {
         return Err(e);
     }
     Ok(sealer.written)
@@ -652,7 +642,7 @@ mod tests {
             )
             .unwrap()
             .remove(0);
-            let written = seal_statement(&mut statement, writer.as_ref()).unwrap();
+            let written = seal(&mut statement, writer.as_ref()).unwrap();
             let sql = statement.to_string();
             verify(&sql, writer.as_ref(), &written).unwrap();
             assert!(written.strings.contains("it''s"), "{sql}");
