@@ -18,6 +18,10 @@
 use std::collections::BTreeMap;
 
 use moltres::Moltres;
+use moltres_connectors::mysql::MysqlWriter;
+use moltres_connectors::postgres::PostgresWriter;
+use moltres_connectors::remote::{SqlWriter, Written, seal, verify};
+use moltres_connectors::sqlite::SqliteWriter;
 
 use crate::common::{self, query};
 
@@ -95,6 +99,108 @@ fn lit(s: &str) -> String {
 /// `s` as a DataFusion quoted name.
 fn name(s: &str) -> String {
     format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+fn writers() -> Vec<Box<dyn SqlWriter>> {
+    vec![
+        Box::new(PostgresWriter),
+        Box::new(MysqlWriter),
+        Box::new(SqliteWriter),
+    ]
+}
+
+/// Every value a writer accepts reads back as itself in the writer's
+/// dialect, and passes `verify` as the one literal of a statement (no
+/// server needed).
+#[test]
+fn written_strings_read_back_as_themselves() {
+    use datafusion::sql::sqlparser::tokenizer::Tokenizer;
+    for writer in writers() {
+        for value in hostile_strings(10_000, 7) {
+            let mut written = Written::default();
+            let Ok(literal) = written.string(writer.as_ref(), &value) else {
+                assert!(
+                    value.contains('\0'),
+                    "{}: {value:?} refused",
+                    writer.database()
+                );
+                continue;
+            };
+            let sql = format!("SELECT {literal} AS c");
+            verify(&sql, writer.as_ref(), &written)
+                .unwrap_or_else(|e| panic!("{}: {value:?} as {literal}: {e}", writer.database()));
+            let tokens = Tokenizer::new(writer.parser_dialect(), &sql)
+                .tokenize()
+                .unwrap();
+            let read: Vec<String> = tokens.iter().filter_map(|t| writer.read_back(t)).collect();
+            assert_eq!(
+                read,
+                vec![value.clone()],
+                "{}: {literal}",
+                writer.database()
+            );
+        }
+    }
+}
+
+/// Names read back as themselves; a literal, a comment or a `;` that did
+/// not go through the writer is refused.
+#[test]
+fn names_read_back_and_strays_are_refused() {
+    for writer in writers() {
+        for name in hostile_strings(2_000, 11) {
+            let mut written = Written::default();
+            let Ok(quoted) = written.identifier(writer.as_ref(), &name) else {
+                continue;
+            };
+            let sql = format!("SELECT 1 FROM {quoted}");
+            verify(&sql, writer.as_ref(), &written)
+                .unwrap_or_else(|e| panic!("{}: {name:?} as {quoted}: {e}", writer.database()));
+        }
+        let empty = Written::default();
+        for stray in [
+            "SELECT 1 FROM t WHERE s = 'x'",
+            "SELECT 1 -- comment",
+            "SELECT 1; DELETE FROM t",
+            "SELECT 1 /* c */",
+        ] {
+            assert!(verify(stray, writer.as_ref(), &empty).is_err(), "{stray}");
+        }
+    }
+}
+
+/// sqlparser's own printing of these is wrong (the reason for the
+/// writers): a doubled quote and a quote after a backslash pass through as
+/// they are. Sealed, every value and name reads back as itself.
+#[test]
+fn sealed_statements_keep_every_value() {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::parser::Parser;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    for writer in writers() {
+        let mut statement = Parser::parse_sql(
+            &GenericDialect {},
+            r#"SELECT "a""b" AS "x""""y" FROM "we""ird" AS "t" WHERE s = 'it''''s' OR s = '\'') OR 1=1 -- '"#,
+        )
+        .unwrap()
+        .remove(0);
+        let written = seal(&mut statement, writer.as_ref()).unwrap();
+        let sql = statement.to_string();
+        verify(&sql, writer.as_ref(), &written).unwrap();
+        let tokens = Tokenizer::new(writer.parser_dialect(), &sql)
+            .tokenize()
+            .unwrap();
+        let values: Vec<String> = tokens.iter().filter_map(|t| writer.read_back(t)).collect();
+        assert_eq!(values, ["it''s", r"\') OR 1=1 -- "], "{sql}");
+        let names: Vec<String> = tokens
+            .iter()
+            .filter_map(|t| match t {
+                Token::Word(w) if w.quote_style.is_some() => Some(w.value.clone()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(names, [r#"a"b"#, r#"x""y"#, r#"we"ird"#, "t"], "{sql}");
+    }
 }
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -421,6 +527,11 @@ impl Hostile {
             .filter(|n| !n.contains('\0') && !n.ends_with(' ') && !n.is_empty())
             // MySQL names are at most 64 characters, PostgreSQL 63 bytes.
             .filter(|n| n.len() <= 60)
+            // MySQL names hold only the Basic Multilingual Plane (utf8mb3)
+            // and no control characters.
+            .filter(|n| {
+                kind != Kind::Mysql || n.chars().all(|c| (c as u32) < 0x10000 && !c.is_control())
+            })
             // Distinct ignoring case: MySQL table names may be folded.
             .fold(Vec::<String>::new(), |mut acc, n| {
                 if !acc.iter().any(|a| a.to_lowercase() == n.to_lowercase()) {
@@ -687,6 +798,21 @@ fn matrix_queries(columns: &[Column], budget: usize, seed: u64) -> Vec<String> {
         }
         predicates.extend(preds);
     }
+    // Joins between two columns of one Arrow type (`char(n)` against
+    // `text`, two collations, signed against unsigned).
+    for (i, a) in columns.iter().enumerate() {
+        for b in &columns[i + 1..] {
+            if a.data_type == b.data_type {
+                let (x, y) = (name(&a.name), name(&b.name));
+                queries.push(format!(
+                    "SELECT l.id, r.id FROM {{T}} AS l JOIN {{T}} AS r ON l.{x} = r.{y}"
+                ));
+                queries.push(format!(
+                    "SELECT id FROM {{T}} WHERE {x} IN (SELECT {y} FROM {{T}})"
+                ));
+            }
+        }
+    }
     queries.push("SELECT 42 AS k FROM {T}".to_string());
     queries.push("SELECT 90 / 9 FROM {T}".to_string());
     queries.push("SELECT count(*) FROM {T}".to_string());
@@ -711,10 +837,26 @@ fn matrix_queries(columns: &[Column], budget: usize, seed: u64) -> Vec<String> {
     queries
 }
 
+/// Attaches the database at `url` twice, as `src` and as `raw` with
+/// `pushdown=off`, and runs the matrix over `table` (see [`matrix`]).
+async fn run_matrix(url: &str, table: &str, what: &str) {
+    let db = common::session().await;
+    db.attach(url, "src", false).await.unwrap();
+    let separator = if url.contains('?') { '&' } else { '?' };
+    db.attach(&format!("{url}{separator}pushdown=off"), "raw", false)
+        .await
+        .unwrap();
+    let n = matrix(&db, table, what).await;
+    assert!(
+        n >= 5_000 || std::env::var("MOLTRES_MATRIX_QUERIES").is_ok(),
+        "{what}: {n} queries"
+    );
+}
+
 /// Runs the matrix for table `table` (`src.<table>` pushed down,
 /// `raw.<table>` not): every answer must be the same; a query that fails
 /// must fail both ways. Returns the number of queries run.
-async fn run_matrix(db: &Moltres, table: &str, what: &str) -> usize {
+async fn matrix(db: &Moltres, table: &str, what: &str) -> usize {
     use futures::StreamExt;
     let budget = std::env::var("MOLTRES_MATRIX_QUERIES")
         .ok()
@@ -829,17 +971,7 @@ async fn differential_matrix_postgres() {
            (10, 78, 199, 199, 100, 1e-300, 78, 199, false, 'MAIL', 'MAIL', 'B', 'MAIL  ', 'MAI', '1999-12-31', '2000-01-01 00:00:00', '2000-01-01 00:00:00+00');"#,
     )
     .await;
-    let db = common::session().await;
-    let url = common::postgres_url();
-    db.attach(&url, "src", false).await.unwrap();
-    db.attach(&format!("{url}?pushdown=off"), "raw", false)
-        .await
-        .unwrap();
-    let n = run_matrix(&db, "moltres_matrix.m", "PostgreSQL").await;
-    assert!(
-        n >= 5_000 || std::env::var("MOLTRES_MATRIX_QUERIES").is_ok(),
-        "{n}"
-    );
+    run_matrix(&common::postgres_url(), "moltres_matrix.m", "PostgreSQL").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -864,17 +996,12 @@ async fn differential_matrix_mysql() {
            (10, 99, 199, 199, 199, 0, 0.1, 199, 78, 0, 'MAIL', 'MAIL ', 'ss', 'mail', 'MAIL', '9999-12-31', '9999-12-31 23:59:59.999999', '2000-01-01 00:00:00');"#,
     )
     .await;
-    let db = common::session().await;
-    let url = format!("{}/moltres_matrix", common::mysql_url());
-    db.attach(&url, "src", false).await.unwrap();
-    db.attach(&format!("{url}?pushdown=off"), "raw", false)
-        .await
-        .unwrap();
-    let n = run_matrix(&db, "m", "MySQL").await;
-    assert!(
-        n >= 5_000 || std::env::var("MOLTRES_MATRIX_QUERIES").is_ok(),
-        "{n}"
-    );
+    run_matrix(
+        &format!("{}/moltres_matrix", common::mysql_url()),
+        "m",
+        "MySQL",
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -900,20 +1027,103 @@ async fn differential_matrix_sqlite() {
                (10, 199, 199.5, 'ß', 'SS', 'ß  ', 'B', '2024-01-05', '2024-01-05', 0);"#,
         )
         .unwrap();
+    run_matrix(&format!("sqlite:{}", path.display()), "m", "SQLite").await;
+}
+
+/// A source attached READ_ONLY is read-only at the database, passthrough
+/// included: data-changing statements fail there, and statements that are
+/// not queries (which run outside a transaction or are allowed in a
+/// read-only one) are refused before they are sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_only_sources_are_read_only_at_the_database() {
+    common::postgres_schema(
+        "moltres_readonly",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+    )
+    .await;
+    common::mysql_database(
+        "moltres_readonly",
+        "CREATE TABLE t (id int); INSERT INTO t VALUES (1), (2);",
+    )
+    .await;
     let db = common::session().await;
-    db.attach(&format!("sqlite:{}", path.display()), "src", false)
+    db.attach(&common::postgres_url(), "pg", true)
         .await
         .unwrap();
     db.attach(
-        &format!("sqlite:{}?pushdown=off", path.display()),
-        "raw",
-        false,
+        &format!("{}/moltres_readonly", common::mysql_url()),
+        "my",
+        true,
     )
     .await
     .unwrap();
-    let n = run_matrix(&db, "m", "SQLite").await;
-    assert!(
-        n >= 5_000 || std::env::var("MOLTRES_MATRIX_QUERIES").is_ok(),
-        "{n}"
+    let file = std::env::temp_dir().join(format!("moltres-ro-{}", std::process::id()));
+    let refused = [
+        // In a read-only transaction, the database refuses.
+        (
+            "pg",
+            "postgres_query",
+            "WITH d AS (DELETE FROM moltres_readonly.t RETURNING id) SELECT id FROM d",
+            "read-only",
+        ),
+        ("my", "mysql_query", "UPDATE t SET id = 3", "READ_ONLY"),
+        // Not queries: refused before they are sent.
+        (
+            "pg",
+            "postgres_query",
+            &format!("COPY (SELECT 1) TO '{}'", file.display()),
+            "only queries",
+        ),
+        (
+            "pg",
+            "postgres_query",
+            "ALTER SYSTEM SET work_mem = '5MB'",
+            "only queries",
+        ),
+        (
+            "pg",
+            "postgres_query",
+            "VACUUM moltres_readonly.t",
+            "only queries",
+        ),
+        (
+            "my",
+            "mysql_query",
+            &format!("SELECT 1 INTO OUTFILE '{}'", file.display()),
+            "only queries",
+        ),
+        (
+            "my",
+            "mysql_query",
+            "SET GLOBAL wait_timeout = 28805",
+            "only queries",
+        ),
+    ];
+    for (source, function, native, expected) in refused {
+        let sql = format!(
+            "SELECT * FROM {function}('{source}', '{}')",
+            native.replace('\'', "''")
+        );
+        let err = common::error(&db, &sql).await;
+        assert!(
+            err.contains(expected) && err.contains(&format!("'{source}'")),
+            "{native}: {err}"
+        );
+    }
+    assert!(!file.exists(), "a file was written");
+    for table in ["pg.moltres_readonly.t", "my.t"] {
+        assert_eq!(
+            query(&db, &format!("SELECT count(*) FROM {table}")).await,
+            [["2"]]
+        );
+    }
+    // Queries still run.
+    assert_eq!(
+        query(
+            &db,
+            "SELECT * FROM mysql_query('my', 'SELECT count(*) AS n FROM t')"
+        )
+        .await,
+        [["2"]]
     );
 }

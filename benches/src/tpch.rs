@@ -82,16 +82,20 @@ pub const PLACEMENT: [(&str, Place); 8] = [
     ("region", Place::Parquet),
 ];
 
+/// The column types of the official TPC-H DDL (`dss.ddl`).
 #[derive(Clone, Copy)]
 enum Type {
-    /// Keys: bigint.
+    /// Keys: integer.
     Key,
     Int,
     /// Money and quantities: decimal(15,2).
     Money,
     Date,
-    /// Text up to n characters: varchar(n) (PostgreSQL's advice over char(n)).
+    /// Text up to n characters: varchar(n).
     Text(u32),
+    /// Text of n characters, padded with spaces: char(n) (flags, modes,
+    /// brands, containers, segments, priorities, names of nations).
+    Char(u32),
 }
 
 /// One TPC-H table: columns, primary key and secondary indexes.
@@ -104,7 +108,7 @@ pub struct Table {
     pub indexes: &'static [&'static [&'static str]],
 }
 
-use Type::{Date, Int, Key, Money, Text};
+use Type::{Char, Date, Int, Key, Money, Text};
 
 pub const TABLES: [Table; 8] = [
     Table {
@@ -118,13 +122,13 @@ pub const TABLES: [Table; 8] = [
             ("l_extendedprice", Money),
             ("l_discount", Money),
             ("l_tax", Money),
-            ("l_returnflag", Text(1)),
-            ("l_linestatus", Text(1)),
+            ("l_returnflag", Char(1)),
+            ("l_linestatus", Char(1)),
             ("l_shipdate", Date),
             ("l_commitdate", Date),
             ("l_receiptdate", Date),
-            ("l_shipinstruct", Text(25)),
-            ("l_shipmode", Text(10)),
+            ("l_shipinstruct", Char(25)),
+            ("l_shipmode", Char(10)),
             ("l_comment", Text(44)),
         ],
         primary_key: &["l_orderkey", "l_linenumber"],
@@ -135,11 +139,11 @@ pub const TABLES: [Table; 8] = [
         columns: &[
             ("o_orderkey", Key),
             ("o_custkey", Key),
-            ("o_orderstatus", Text(1)),
+            ("o_orderstatus", Char(1)),
             ("o_totalprice", Money),
             ("o_orderdate", Date),
-            ("o_orderpriority", Text(15)),
-            ("o_clerk", Text(15)),
+            ("o_orderpriority", Char(15)),
+            ("o_clerk", Char(15)),
             ("o_shippriority", Int),
             ("o_comment", Text(79)),
         ],
@@ -153,9 +157,9 @@ pub const TABLES: [Table; 8] = [
             ("c_name", Text(25)),
             ("c_address", Text(40)),
             ("c_nationkey", Key),
-            ("c_phone", Text(15)),
+            ("c_phone", Char(15)),
             ("c_acctbal", Money),
-            ("c_mktsegment", Text(10)),
+            ("c_mktsegment", Char(10)),
             ("c_comment", Text(117)),
         ],
         primary_key: &["c_custkey"],
@@ -165,7 +169,7 @@ pub const TABLES: [Table; 8] = [
         name: "nation",
         columns: &[
             ("n_nationkey", Key),
-            ("n_name", Text(25)),
+            ("n_name", Char(25)),
             ("n_regionkey", Key),
             ("n_comment", Text(152)),
         ],
@@ -177,11 +181,11 @@ pub const TABLES: [Table; 8] = [
         columns: &[
             ("p_partkey", Key),
             ("p_name", Text(55)),
-            ("p_mfgr", Text(25)),
-            ("p_brand", Text(10)),
+            ("p_mfgr", Char(25)),
+            ("p_brand", Char(10)),
             ("p_type", Text(25)),
             ("p_size", Int),
-            ("p_container", Text(10)),
+            ("p_container", Char(10)),
             ("p_retailprice", Money),
             ("p_comment", Text(23)),
         ],
@@ -204,10 +208,10 @@ pub const TABLES: [Table; 8] = [
         name: "supplier",
         columns: &[
             ("s_suppkey", Key),
-            ("s_name", Text(25)),
+            ("s_name", Char(25)),
             ("s_address", Text(40)),
             ("s_nationkey", Key),
-            ("s_phone", Text(15)),
+            ("s_phone", Char(15)),
             ("s_acctbal", Money),
             ("s_comment", Text(101)),
         ],
@@ -218,7 +222,7 @@ pub const TABLES: [Table; 8] = [
         name: "region",
         columns: &[
             ("r_regionkey", Key),
-            ("r_name", Text(25)),
+            ("r_name", Char(25)),
             ("r_comment", Text(152)),
         ],
         primary_key: &["r_regionkey"],
@@ -250,14 +254,15 @@ impl Table {
             .iter()
             .map(|(name, ty)| {
                 let ty = match (ty, dialect) {
-                    (Key, Dialect::Sqlite) => "INTEGER".to_string(),
-                    (Key, _) => "BIGINT".to_string(),
+                    // Parquet and CSV keep the generator's 64-bit keys.
+                    (Key, Dialect::DataFusion) => "BIGINT".to_string(),
+                    (Key, _) => "INTEGER".to_string(),
                     (Int, _) => "INTEGER".to_string(),
                     (Money, _) => "DECIMAL(15,2)".to_string(),
                     (Date, _) => "DATE".to_string(),
-                    (Text(_), Dialect::Sqlite) => "TEXT".to_string(),
-                    (Text(_), Dialect::DataFusion) => "VARCHAR".to_string(),
+                    (Text(_) | Char(_), Dialect::DataFusion) => "VARCHAR".to_string(),
                     (Text(n), _) => format!("VARCHAR({n})"),
+                    (Char(n), _) => format!("CHAR({n})"),
                 };
                 format!("{name} {ty} NOT NULL")
             })

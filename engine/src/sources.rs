@@ -112,7 +112,8 @@ impl Source {
 
     /// Runs a native query on the database; its rows as a DataFrame.
     pub async fn query(&self, native: &str) -> Result<DataFrame> {
-        let table = RemoteQueryTable::try_new(self.catalog.database(), native).await?;
+        let table =
+            RemoteQueryTable::try_new(self.catalog.database(), native, self.info.read_only).await?;
         let df = self.ctx.read_table(Arc::new(table))?;
         Ok(crate::observe::tag(
             df,

@@ -109,7 +109,7 @@ impl MysqlSource {
             settings,
             dialect: MysqlDialect::default(),
             pushdown: MysqlPushdown,
-            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(name, url, options)?,
             server_version,
         })
     }

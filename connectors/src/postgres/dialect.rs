@@ -535,8 +535,9 @@ fn comparable(left: &Kind, right: &Kind, equality: bool) -> bool {
             },
         ) => {
             // `char(n)` ignores a literal's trailing spaces; its values,
-            // read without padding, would not.
-            if (*pa && *tb) || (*pb && *ta) {
+            // read without padding, would not. Against `text`, PostgreSQL
+            // compares as `char(n)` too ('SHIP' = 'SHIP  '), DataFusion not.
+            if (*pa && *tb) || (*pb && *ta) || (!*la && !*lb && pa != pb) {
                 return false;
             }
             // Two columns: bytewise both (they may have different
@@ -601,6 +602,9 @@ impl PushdownPolicy for PostgresPushdown {
     fn equals_exactly_between(&self, left: &Field, right: &Field) -> bool {
         self.equals_exactly(left)
             && self.equals_exactly(right)
+            // `char(n)` against `text` compares as `char(n)` in PostgreSQL
+            // (trailing spaces ignored), not in DataFusion.
+            && is_padded_text_field(left) == is_padded_text_field(right)
             && (!is_string_field(left)
                 || left.metadata().get(PG_COLLATION) == right.metadata().get(PG_COLLATION))
     }

@@ -122,7 +122,7 @@ impl PostgresSource {
             pool,
             dialect: PostgresDialect {},
             pushdown: PostgresPushdown,
-            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(name, url, options)?,
             unsupported,
             server_version,
             aggregate_memory: tokio::sync::OnceCell::new(),

@@ -31,6 +31,11 @@ impl RemoteCatalog {
         }
     }
 
+    /// Whether it was attached READ_ONLY.
+    pub fn read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Refuses writes (`INSERT`) into its tables when `read_only`.
     pub fn with_read_only(mut self, read_only: bool) -> Self {
         self.read_only = read_only;

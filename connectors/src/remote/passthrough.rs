@@ -30,9 +30,49 @@ pub struct RemoteQueryTable {
     schema: SchemaRef,
 }
 
+/// On a source attached READ_ONLY, passthrough runs queries only: the
+/// statement must start with SELECT, WITH, VALUES, TABLE, SHOW, EXPLAIN or
+/// DESCRIBE and hold no INTO (`INTO OUTFILE`, `SELECT INTO`). The database's
+/// read-only transactions stop data changes inside those; this stops the
+/// statements that run outside a transaction or are allowed in a read-only
+/// one (`ALTER SYSTEM`, `COPY ... TO`, `VACUUM`, `SET GLOBAL`).
+fn refuse_unless_query(database: &dyn RemoteDatabase, native: &str) -> Result<()> {
+    use datafusion::sql::sqlparser::dialect::GenericDialect;
+    use datafusion::sql::sqlparser::tokenizer::{Token, Tokenizer};
+    let words: Vec<String> = Tokenizer::new(&GenericDialect {}, native)
+        .tokenize()
+        .map_err(|e| DataFusionError::Plan(e.to_string()))?
+        .into_iter()
+        .filter_map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_uppercase()),
+            _ => None,
+        })
+        .collect();
+    let query = matches!(
+        words.first().map(String::as_str),
+        Some("SELECT" | "WITH" | "VALUES" | "TABLE" | "SHOW" | "EXPLAIN" | "DESCRIBE" | "DESC")
+    );
+    if !query || words.iter().any(|w| w == "INTO") {
+        return plan_err!(
+            "source '{}' is readonly (READ_ONLY or mode=ro): passthrough runs only queries (SELECT, WITH, \
+             VALUES, TABLE, SHOW, EXPLAIN, DESCRIBE; no INTO), not: {native}",
+            database.source_name()
+        );
+    }
+    Ok(())
+}
+
 impl RemoteQueryTable {
-    /// Asks the database for the result columns of `native` (without running it).
-    pub async fn try_new(database: Arc<dyn RemoteDatabase>, native: &str) -> Result<Self> {
+    /// Asks the database for the result columns of `native` (without running
+    /// it); on a `read_only` source only queries are accepted.
+    pub async fn try_new(
+        database: Arc<dyn RemoteDatabase>,
+        native: &str,
+        read_only: bool,
+    ) -> Result<Self> {
+        if read_only {
+            refuse_unless_query(database.as_ref(), native)?;
+        }
         let schema = database.query_schema(native).await?;
         Ok(Self {
             database,
@@ -113,12 +153,17 @@ impl RemoteSources {
 
 /// The attached database named `alias`, if it is a remote one.
 pub fn remote_database(state: &SessionState, alias: &str) -> Result<Arc<dyn RemoteDatabase>> {
+    remote_catalog(state, alias).map(|catalog| catalog.database())
+}
+
+/// The catalog of the attached database named `alias`.
+fn remote_catalog(state: &SessionState, alias: &str) -> Result<Arc<RemoteCatalog>> {
     if let Some(catalog) = state
         .config()
         .get_extension::<RemoteSources>()
         .and_then(|sources| sources.get(alias))
     {
-        return Ok(catalog.database());
+        return Ok(catalog);
     }
     if state.catalog_list().catalog(alias).is_some() {
         return plan_err!("source '{alias}' is not a database");
@@ -165,7 +210,9 @@ impl TableFunctionImpl for RemoteQueryFunction {
             .as_any()
             .downcast_ref::<SessionState>()
             .ok_or_else(|| DataFusionError::Internal("session is not a SessionState".into()))?;
-        let database = remote_database(state, alias)?;
+        let catalog = remote_catalog(state, alias)?;
+        let database = catalog.database();
+        let read_only = catalog.read_only();
         if database.kind() != self.kind {
             return plan_err!(
                 "{name}: source '{alias}' is a {} database; use {}_query",
@@ -174,7 +221,10 @@ impl TableFunctionImpl for RemoteQueryFunction {
             );
         }
         let native = native.clone();
-        let table = block_on(async move { RemoteQueryTable::try_new(database, &native).await })??;
+        let table =
+            block_on(
+                async move { RemoteQueryTable::try_new(database, &native, read_only).await },
+            )??;
         Ok(Arc::new(table))
     }
 }

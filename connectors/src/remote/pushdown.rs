@@ -174,6 +174,7 @@ pub mod literals {
 /// Whether pushdown is on for a source: the `pushdown` URL parameter or
 /// ATTACH option (`on`/`off`, `true`/`false`; on by default).
 pub fn pushdown_enabled(
+    source: &str,
     url: &str,
     options: &std::collections::BTreeMap<String, String>,
 ) -> datafusion::common::Result<bool> {
@@ -186,7 +187,7 @@ pub fn pushdown_enabled(
         None | Some("on" | "true") => Ok(true),
         Some("off" | "false") => Ok(false),
         Some(other) => Err(datafusion::common::DataFusionError::Configuration(format!(
-            "pushdown must be on or off, got '{other}'"
+            "source '{source}': pushdown must be on or off, got '{other}'"
         ))),
     }
 }

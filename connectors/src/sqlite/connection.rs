@@ -356,9 +356,9 @@ fn run_query(
         return Err(RemoteError::new(
             source,
             RemoteErrorKind::Authentication,
-            "the source is read-only and this statement would change a database or the \
-             connection (SQLite does not call it read-only, or it is ATTACH, DETACH or a \
-             PRAGMA)",
+            "the source is readonly (mode=ro or READ_ONLY) and this statement would change a \
+             database or the connection (SQLite does not call it read-only, or it is ATTACH, \
+             DETACH, PRAGMA or VACUUM)",
         )
         .with_sql(sql)
         .into());

@@ -116,7 +116,7 @@ impl SqliteSource {
             pool,
             dialect: SqliteDialect {},
             pushdown: SqlitePushdown,
-            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(url, options)?,
+            pushdown_enabled: crate::remote::pushdown::pushdown_enabled(name, url, options)?,
             read_only: settings.read_only,
             _keeper: (settings.path == ":memory:").then_some(keeper),
         })
