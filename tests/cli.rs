@@ -392,3 +392,106 @@ mod repl {
         assert!(saved.contains("SELECT 7 AS still_here;"), "{saved}");
     }
 }
+
+/// Issue 16, part 6: passwords that hold quotes, spaces, `@`, `/`, `#`,
+/// `%` and backslashes, written as they are or percent-encoded, never reach
+/// stdout or stderr: not in attach errors (unreachable server, bad port,
+/// malformed IPv6 host, a statement that does not parse), not in logs at
+/// every level in text and JSON, not in SHOW SOURCES, `\sources`, EXPLAIN,
+/// `\metrics`, `\health`, nor in a config file's syntax error.
+#[test]
+fn hostile_passwords_never_reach_output() {
+    let passwords = [
+        "Zq'it s@x#y:v%40uZq",
+        "Zq p@ss w0rd Zq",
+        "Zq\"\\;--/*Zq",
+        "Zq/slash?q=1Zq",
+        "Zq%27%20%40Zq",
+    ];
+    let base = common::postgres_url();
+    let host = base
+        .split_once('@')
+        .map(|(_, h)| h.to_string())
+        .expect("a postgres URL with a user");
+    for password in passwords {
+        let doubled = password.replace('\'', "''");
+        // As a user must write it: '/', '?' and '#' percent-encoded.
+        let encoded = doubled
+            .replace('/', "%2F")
+            .replace('?', "%3F")
+            .replace('#', "%23");
+        let reachable = format!("postgres://postgres:{encoded}@{host}");
+        let statements = [
+            format!("ATTACH '{reachable}' AS pg (READ_ONLY)"),
+            "SHOW SOURCES".to_string(),
+            "\\sources".to_string(),
+            "EXPLAIN SELECT * FROM postgres_query('pg', 'SELECT 1 AS one')".to_string(),
+            "SELECT * FROM postgres_query('pg', 'SELECT 1 AS one')".to_string(),
+            "\\metrics".to_string(),
+            "\\metrics prometheus".to_string(),
+            "\\health".to_string(),
+            format!("ATTACH 'postgres://postgres:{doubled}@127.0.0.1:1/test' AS down"),
+        ];
+        let mut failing = vec![
+            format!("ATTACH 'postgres://postgres:{doubled}@127.0.0.1:99999/test' AS badport"),
+            format!("ATTACH 'postgres://postgres:{doubled}@[::1/test' AS badhost"),
+            format!("ATTACH 'mysql://root:{doubled}@127.0.0.1:1/test?connect_timeout=2' AS my"),
+            // The quote not doubled: the statement does not parse.
+            format!("ATTACH 'postgres://postgres:{password}@127.0.0.1:1/test' AS raw"),
+            "SELECT * FROM pg.public.no_such_table".to_string(),
+        ];
+        if encoded != doubled {
+            // Not encoded: refused, saying what to encode.
+            failing.push(format!(
+                "ATTACH 'postgres://postgres:{doubled}@{host}' AS plain"
+            ));
+        }
+        for format in ["text", "json"] {
+            let mut args: Vec<String> = Vec::new();
+            for s in &statements[..8] {
+                args.extend(["-c".to_string(), s.clone()]);
+            }
+            let out = moltres()
+                .env("MOLTRES_LOG", "trace")
+                .env("MOLTRES_LOG_FORMAT", format)
+                .env("MOLTRES_SLOW_QUERY_MS", "0")
+                .args(&args)
+                .output()
+                .unwrap();
+            let all = format!("{}{}", stdout(&out), stderr(&out));
+            assert_eq!(out.status.code(), Some(0), "{password} {format}: {all}");
+            assert!(!all.contains("Zq"), "{password} {format}: {all}");
+            assert!(
+                all.contains("pg,postgres,") || all.contains("| pg"),
+                "{all}"
+            );
+            // Each failure on its own (a failing statement ends the script).
+            for statement in statements[8..].iter().chain(failing.iter()) {
+                let out = moltres()
+                    .env("MOLTRES_LOG", "trace")
+                    .env("MOLTRES_LOG_FORMAT", format)
+                    .args(["-c", &statements[0], "-c", statement])
+                    .output()
+                    .unwrap();
+                let all = format!("{}{}", stdout(&out), stderr(&out));
+                assert_eq!(out.status.code(), Some(1), "{statement}: {all}");
+                assert!(!all.contains("Zq"), "{statement} ({format}): {all}");
+            }
+        }
+        // A config file whose syntax error is on the line of the URL.
+        let dir = tempfile::tempdir().unwrap();
+        let config = dir.path().join("moltres.toml");
+        std::fs::write(
+            &config,
+            format!("[sources.pg]\nurl = \"postgres://postgres:{password}@{host}\" x\n"),
+        )
+        .unwrap();
+        let out = moltres()
+            .args(["--config", config.to_str().unwrap(), "-c", "SELECT 1"])
+            .output()
+            .unwrap();
+        let all = format!("{}{}", stdout(&out), stderr(&out));
+        assert_ne!(out.status.code(), Some(0), "{all}");
+        assert!(!all.contains("Zq") && all.contains("line 2"), "{all}");
+    }
+}

@@ -10,6 +10,7 @@ mod mysql;
 mod object_store;
 mod operations;
 mod postgres;
+mod query_shapes;
 mod remote_sql;
 mod session;
 mod slt;

@@ -2,6 +2,7 @@
 //! (`MOLTRES_TEST_MYSQL_URL`, default `mysql://root@127.0.0.1:3306`). Each
 //! test works in a database of its own and drops it.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use moltres::Moltres;
@@ -562,5 +563,130 @@ async fn estimates_come_from_index_statistics() {
     assert!((100..=1600).contains(&distinct(0)), "{explained}");
     assert!((1..=16).contains(&distinct(1)), "{explained}");
     assert!(explained.contains("(Col[2]:)"), "{explained}");
+    f.finish().await;
+}
+
+/// Issue 16, part 3: the session settings hold on every connection the pool
+/// hands out, also after a reset (each return to the pool resets the
+/// session, which would give back the server's `sql_mode` and time zone),
+/// and a passthrough `SET SESSION` does not leak into the next query.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings_survive_pool_resets() {
+    let f = Fixture::new(
+        r"CREATE TABLE s (id INT PRIMARY KEY, v VARCHAR(10));
+          INSERT INTO s VALUES (1, 'a\\b'), (2, 'ab');",
+    )
+    .await;
+    f.db.attach(
+        &format!(
+            "{}/{}?pool_max_size=1&pool_idle_timeout=60",
+            common::mysql_url(),
+            f.database
+        ),
+        "one",
+        false,
+    )
+    .await
+    .unwrap();
+    for round in 0..4 {
+        let mode = f
+            .rows("SELECT * FROM mysql_query('one', 'SELECT @@SESSION.sql_mode AS m, @@SESSION.time_zone AS z')")
+            .await;
+        assert!(
+            mode[0].contains("NO_BACKSLASH_ESCAPES") && mode[0].ends_with("|+00:00"),
+            "round {round}: {mode:?}"
+        );
+        assert_eq!(
+            f.rows(r"SELECT id FROM one.s WHERE v = 'a\b'").await,
+            ["1"],
+            "round {round}"
+        );
+        // A session change by native SQL is gone by the next checkout.
+        f.db.use_source("one").unwrap();
+        f.db.execute("SET SESSION sql_mode = '', time_zone = '+05:00'")
+            .await
+            .unwrap();
+    }
+    f.finish().await;
+}
+
+/// Issue 16, part 3: DATETIME(6) keeps its fractional seconds in pushed
+/// comparisons, run-time key lists and updates.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn datetime6_keeps_fractional_seconds_when_pushed() {
+    let f = Fixture::new(
+        "CREATE TABLE e (id INT PRIMARY KEY, dt DATETIME(6));
+         INSERT INTO e VALUES (1, '2024-01-01 00:00:00.250'), (2, '2024-01-01 00:00:00.750'),
+                              (3, '2024-01-01 00:00:00');",
+    )
+    .await;
+    assert_eq!(
+        f.rows("SELECT id FROM my.e WHERE dt = TIMESTAMP '2024-01-01 00:00:00.25'")
+            .await,
+        ["1"]
+    );
+    assert_eq!(
+        f.rows("SELECT id FROM my.e WHERE dt > TIMESTAMP '2024-01-01 00:00:00.5' ORDER BY id")
+            .await,
+        ["2"]
+    );
+    // A run-time key list from another source.
+    assert_eq!(
+        f.rows(
+            "SELECT e.id FROM (VALUES (TIMESTAMP '2024-01-01 00:00:00.75'), (TIMESTAMP '2024-01-01 00:00:00.5')) AS k(t) \
+             JOIN my.e AS e ON e.dt = k.t ORDER BY e.id"
+        )
+        .await,
+        ["2"]
+    );
+    f.db.sql("UPDATE my.e SET dt = TIMESTAMP '2024-01-01 00:00:00.75' WHERE id = 3")
+        .await
+        .unwrap()
+        .collect()
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rows("SELECT id, CAST(dt AS VARCHAR) FROM my.e WHERE id = 3")
+            .await,
+        ["3|2024-01-01T00:00:00.750"]
+    );
+    f.finish().await;
+}
+
+/// Found by `query_shapes`: two small filtered tables joined to a local
+/// one traded places without end in the join-order rule (the plan grew
+/// until memory ran out). Planning must finish, with the right answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_small_tables_joined_to_a_local_one_plan_once() {
+    let f = Fixture::new(
+        "CREATE TABLE d1 (pk INT PRIMARY KEY, a INT);
+         CREATE TABLE d2 (pk INT PRIMARY KEY, a INT);
+         INSERT INTO d1 VALUES (1, 1), (2, 3), (3, -1), (9, 2);
+         INSERT INTO d2 VALUES (1, 2), (2, 4), (3, 0), (9, 1);",
+    )
+    .await;
+    let sql = "SELECT x1.a, x1.b FROM (SELECT CAST(a AS INT) AS a, CAST(b AS INT) AS b \
+               FROM (VALUES (1, 2), (3, 4), (-1, 0), (2, 2)) AS v(a, b)) x1 \
+               JOIN my.d1 x2 ON x1.a = x2.a AND x2.pk < 5 \
+               JOIN my.d2 x3 ON x1.b = x3.a AND x3.pk < 5 ORDER BY 1";
+    // The planner's loop cannot be interrupted from async code: a
+    // watchdog thread ends the binary rather than let CI hang.
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watched = Arc::clone(&done);
+    std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_secs(60));
+        if !watched.load(Ordering::SeqCst) {
+            // Not `eprintln!`: the harness captures it, and exit loses it.
+            use std::io::Write;
+            let _ = writeln!(
+                std::io::stderr(),
+                "planning did not finish within 60 s: {sql}"
+            );
+            std::process::exit(1);
+        }
+    });
+    let rows = common::query(&f.db, sql).await;
+    done.store(true, Ordering::SeqCst);
+    assert_eq!(rows, [["-1", "0"], ["1", "2"], ["3", "4"]], "{sql}");
     f.finish().await;
 }

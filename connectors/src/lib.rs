@@ -13,42 +13,11 @@ pub mod files;
 pub mod mysql;
 pub mod postgres;
 pub mod remote;
+pub mod secrets;
 pub mod source;
 pub mod sqlite;
 
-/// `url` with its password (userinfo or a `password=` parameter) replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    let Ok(mut parsed) = url::Url::parse(url) else {
-        return url.to_string();
-    };
-    let mut changed = false;
-    if parsed.password().is_some() {
-        let _ = parsed.set_password(Some("***"));
-        changed = true;
-    }
-    if parsed
-        .query_pairs()
-        .any(|(k, _)| k.eq_ignore_ascii_case("password"))
-    {
-        let pairs: Vec<(String, String)> = parsed
-            .query_pairs()
-            .map(|(k, v)| {
-                if k.eq_ignore_ascii_case("password") {
-                    (k.into_owned(), "***".to_string())
-                } else {
-                    (k.into_owned(), v.into_owned())
-                }
-            })
-            .collect();
-        parsed.query_pairs_mut().clear().extend_pairs(pairs);
-        changed = true;
-    }
-    if changed {
-        parsed.to_string()
-    } else {
-        url.to_string()
-    }
-}
+pub use secrets::redact_url;
 
 #[cfg(test)]
 mod tests {

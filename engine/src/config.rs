@@ -423,9 +423,20 @@ pub fn file_layer(path: &Path) -> Result<(SettingsLayer, Vec<SourceConfig>)> {
 
 /// Parses the TOML text of a settings file named `origin` (for messages).
 pub fn parse_file(text: &str, origin: &str) -> Result<(SettingsLayer, Vec<SourceConfig>)> {
-    let table: toml::Table = text
-        .parse()
-        .map_err(|e| config_error("MOLTRES_CONFIG", format!("{origin}: {e}")))?;
+    let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
+        // Not the error's own text: it quotes the line, which may be a
+        // source's URL with its password.
+        let at = e
+            .span()
+            .map(|span| {
+                let before = &text[..span.start.min(text.len())];
+                let line = before.matches('\n').count() + 1;
+                let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                format!(" at line {line}, column {column}")
+            })
+            .unwrap_or_default();
+        config_error("MOLTRES_CONFIG", format!("{origin}{at}: {}", e.message()))
+    })?;
     let mut layer = SettingsLayer::default();
     let mut sources = Vec::new();
     for (key, value) in &table {

@@ -1,13 +1,16 @@
 //! The engine's error type.
 
 use datafusion::error::DataFusionError;
+use moltres_connectors::secrets::scrub;
 
-/// Everything the Moltres engine can fail with.
+/// Everything the Moltres engine can fail with. Its messages never show a
+/// password this process has seen in a URL or statement (see
+/// [`secrets`](crate::secrets)).
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// A setting (environment variable, config file key or builder value) is invalid.
-    #[error("invalid setting {setting}: {message}")]
+    #[error("invalid setting {setting}: {}", scrub(message))]
     Config {
         /// The setting, e.g. `MOLTRES_MEMORY_LIMIT` or `batch_size in moltres.toml`.
         setting: String,
@@ -16,11 +19,11 @@ pub enum Error {
     },
     /// An `ATTACH`, `DETACH` or other Moltres statement is malformed or refers
     /// to something that does not exist.
-    #[error("{0}")]
+    #[error("{}", scrub(.0))]
     Statement(String),
     /// Planning or running a query failed (the message names the table, file
     /// or source where one is known).
-    #[error(transparent)]
+    #[error("{}", scrub(&.0.to_string()))]
     DataFusion(#[from] DataFusionError),
 }
 

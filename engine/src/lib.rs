@@ -54,6 +54,7 @@ pub use transaction::Transaction;
 
 pub use datafusion;
 pub use moltres_connectors as connectors;
+pub use moltres_connectors::secrets;
 
 /// The README's Rust examples, compiled by `cargo test --doc`.
 #[cfg(doctest)]

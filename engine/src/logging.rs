@@ -8,7 +8,9 @@
 //! statement: id, kind, duration, rows, the SQL with passwords replaced by
 //! `***`, at info, failures included (the caller gets the error); slow
 //! statements, `MOLTRES_SLOW_QUERY_MS`, at warn;
-//! `moltres::hooks` for hooks that fail). Logs go to standard error.
+//! `moltres::hooks` for hooks that fail). Logs go to standard error, with
+//! every password this process has seen replaced by `***`, whatever wrote
+//! the line.
 
 use tracing_subscriber::EnvFilter;
 
@@ -35,7 +37,7 @@ pub fn init_from(get: impl Fn(&str) -> Option<String>) -> Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr);
+        .with_writer(|| Scrubbed(std::io::stderr()));
     let installed = match format.trim().to_ascii_lowercase().as_str() {
         "text" | "" => builder.try_init(),
         "json" => builder.json().flatten_event(true).try_init(),
@@ -50,4 +52,22 @@ pub fn init_from(get: impl Fn(&str) -> Option<String>) -> Result<()> {
         setting: "MOLTRES_LOG".to_string(),
         message: format!("a global logger is already installed: {e}"),
     })
+}
+
+/// Standard error, with every password this process has seen replaced by
+/// `***` (a driver's or DataFusion's own log line may quote one). The
+/// formatter writes each event in one call.
+struct Scrubbed<W>(W);
+
+impl<W: std::io::Write> std::io::Write for Scrubbed<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        self.0
+            .write_all(moltres_connectors::secrets::scrub(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }

@@ -594,7 +594,7 @@ fn call_hook(event: &str, info: &QueryInfo, f: impl FnOnce() -> HookResult) {
             target: "moltres::hooks",
             query_id = info.id,
             event,
-            error = %e,
+            error = %moltres_connectors::secrets::scrub(&e.to_string()),
             "a query hook failed; the query goes on"
         ),
         Err(panic) => {
@@ -603,6 +603,7 @@ fn call_hook(event: &str, info: &QueryInfo, f: impl FnOnce() -> HookResult) {
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "a panic".to_string());
+            let message = moltres_connectors::secrets::scrub(&message).into_owned();
             tracing::warn!(
                 target: "moltres::hooks",
                 query_id = info.id,
@@ -614,21 +615,11 @@ fn call_hook(event: &str, info: &QueryInfo, f: impl FnOnce() -> HookResult) {
     }
 }
 
-/// `sql` with the passwords of URLs (`scheme://user:password@`) and of
-/// key-value DSNs (`password=...`) replaced by `***`.
+/// `sql` with the passwords of the URLs in its string literals and of
+/// password options replaced by `***`: see
+/// [`secrets::redact_sql`](moltres_connectors::secrets::redact_sql).
 pub fn redact_sql(sql: &str) -> String {
-    static URL: OnceLock<regex::Regex> = OnceLock::new();
-    static KEY: OnceLock<regex::Regex> = OnceLock::new();
-    let url = URL.get_or_init(|| {
-        regex::Regex::new(r"([A-Za-z][A-Za-z0-9+.\-]*://[^:/@\s'\x22]*:)[^@\s'\x22]*@")
-            .expect("a valid pattern")
-    });
-    let key = KEY.get_or_init(|| {
-        regex::Regex::new(r"(?i)\b(password|passwd|pwd)\s*=\s*('[^']*'|[^\s&;']+)")
-            .expect("a valid pattern")
-    });
-    let sql = url.replace_all(sql, "${1}***@");
-    key.replace_all(&sql, "${1}=***").into_owned()
+    moltres_connectors::secrets::redact_sql(sql)
 }
 
 /// A [`QueryPlanner`] that plans with `inner`, then puts an

@@ -325,6 +325,9 @@ impl Moltres {
     /// Besides DataFusion SQL this understands `ATTACH 'url' AS name
     /// [(READ_ONLY)]`, `DETACH name`, `SHOW SOURCES` and `REFRESH SOURCE name`.
     pub async fn sql(&self, sql: &str) -> Result<DataFrame> {
+        // Before the text is parsed, logged or run: its passwords are hidden
+        // from every message from now on.
+        moltres_connectors::secrets::remember_sql(sql);
         let statements = split_statements(sql)?;
         let Some((last, earlier)) = statements.split_last() else {
             return Err(Error::Statement("no SQL statement given".to_string()));

@@ -202,8 +202,11 @@ impl SourceRegistry {
                 request.alias
             )));
         }
+        moltres_connectors::secrets::remember_url(&request.url);
         let kind = self.kind_for(&request.url)?;
         let attached = kind.attach(request).await.map_err(|e| {
+            // A driver's message may quote the URL or the password.
+            let cause = moltres_connectors::secrets::scrub(&e.to_string()).into_owned();
             Error::DataFusion(datafusion::error::DataFusionError::Context(
                 format!(
                     "cannot attach {} source '{}' as {}",
@@ -211,7 +214,7 @@ impl SourceRegistry {
                     redact_url(&request.url),
                     request.alias
                 ),
-                Box::new(e),
+                Box::new(datafusion::error::DataFusionError::External(cause.into())),
             ))
         })?;
         self.attached

@@ -46,7 +46,7 @@ pub async fn run(args: Args) -> i32 {
     let db = match session(&args).await {
         Ok(db) => db,
         Err(message) => {
-            eprintln!("Error: {message}");
+            eprintln!("Error: {}", moltres::secrets::scrub(&message));
             return 1;
         }
     };
@@ -88,7 +88,7 @@ pub async fn run(args: Args) -> i32 {
         let text = match input {
             Ok(text) => text,
             Err(message) => {
-                eprintln!("Error: {message}");
+                eprintln!("Error: {}", moltres::secrets::scrub(&message));
                 return 1;
             }
         };
@@ -96,7 +96,7 @@ pub async fn run(args: Args) -> i32 {
             Ok(Outcome::Continue) => {}
             Ok(Outcome::Quit) => return 0,
             Err(failed) => {
-                eprintln!("Error: {}", failed.0);
+                eprintln!("Error: {}", moltres::secrets::scrub(&failed.0));
                 return 1;
             }
         }

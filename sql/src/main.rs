@@ -3,7 +3,33 @@
 use clap::Parser;
 
 fn main() -> std::process::ExitCode {
-    let args = moltres_sql::args::Args::parse();
+    // Passwords on the command line are hidden from every message, clap's
+    // own errors included (they quote the argument they refuse).
+    for arg in std::env::args() {
+        moltres::secrets::remember_sql(&arg);
+        moltres::secrets::remember_url(&arg);
+    }
+    let args = match moltres_sql::args::Args::try_parse() {
+        Ok(args) => args,
+        Err(e) => {
+            let text = moltres::secrets::scrub(&e.render().to_string()).into_owned();
+            if e.use_stderr() {
+                eprint!("{text}");
+            } else {
+                print!("{text}");
+            }
+            return std::process::ExitCode::from(e.exit_code() as u8);
+        }
+    };
+    // A panic's message may quote a URL: print it without the passwords seen.
+    std::panic::set_hook(Box::new(|info| {
+        let thread = std::thread::current();
+        eprintln!(
+            "thread '{}' {}",
+            thread.name().unwrap_or("<unnamed>"),
+            moltres::secrets::scrub(&info.to_string())
+        );
+    }));
     if let Err(e) = moltres::logging::init() {
         eprintln!("Error: {e}");
         return std::process::ExitCode::from(2);

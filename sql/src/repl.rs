@@ -91,7 +91,7 @@ pub async fn run(shell: &mut Shell, quiet: bool) -> rustyline::Result<()> {
                 match result {
                     Ok(Outcome::Quit) => break,
                     Ok(Outcome::Continue) => {}
-                    Err(failed) => eprintln!("Error: {}", failed.0),
+                    Err(failed) => eprintln!("Error: {}", moltres::secrets::scrub(&failed.0)),
                 }
             }
             Err(ReadlineError::Interrupted) => continue,

@@ -51,10 +51,18 @@ pub fn parse_url(
     let bad = |message: String| DataFusionError::Configuration(message);
     let parsed = url::Url::parse(url).map_err(|e| {
         bad(format!(
-            "invalid MySQL URL '{}': {e}",
-            crate::redact_url(url)
+            "invalid MySQL URL '{}': {e} ({})",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
         ))
     })?;
+    if crate::secrets::misread_userinfo(&parsed) {
+        return Err(bad(format!(
+            "invalid MySQL URL '{}': {}",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
+        )));
+    }
     let database = parsed.path().trim_start_matches('/').to_string();
     if database.is_empty() {
         return Err(bad(format!(

@@ -85,10 +85,18 @@ pub fn parse_url(
 ) -> Result<(tokio_postgres::Config, PoolSettings)> {
     let parsed = url::Url::parse(url).map_err(|e| {
         DataFusionError::Configuration(format!(
-            "invalid PostgreSQL URL '{}': {e}",
-            crate::redact_url(url)
+            "invalid PostgreSQL URL '{}': {e} ({})",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
         ))
     })?;
+    if crate::secrets::misread_userinfo(&parsed) {
+        return Err(DataFusionError::Configuration(format!(
+            "invalid PostgreSQL URL '{}': {}",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
+        )));
+    }
     let mut config = tokio_postgres::Config::new();
     config.host(
         parsed

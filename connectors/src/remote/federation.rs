@@ -407,8 +407,13 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
                 JoinType::Inner => true,
                 // A WHERE over an outer join's result would drop the rows
                 // whose `EXISTS` (from a semi join below) it turns false.
+                // A Filter node inside an input would be printed as the
+                // WHERE of the whole query, after the outer join.
                 JoinType::Left | JoinType::Right | JoinType::Full => {
-                    !has_semi_join(&join.left)? && !has_semi_join(&join.right)?
+                    !has_semi_join(&join.left)?
+                        && !has_semi_join(&join.right)?
+                        && !has_filter(&join.left)?
+                        && !has_filter(&join.right)?
                 }
                 // `SELECT ... FROM left WHERE [NOT] EXISTS (SELECT 1 FROM
                 // right WHERE ...)`: only over plain scans.
@@ -528,6 +533,10 @@ fn column_type(expr: &Expr, input: &LogicalPlan, types: &[Option<DataType>]) -> 
 
 fn is_semi(join_type: JoinType) -> bool {
     matches!(join_type, JoinType::LeftSemi | JoinType::LeftAnti)
+}
+
+fn has_filter(plan: &LogicalPlan) -> Result<bool> {
+    plan.exists(|node| Ok(matches!(node, LogicalPlan::Filter(_))))
 }
 
 fn has_semi_join(plan: &LogicalPlan) -> Result<bool> {
@@ -939,7 +948,7 @@ fn isolate_outer_join_inputs(plan: LogicalPlan) -> Result<LogicalPlan> {
             let mut changed = false;
             let mut isolated = Vec::with_capacity(2);
             for input in inputs {
-                let new = isolated_scan(input)?;
+                let new = isolated_within(input)?;
                 changed |= new.is_some();
                 isolated.push(new.unwrap_or_else(|| input.clone()));
             }
@@ -952,6 +961,32 @@ fn isolate_outer_join_inputs(plan: LogicalPlan) -> Result<LogicalPlan> {
             ))
         })?
         .data)
+}
+
+/// Every filtered scan in `plan`, at any depth, isolated (see
+/// [`isolated_scan`]); `None` when there is none. The unparser hoists the
+/// filters of a scan inside a join inside an outer join's input to the
+/// WHERE of the whole query, where they would remove the rows the outer
+/// join adds (`(a JOIN b ON .. AND b.x > 3) RIGHT JOIN c` lost every row of
+/// `c` without a match).
+fn isolated_within(plan: &LogicalPlan) -> Result<Option<LogicalPlan>> {
+    if let Some(isolated) = isolated_scan(plan)? {
+        return Ok(Some(isolated));
+    }
+    if matches!(plan, LogicalPlan::TableScan(_)) {
+        return Ok(None);
+    }
+    let mut changed = false;
+    let mut inputs = Vec::new();
+    for input in plan.inputs() {
+        let new = isolated_within(input)?;
+        changed |= new.is_some();
+        inputs.push(new.unwrap_or_else(|| input.clone()));
+    }
+    if !changed {
+        return Ok(None);
+    }
+    Ok(Some(plan.with_new_exprs(plan.expressions(), inputs)?))
 }
 
 /// A filtered scan under aliases (`SubqueryAlias*(TableScan)`) as a

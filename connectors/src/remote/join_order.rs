@@ -43,7 +43,9 @@
 //! table counts as small when it is a remote table whose estimated rows
 //! under its filters (see [`row_estimate`](super::federation)) are at most
 //! [`SMALL`], and it has a filter: an unfiltered dimension removes nothing.
-//! Tables without an estimate (files) are never moved.
+//! Tables without an estimate (files) are never moved, and a small table is
+//! never moved below a join whose other side is small too (the two would
+//! trade places without end).
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -147,6 +149,12 @@ impl OptimizerRule for JoinSmallTablesFirst {
         } else {
             return Ok(Transformed::no(plan));
         };
+        // The join left on top would move `rest` down in its turn, and the
+        // two would trade places for ever: a small table is moved only
+        // below tables that are not small.
+        if is_small(rest) {
+            return Ok(Transformed::no(plan));
+        }
         // Both joins are plain inner joins (see `plain_inner`).
         let first = join_like(join, small, Arc::clone(target), keys, join.filter.clone())?;
         let moved = join_like(
