@@ -495,3 +495,99 @@ fn hostile_passwords_never_reach_output() {
         assert!(!all.contains("Zq") && all.contains("line 2"), "{all}");
     }
 }
+
+/// Issue 17, part 5: input that used to abort the process fails its
+/// statement with a clear error, and the shell goes on to the next one
+/// (a file given with `-f` keeps running after an error only in the
+/// REPL, so each case runs alone and a following `-c` proves the process
+/// was alive).
+#[test]
+fn hostile_input_fails_a_statement_never_the_process() {
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("good.parquet");
+    let bad = dir.path().join("bad.parquet");
+    let out = run(&[
+        "-c",
+        &format!(
+            "COPY (SELECT 1 AS a UNION ALL SELECT 2) TO '{}'",
+            good.display()
+        ),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    // The footer's metadata length one past the file's size.
+    let mut bytes = std::fs::read(&good).unwrap();
+    let n = bytes.len();
+    bytes[n - 8..n - 4].copy_from_slice(&(n as u32 + 1).to_le_bytes());
+    std::fs::write(&bad, bytes).unwrap();
+    let or_chain: Vec<String> = (0..10_000).map(|i| format!("a = {i}")).collect();
+    let or_chain = format!(
+        "SELECT count(*) FROM (VALUES (1)) v(a) WHERE {}",
+        or_chain.join(" OR ")
+    );
+    let sum = format!("SELECT {}", vec!["1"; 8000].join(" + "));
+    let cases: Vec<(String, &str)> = vec![
+        (
+            format!("SELECT * FROM '{}'", bad.display()),
+            "internal error",
+        ),
+        (
+            format!(
+                "CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION '{}'",
+                bad.display()
+            ),
+            "internal error",
+        ),
+        (or_chain, "at most 1000 are allowed"),
+        (sum, "at most 1000 are allowed"),
+        (
+            "SET moltres.query_timeout = '10000000000000000000s'".to_string(),
+            "longest duration",
+        ),
+        (
+            "SET moltres.query_timeout = '1e99'".to_string(),
+            "moltres.query_timeout",
+        ),
+        (
+            "ATTACH 'postgres://u@127.0.0.1:1/db?connect_timeout=1e99' AS p".to_string(),
+            "connect_timeout must be a positive number of seconds",
+        ),
+        (
+            "ATTACH 'mysql://u@127.0.0.1:1/db?pool_timeout=1e99' AS m".to_string(),
+            "must be a positive number of seconds",
+        ),
+    ];
+    for (sql, expected) in &cases {
+        let out = run(&["-c", sql]);
+        let err = stderr(&out);
+        assert_eq!(out.status.code(), Some(1), "{sql}: {err}");
+        assert!(err.contains(expected), "{sql}: {err}");
+        // The process that ran the statement lived to exit normally.
+        assert!(!err.contains("fatal runtime error"), "{sql}: {err}");
+    }
+    // One process: a failed statement, then the next runs in the same
+    // session (the library's contract; the REPL shares it).
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let db = common::session().await;
+        for sql in [
+            format!("SELECT * FROM '{}'", bad.display()),
+            format!(
+                "CREATE EXTERNAL TABLE b STORED AS PARQUET LOCATION '{}'",
+                bad.display()
+            ),
+        ] {
+            let error = common::error(&db, &sql).await;
+            assert!(error.contains("internal error"), "{sql}: {error}");
+        }
+        assert_eq!(common::query(&db, "SELECT 'alive'").await, [["alive"]]);
+    });
+    for env in ["MOLTRES_QUERY_TIMEOUT", "MOLTRES_POOL_TIMEOUT"] {
+        let out = moltres()
+            .env(env, "1e99")
+            .args(["-c", "SELECT 1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{env}: {}", stderr(&out));
+        assert!(stderr(&out).contains(env), "{env}: {}", stderr(&out));
+    }
+}

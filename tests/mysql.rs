@@ -685,8 +685,35 @@ async fn two_small_tables_joined_to_a_local_one_plan_once() {
             std::process::exit(1);
         }
     });
-    let rows = common::query(&f.db, sql).await;
+    let rows = query(&f.db, sql).await;
     done.store(true, Ordering::SeqCst);
     assert_eq!(rows, [["-1", "0"], ["1", "2"], ["3", "4"]], "{sql}");
+    f.finish().await;
+}
+
+/// Found by `query_shapes`: a run-time key list on `x2.a` over a join
+/// MySQL runs was applied to `x1.a` (both columns are named `a`), and the
+/// join lost its rows.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_lists_over_pushed_joins_find_the_right_column() {
+    let f = Fixture::new(
+        "CREATE TABLE d1 (pk INT PRIMARY KEY, a INT);
+         CREATE TABLE d2 (pk INT PRIMARY KEY, a INT);
+         INSERT INTO d1 VALUES (1, 10), (2, 20), (3, 30);
+         INSERT INTO d2 VALUES (1, 2), (2, 10), (3, 3);",
+    )
+    .await;
+    for keys in ["(2), (3)", "(10)", "(20)"] {
+        let sql = format!(
+            "SELECT x1.a, x2.a FROM my.d1 x1 JOIN my.d2 x2 ON x1.pk = x2.pk \
+             WHERE x2.a IN (SELECT CAST(k AS INT) FROM (VALUES {keys}) v(k)) ORDER BY 1"
+        );
+        let expected: Vec<&str> = match keys {
+            "(2), (3)" => vec!["10|2", "30|3"],
+            "(10)" => vec!["20|10"],
+            _ => vec![],
+        };
+        assert_eq!(f.rows(&sql).await, expected, "{sql}");
+    }
     f.finish().await;
 }

@@ -537,6 +537,18 @@ async fn compare(url: &str, schema: &str, what: &str) {
                     // choice: a division by zero may stop either side
                     // (SQL lets it), never change an answer.
                     (Err(e), Ok(_)) if e.contains("Divide by zero") => None,
+                    // DataFusion cannot plan some nested subqueries (an
+                    // IN subquery in a select list, a correlation two
+                    // levels up) and survives them in memory only where
+                    // the whole plan is found empty first; over a source
+                    // the filters that make it empty are pushed instead.
+                    (Err(e), Ok(rows))
+                        if rows.is_empty()
+                            && (e.contains("This feature is not implemented")
+                                || e.contains("Schema error: No field named")) =>
+                    {
+                        None
+                    }
                     _ => Some(format!(
                         "{pushed}\n  database: {}\n  memory:   {}",
                         short(&a),

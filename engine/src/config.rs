@@ -131,7 +131,7 @@ pub fn format_bytes(bytes: u64) -> String {
 }
 
 /// Parses a duration: `500ms`, `30s`, `5m`, `1h`, or a number of seconds
-/// (`2.5`). `0` is zero.
+/// (`2.5`). `0` is zero; more than a year is refused.
 pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, String> {
     let t = text.trim();
     let split = t
@@ -151,6 +151,13 @@ pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, St
     let seconds = number * scale;
     if !seconds.is_finite() || seconds < 0.0 {
         return Err(format!("'{text}' is not a duration"));
+    }
+    let longest = moltres_connectors::remote::LONGEST_DURATION;
+    if seconds > longest.as_secs_f64() {
+        return Err(format!(
+            "'{text}' is longer than the longest duration allowed ({}h, a year)",
+            longest.as_secs() / 3600
+        ));
     }
     Ok(std::time::Duration::from_secs_f64(seconds))
 }

@@ -28,6 +28,7 @@
 pub mod config;
 mod ddl;
 mod error;
+pub mod guard;
 pub mod logging;
 pub mod observe;
 mod operations;

@@ -960,7 +960,15 @@ impl ExecutionPlan for ObservedExec {
                     run.started.get().copied().unwrap_or_else(Instant::now) + t,
                 )
             });
-            let stream = input.execute(partition, context)?;
+            let stream = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                input.execute(partition, context)
+            }))
+            .map_err(|payload| {
+                DataFusionError::Execution(format!(
+                    "internal error while starting the query: {}",
+                    crate::guard::panic_message(payload.as_ref())
+                ))
+            })??;
             Ok::<_, DataFusionError>(Timed {
                 inner: Some(stream),
                 deadline: deadline.map(|d| Box::pin(tokio::time::sleep_until(d))),
@@ -1031,7 +1039,20 @@ impl Stream for Counted {
         if self.done {
             return Poll::Ready(None);
         }
-        let item = futures::ready!(self.inner.poll_next_unpin(cx));
+        // A panic while reading (a reader of a corrupt file, say, or one
+        // re-raised from a task the plan spawned) ends this query with an
+        // error; the process goes on.
+        let polled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.inner.poll_next_unpin(cx)
+        }));
+        let item = match polled {
+            Ok(poll) => futures::ready!(poll),
+            Err(payload) => Some(Err(DataFusionError::Execution(format!(
+                "internal error while running the query: {} (a bug in Moltres or a library it \
+                 uses; the session goes on)",
+                crate::guard::panic_message(payload.as_ref())
+            )))),
+        };
         match &item {
             Some(Ok(batch)) => {
                 self.run

@@ -328,20 +328,34 @@ impl Moltres {
         // Before the text is parsed, logged or run: its passwords are hidden
         // from every message from now on.
         moltres_connectors::secrets::remember_sql(sql);
+        // Before anything recursive sees it (see `guard`).
+        crate::guard::check_depth(sql)?;
         let statements = split_statements(sql)?;
         let Some((last, earlier)) = statements.split_last() else {
             return Err(Error::Statement("no SQL statement given".to_string()));
         };
         // Boxed: a statement's future (planning, DDL, writes) is tens of
         // kilobytes, and every caller's future would carry it on its stack.
+        // A panic fails its statement, not the process (see `guard`).
         for statement in earlier {
-            Box::pin(self.statement(statement)).await?.collect().await?;
+            crate::guard::catch("running a statement", async {
+                Ok(Box::pin(self.statement(statement)).await?.collect().await?)
+            })
+            .await?;
         }
         Box::pin(self.statement(last)).await
     }
 
-    /// Runs exactly one statement (no splitting).
+    /// Runs exactly one statement (no splitting). A panic while it is
+    /// planned fails it with an error, and an expression nested too deep to
+    /// plan is refused (see [`guard`](crate::guard)).
     pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
+        moltres_connectors::secrets::remember_sql(sql);
+        crate::guard::check_depth(sql)?;
+        crate::guard::catch("planning", Box::pin(self.statement_unguarded(sql))).await
+    }
+
+    async fn statement_unguarded(&self, sql: &str) -> Result<DataFrame> {
         if let Some(statement) = parse_moltres_statement(sql)? {
             let sources = match &statement {
                 MoltresStatement::Attach { alias, .. }
@@ -395,6 +409,17 @@ impl Moltres {
                 return Err(e.into());
             }
         };
+        // `SET moltres.query_timeout` is checked when it is set, not at the
+        // next query.
+        if let LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set)) = &plan
+            && set.variable.eq_ignore_ascii_case("moltres.query_timeout")
+            && !set.value.trim().is_empty()
+            && let Err(e) = config::parse_duration(&set.value)
+        {
+            let e = Error::Statement(format!("moltres.query_timeout: {e}"));
+            self.observer.failed(StatementKind::Session, sql, &e);
+            return Err(e);
+        }
         let eager = match &plan {
             LogicalPlan::Ddl(_) => Some(StatementKind::Ddl),
             LogicalPlan::Statement(_) => Some(StatementKind::Session),

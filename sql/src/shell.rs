@@ -137,6 +137,20 @@ impl Shell {
             flushed?;
             Ok::<_, PrintError>(printed)
         };
+        // A panic (in planning, or re-raised from a reader) fails this
+        // statement; the shell goes on.
+        let run = async {
+            use futures::FutureExt;
+            std::panic::AssertUnwindSafe(run)
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|payload| {
+                    Err(PrintError::Statement(moltres::Error::Statement(format!(
+                        "internal error: {} (a bug in Moltres or a library it uses)",
+                        moltres::guard::panic_message(payload.as_ref())
+                    ))))
+                })
+        };
         let result = if self.interactive {
             tokio::select! {
                 result = run => Some(result),

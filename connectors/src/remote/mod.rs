@@ -111,16 +111,24 @@ pub struct PoolStatus {
     pub acquire_timeouts: u64,
 }
 
-/// A URL parameter or option given in seconds (`2`, `0.5`), positive.
+/// The longest duration any setting takes (timeouts, lifetimes): a year.
+/// Longer ones are refused, since adding them to a clock's `Instant` would
+/// overflow.
+pub const LONGEST_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+/// A URL parameter or option given in seconds (`2`, `0.5`), positive and at
+/// most [`LONGEST_DURATION`].
 pub fn seconds_option(name: &str, value: &str) -> Result<std::time::Duration> {
     value
+        .trim()
         .parse::<f64>()
         .ok()
-        .filter(|s| *s > 0.0 && s.is_finite())
+        .filter(|s| *s > 0.0 && *s <= LONGEST_DURATION.as_secs_f64())
         .map(std::time::Duration::from_secs_f64)
         .ok_or_else(|| {
             datafusion::common::DataFusionError::Configuration(format!(
-                "{name} must be a positive number of seconds, got '{value}'"
+                "{name} must be a positive number of seconds up to {} (a year), got '{value}'",
+                LONGEST_DURATION.as_secs()
             ))
         })
 }

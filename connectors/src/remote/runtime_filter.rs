@@ -300,6 +300,14 @@ struct Target<'a> {
 /// A column of the scan's output, named as in the remote query.
 fn column(expr: &Arc<dyn PhysicalExpr>, target: &Target) -> Option<Expr> {
     let column = expr.downcast_ref::<PhysicalColumn>()?;
+    // Two columns of one name (`x1.a` and `x2.a` of a federated join): the
+    // index is not to be trusted, since DataFusion finds a filter's
+    // columns by name when it pushes the filter through other nodes.
+    let named =
+        |schema: &Schema, name: &str| schema.fields().iter().filter(|f| f.name() == name).count();
+    if named(target.scan, column.name()) != 1 {
+        return None;
+    }
     let field = target.scan.fields().get(column.index())?;
     let remote = target.remote.fields().get(column.index())?;
     (field.name() == column.name())
