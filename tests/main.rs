@@ -4,6 +4,7 @@
 
 mod cli;
 mod common;
+mod faults;
 mod files;
 mod library;
 mod mysql;

@@ -610,7 +610,7 @@ impl Hostile {
         query(
             &self.db,
             &format!(
-                "CREATE EXTERNAL TABLE {table} (s VARCHAR) STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true')",
+                "CREATE EXTERNAL TABLE {table} (s VARCHAR) STORED AS CSV LOCATION '{}' OPTIONS ('format.has_header' 'true', 'format.newlines_in_values' 'true')",
                 path.display()
             ),
         )
@@ -623,8 +623,42 @@ impl Hostile {
             ),
         )
         .await;
-        let expected: Vec<Vec<String>> = keys.iter().map(|(i, _)| vec![i.to_string()]).collect();
-        assert_eq!(got, expected, "{kind:?}: key list from a CSV file");
+        // Every row holding one of the keys (a generated string may come
+        // twice).
+        let hostile = [
+            r"\') OR nextval($$seq$$) > 0 -- ".to_string(),
+            r"') OR 1=1 -- ".to_string(),
+        ];
+        let wanted: std::collections::HashSet<&String> =
+            keys.iter().map(|(_, s)| *s).chain(&hostile).collect();
+        let expected: Vec<Vec<String>> = self
+            .strings
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| wanted.contains(s))
+            .map(|(i, _)| vec![i.to_string()])
+            .collect();
+        let missing: Vec<_> = expected.iter().filter(|row| !got.contains(row)).collect();
+        let extra: Vec<_> = got.iter().filter(|row| !expected.contains(row)).collect();
+        if let Some(row) = extra.first() {
+            let id: usize = row[0].parse().unwrap();
+            let matched = query(
+                &self.db,
+                &format!(
+                    "SELECT k.s, q.s FROM {} AS q JOIN {table} AS k ON q.s = k.s WHERE q.id = {id}",
+                    self.t("q")
+                ),
+            )
+            .await;
+            panic!(
+                "{kind:?}: key list from a CSV file: row {id} holds {:?}, and matched {matched:?}",
+                self.strings[id]
+            );
+        }
+        assert!(
+            missing.is_empty(),
+            "{kind:?}: key list from a CSV file: missing {missing:?}"
+        );
         // Inserted values: every string stored exactly.
         for (chunk_no, chunk) in self.strings.chunks(1000).enumerate() {
             let rows: Vec<String> = chunk

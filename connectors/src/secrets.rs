@@ -171,14 +171,18 @@ fn mask(text: &str, mut ranges: Vec<Range<usize>>) -> String {
         return text.to_string();
     }
     ranges.sort_by_key(|r| r.start);
+    // Overlapping or touching ranges are one.
+    let mut merged: Vec<Range<usize>> = Vec::with_capacity(ranges.len());
+    for r in ranges {
+        match merged.last_mut() {
+            Some(last) if r.start <= last.end => last.end = last.end.max(r.end),
+            _ => merged.push(r),
+        }
+    }
     let mut out = String::with_capacity(text.len());
     let mut at = 0;
-    for r in ranges {
-        if r.end <= at {
-            continue;
-        }
-        let start = r.start.max(at);
-        out.push_str(&text[at..start]);
+    for r in merged {
+        out.push_str(&text[at..r.start]);
         out.push_str(MASK);
         at = r.end;
     }
@@ -196,6 +200,18 @@ pub const USERINFO_HINT: &str = "a '/', '?', '#' or '@' in the user name or pass
 /// holding `/`, `?` or `#` as they are: a fragment, or an `@` in the path.
 pub fn misread_userinfo(parsed: &url::Url) -> bool {
     parsed.fragment().is_some() || parsed.path().contains('@')
+}
+
+/// Whether `url`, read as text, has a user name or password holding `/`,
+/// `?` or `#` as they are: an `@` after `://` with one of them before it.
+/// A parser would end the host part there and report the password's tail
+/// as a path or a parameter.
+pub fn misread_userinfo_text(url: &str) -> bool {
+    let Some((_, rest)) = url.split_once("://") else {
+        return false;
+    };
+    rest.rfind('@')
+        .is_some_and(|at| rest[..at].contains(['/', '?', '#']))
 }
 
 /// `url` with its password (userinfo or a password-like parameter) replaced
@@ -268,6 +284,25 @@ fn known() -> &'static RwLock<Known> {
 /// Remembers `secret`, in every form a message may show it, so that
 /// [`scrub`] hides it.
 pub fn remember(secret: &str) {
+    remember_forms(secret);
+    // A parser that stops at a quote or a line break shows only a piece of
+    // a password (`unexpected 'Hunter2'`): each piece long enough to be
+    // searched for is remembered as well.
+    let pieces: Vec<&str> = secret
+        .split(|c: char| matches!(c, '\'' | '"' | '\r' | '\n' | '?' | '#' | '@') || c.is_control())
+        .filter(|p| p.chars().count() >= MIN_PIECE)
+        .collect();
+    if pieces.len() > 1 || pieces.first().is_some_and(|p| p.len() < secret.len()) {
+        for piece in pieces {
+            remember_forms(piece);
+        }
+    }
+}
+
+/// Pieces of a password shorter than this are not searched for alone.
+const MIN_PIECE: usize = 4;
+
+fn remember_forms(secret: &str) {
     let collapsed = secret.replace("''", "'");
     let mut forms = Vec::new();
     for s in [
@@ -277,11 +312,17 @@ pub fn remember(secret: &str) {
         collapsed,
     ] {
         let debug = format!("{s:?}");
-        forms.push(debug[1..debug.len() - 1].to_string());
+        let debug = debug[1..debug.len() - 1].to_string();
         if let Ok(json) = serde_json::to_string(&s) {
             forms.push(json[1..json.len() - 1].to_string());
         }
+        // A `{:?}` of a parser's value inside a JSON log line.
+        if let Ok(json) = serde_json::to_string(&debug) {
+            forms.push(json[1..json.len() - 1].to_string());
+        }
+        forms.push(debug);
         forms.push(s.replace('\'', "''"));
+        forms.push(s.replace('"', "\"\""));
         forms.push(s.to_lowercase());
         forms.push(percent_encode(&s));
         forms.push(s);
@@ -320,7 +361,7 @@ pub fn remember_sql(sql: &str) {
 }
 
 fn might_hold_secrets(text: &str) -> bool {
-    text.contains("://") || {
+    text.contains("://") || text.contains('@') || {
         let lower = text.to_ascii_lowercase();
         [
             "password", "passwd", "pwd", "secret", "token", "api_key", "apikey",
@@ -339,10 +380,29 @@ fn sql_secret_ranges(sql: &str) -> Vec<(String, Range<usize>)> {
         .tokenize()
     {
         let mut key = Key::None;
+        // Whether the token before was a secret's value: a quote left
+        // undoubled inside it splits it into tokens that touch
+        // (`'a'Hunter2'Secret'`), all of them the value.
+        let mut in_value = false;
         for token in &tokens {
             if matches!(token, Token::Whitespace(_)) {
+                in_value = false;
                 continue;
             }
+            if in_value
+                && !matches!(
+                    token,
+                    Token::Comma | Token::RParen | Token::SemiColon | Token::EOF
+                )
+            {
+                let text = match string_value(token) {
+                    Some(value) => value.to_string(),
+                    None => token.to_string(),
+                };
+                found.push((text.clone(), 0..text.len()));
+                continue;
+            }
+            in_value = false;
             if key != Key::None && matches!(token, Token::Eq | Token::Colon) {
                 key = Key::Equals;
                 continue;
@@ -350,6 +410,7 @@ fn sql_secret_ranges(sql: &str) -> Vec<(String, Range<usize>)> {
             if let Some(value) = string_value(token) {
                 if key != Key::None {
                     found.push((value.to_string(), 0..value.len()));
+                    in_value = true;
                 } else {
                     for r in ranges_in_url(value) {
                         found.push((value.to_string(), r));
@@ -364,6 +425,7 @@ fn sql_secret_ranges(sql: &str) -> Vec<(String, Range<usize>)> {
                     t => t.to_string(),
                 };
                 found.push((text.clone(), 0..text.len()));
+                in_value = true;
             }
             key = Key::after(token);
         }
@@ -498,6 +560,20 @@ fn raw_ranges(text: &str) -> Vec<Range<usize>> {
     for (_, rest) in schemes(text) {
         ranges.extend(url_ranges(text, rest, text.len()));
     }
+    // `https:user:password@host` (no `//`, which clients still read as a
+    // password): up to the last `@` before the literal's closing quote.
+    static BARE: OnceLock<regex::Regex> = OnceLock::new();
+    let bare = BARE.get_or_init(|| {
+        regex::Regex::new(r"(?i)(?:^|[\s'\x22(=])[a-z][a-z0-9+.\-]*:[^\s'\x22:@/]*:")
+            .expect("a valid pattern")
+    });
+    for m in bare.find_iter(text) {
+        let start = m.end();
+        let end = text[start..].find('\'').map_or(text.len(), |q| start + q);
+        if let Some(at) = text[start..end].rfind('@') {
+            ranges.push(start..start + at);
+        }
+    }
     ranges.extend(key_value_ranges(text));
     ranges
 }
@@ -514,7 +590,7 @@ fn finder() -> Option<aho_corasick::AhoCorasick> {
     }
     let mut known = known().write().unwrap_or_else(|e| e.into_inner());
     let finder = aho_corasick::AhoCorasick::builder()
-        .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+        .match_kind(aho_corasick::MatchKind::Standard)
         .build(known.forms.iter())
         .ok()?;
     known.finder = Some(finder.clone());
@@ -526,10 +602,14 @@ fn finder() -> Option<aho_corasick::AhoCorasick> {
 pub fn scrub(text: &str) -> Cow<'_, str> {
     let mut out: Cow<'_, str> = Cow::Borrowed(text);
     if let Some(finder) = finder() {
-        // Leftmost-longest: a secret that holds another is hidden whole.
-        if finder.is_match(text) {
-            let masks = vec![MASK; finder.patterns_len()];
-            out = Cow::Owned(finder.replace_all(text, &masks));
+        // Every match, overlapping ones too (two readings of one URL may
+        // each cover part of it): their union is hidden.
+        let ranges: Vec<Range<usize>> = finder
+            .find_overlapping_iter(text)
+            .map(|m| m.range())
+            .collect();
+        if !ranges.is_empty() {
+            out = Cow::Owned(mask(text, ranges));
         }
     }
     static URL: OnceLock<regex::Regex> = OnceLock::new();

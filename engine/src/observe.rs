@@ -570,7 +570,7 @@ impl Observer {
 
     /// The query timeout in force for `state`: `SET moltres.query_timeout`,
     /// else the session default.
-    fn timeout_for(&self, state: &dyn Session) -> DFResult<Option<Duration>> {
+    pub(crate) fn timeout_for(&self, state: &dyn Session) -> DFResult<Option<Duration>> {
         let set = state
             .config_options()
             .extensions

@@ -352,7 +352,24 @@ impl Moltres {
     pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
         moltres_connectors::secrets::remember_sql(sql);
         crate::guard::check_depth(sql)?;
-        crate::guard::catch("planning", Box::pin(self.statement_unguarded(sql))).await
+        let planning = crate::guard::catch("planning", Box::pin(self.statement_unguarded(sql)));
+        // The query timeout covers planning too (schema look-ups on a
+        // stalled server, statements that run as they are planned).
+        let state = self.ctx.state();
+        match self.observer.timeout_for(&state).ok().flatten() {
+            Some(limit) => tokio::time::timeout(limit, planning)
+                .await
+                .unwrap_or_else(|_| {
+                    let e = Error::Statement(format!(
+                        "query timed out after {} while planning or running a statement \
+                         (moltres.query_timeout / MOLTRES_QUERY_TIMEOUT)",
+                        config::format_duration(limit)
+                    ));
+                    self.observer.failed(StatementKind::Query, sql, &e);
+                    Err(e)
+                }),
+            None => planning.await,
+        }
     }
 
     async fn statement_unguarded(&self, sql: &str) -> Result<DataFrame> {
@@ -441,13 +458,37 @@ impl Moltres {
                     .map(|done| tag(done, QueryTag::Internal))
             }
             // Runs when the DataFrame is executed: observed then.
-            None => Ok(tag(
-                self.ctx.execute_logical_plan(plan).await?,
-                QueryTag::Statement {
-                    sql: sql.to_string(),
-                    kind: None,
-                },
-            )),
+            None => {
+                let explain = matches!(plan, LogicalPlan::Explain(_) | LogicalPlan::Analyze(_));
+                let df = tag(
+                    self.ctx.execute_logical_plan(plan).await?,
+                    QueryTag::Statement {
+                        sql: sql.to_string(),
+                        kind: None,
+                    },
+                );
+                if !explain {
+                    return Ok(df);
+                }
+                // A plan names its tables, and a table may be a URL with a
+                // password (`SELECT * FROM 'https://u:pw@host/x.csv'`).
+                let batches = df.collect().await?;
+                let scrubbed = batches
+                    .iter()
+                    .map(scrub_text_columns)
+                    .collect::<std::result::Result<Vec<_>, _>>()
+                    .map_err(datafusion::error::DataFusionError::from)?;
+                match scrubbed.first() {
+                    Some(first) => {
+                        let table = datafusion::datasource::MemTable::try_new(
+                            first.schema(),
+                            vec![scrubbed],
+                        )?;
+                        Ok(self.ctx.read_table(Arc::new(table))?)
+                    }
+                    None => Ok(self.ctx.read_empty()?),
+                }
+            }
         }
     }
 
@@ -859,4 +900,43 @@ pub async fn connect(url: &str) -> Result<Moltres> {
     db.attach(url, "db", false).await?;
     db.use_source("db")?;
     Ok(db)
+}
+
+/// `batch` with every text column's values passed through
+/// [`secrets::scrub`](moltres_connectors::secrets::scrub) (as `Utf8`).
+fn scrub_text_columns(
+    batch: &datafusion::arrow::record_batch::RecordBatch,
+) -> std::result::Result<
+    datafusion::arrow::record_batch::RecordBatch,
+    datafusion::arrow::error::ArrowError,
+> {
+    use datafusion::arrow::array::{Array, ArrayRef, AsArray, StringArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema};
+    let mut fields = Vec::with_capacity(batch.num_columns());
+    let mut columns: Vec<ArrayRef> = Vec::with_capacity(batch.num_columns());
+    for (field, column) in batch.schema().fields().iter().zip(batch.columns()) {
+        if matches!(
+            field.data_type(),
+            DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View
+        ) {
+            let text = datafusion::arrow::compute::cast(column, &DataType::Utf8)?;
+            let text = text.as_string::<i32>();
+            let scrubbed: StringArray = (0..text.len())
+                .map(|i| {
+                    (!text.is_null(i))
+                        .then(|| moltres_connectors::secrets::scrub(text.value(i)).into_owned())
+                })
+                .collect();
+            fields.push(Field::new(
+                field.name(),
+                DataType::Utf8,
+                field.is_nullable(),
+            ));
+            columns.push(Arc::new(scrubbed));
+        } else {
+            fields.push(field.as_ref().clone());
+            columns.push(Arc::clone(column));
+        }
+    }
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
 }

@@ -5,9 +5,26 @@ use clap::Parser;
 fn main() -> std::process::ExitCode {
     // Passwords on the command line are hidden from every message, clap's
     // own errors included (they quote the argument they refuse).
-    for arg in std::env::args() {
-        moltres::secrets::remember_sql(&arg);
-        moltres::secrets::remember_url(&arg);
+    let args: Vec<String> = std::env::args().collect();
+    for arg in &args {
+        moltres::secrets::remember_sql(arg);
+        moltres::secrets::remember_url(arg);
+    }
+    // And the config file's, which is read only after the arguments parse.
+    let config = args
+        .iter()
+        .position(|a| a == "--config")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| {
+            args.iter()
+                .find_map(|a| a.strip_prefix("--config=").map(str::to_string))
+        })
+        .or_else(|| std::env::var("MOLTRES_CONFIG").ok());
+    if let Some(text) = config.and_then(|path| std::fs::read_to_string(path).ok()) {
+        for line in text.lines() {
+            moltres::secrets::remember_sql(line);
+            moltres::secrets::remember_url(line.trim());
+        }
     }
     let args = match moltres_sql::args::Args::try_parse() {
         Ok(args) => args,

@@ -49,6 +49,13 @@ pub fn parse_url(
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<(mysql_async::Opts, Settings)> {
     let bad = |message: String| DataFusionError::Configuration(message);
+    if crate::secrets::misread_userinfo_text(url) {
+        return Err(bad(format!(
+            "invalid MySQL URL '{}': {}",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
+        )));
+    }
     let parsed = url::Url::parse(url).map_err(|e| {
         bad(format!(
             "invalid MySQL URL '{}': {e} ({})",

@@ -83,6 +83,13 @@ pub fn parse_url(
     url: &str,
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<(tokio_postgres::Config, PoolSettings)> {
+    if crate::secrets::misread_userinfo_text(url) {
+        return Err(DataFusionError::Configuration(format!(
+            "invalid PostgreSQL URL '{}': {}",
+            crate::redact_url(url),
+            crate::secrets::USERINFO_HINT
+        )));
+    }
     let parsed = url::Url::parse(url).map_err(|e| {
         DataFusionError::Configuration(format!(
             "invalid PostgreSQL URL '{}': {e} ({})",
@@ -454,13 +461,44 @@ async fn run_query(
         .await
         .map_err(|e| pool_error(source, e).with_sql(sql))?;
     let cancel = client.cancel_token();
+    let outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
+    if !matches!(outcome, Ok(Finished::Read)) {
+        // The result was not read to its end (the reader went away, a
+        // timeout dropped it, a row failed to decode, the connection
+        // broke): the server may still be sending it, or the network may
+        // have stalled. The query is cancelled (with a bound, since a
+        // stalled network may not answer that either) and the connection
+        // never goes back to the pool, where the next query would wait
+        // behind the rest of this one's rows.
+        let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+        drop(deadpool_postgres::Object::take(client));
+    }
+    outcome.map(|_| ())
+}
+
+/// The longest a cancel request is waited for.
+const CANCEL_WAIT: Duration = Duration::from_secs(5);
+
+/// How a result stream ended without an error.
+enum Finished {
+    /// Every row was read: the connection is ready for the next query.
+    Read,
+    /// The reader went away first.
+    Abandoned,
+}
+
+async fn stream_rows(
+    client: &tokio_postgres::Client,
+    source: &str,
+    sql: &str,
+    schema: SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+) -> Result<Finished> {
     let params: Vec<&(dyn ToSql + Sync)> = Vec::new();
     let rows = tokio::select! {
         rows = client.query_raw(sql, params) => rows.map_err(|e| remote_error(source, e, Some(sql)))?,
-        _ = tx.closed() => {
-            let _ = cancel.cancel_query(NoTls).await;
-            return Ok(());
-        }
+        _ = tx.closed() => return Ok(Finished::Abandoned),
     };
     futures::pin_mut!(rows);
     let mut decoders: Option<Vec<ColumnDecoder>> = None;
@@ -473,11 +511,9 @@ async fn run_query(
             Some(row) => row,
             None => tokio::select! {
                 row = rows.next() => row,
-                _ = tx.closed() => {
-                    // The reader went away (LIMIT satisfied, Ctrl-C, error elsewhere).
-                    let _ = cancel.cancel_query(NoTls).await;
-                    return Ok(());
-                }
+                // The reader went away (LIMIT satisfied, Ctrl-C, a
+                // timeout, an error elsewhere).
+                _ = tx.closed() => return Ok(Finished::Abandoned),
             },
         };
         let Some(row) = row else { break };
@@ -507,8 +543,7 @@ async fn run_query(
             let rows = clock.take();
             let batch = crate::remote::finish_batch(&schema, decoders, rows)?;
             if tx.send(Ok(batch)).await.is_err() {
-                let _ = cancel.cancel_query(NoTls).await;
-                return Ok(());
+                return Ok(Finished::Abandoned);
             }
         }
     }
@@ -520,7 +555,7 @@ async fn run_query(
         let batch = crate::remote::finish_batch(&schema, decoders, pending)?;
         let _ = tx.send(Ok(batch)).await;
     }
-    Ok(())
+    Ok(Finished::Read)
 }
 
 fn make_decoders(

@@ -59,6 +59,15 @@ pub fn parse_url(
     url: &str,
     options: &std::collections::BTreeMap<String, String>,
 ) -> Result<Settings> {
+    // SQLite has no users: a URL with a password is a mistake whose
+    // password would reach the file name, and every error that quotes it.
+    if !crate::secrets::url_secrets(url).is_empty() || crate::secrets::misread_userinfo_text(url) {
+        return Err(DataFusionError::Configuration(format!(
+            "sqlite URL '{}' holds a user name or password; SQLite has none: write \
+             sqlite:path/to/file.db",
+            crate::redact_url(url)
+        )));
+    }
     let rest = url
         .split_once(':')
         .map(|(_, rest)| rest)
