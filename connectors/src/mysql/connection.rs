@@ -39,8 +39,8 @@ pub struct Settings {
     pub pool_max_size: usize,
 }
 
-const KNOWN: &str = "sslmode, connect_timeout, pool_max_size, pool_timeout, pool_pre_ping, \
-                     pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown";
+const KNOWN: &str = "sslmode, connect_timeout, prefer_socket, pool_max_size, pool_timeout, \
+                     pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown";
 
 /// Parses `mysql://user:password@host:port/database?params` (or
 /// `mariadb://`); parameters may also come as ATTACH options.
@@ -93,7 +93,11 @@ pub fn parse_url(
             user
         }))
         .pass(parsed.password().map(decode))
-        .db_name(Some(database.clone()));
+        .db_name(Some(database.clone()))
+        // mysql_async moves a connection to 127.0.0.1 onto the server's
+        // Unix socket by default, past a proxy or tunnel the URL names:
+        // only when asked (`prefer_socket=true`).
+        .prefer_socket(false);
     let mut read_only = false;
     let mut settings = Settings {
         database,
@@ -129,6 +133,17 @@ pub fn parse_url(
                 })
             }
             "connect_timeout" => settings.connect_timeout = seconds(&key, &value)?,
+            "prefer_socket" => {
+                builder = builder.prefer_socket(match value.as_str() {
+                    "true" | "1" | "yes" | "on" => true,
+                    "false" | "0" | "no" | "off" => false,
+                    other => {
+                        return Err(bad(format!(
+                            "prefer_socket must be true or false, got '{other}'"
+                        )));
+                    }
+                })
+            }
             "pool_max_size" => {
                 let max = value
                     .parse::<usize>()
