@@ -29,7 +29,9 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub max_rows: Option<usize>,
 
-    /// Quiet: no banner, no row counts or timings, no progress line.
+    /// Quiet: no banner, no row counts or timings, no progress line; only
+    /// Moltres's own warnings and errors are logged (unless MOLTRES_LOG or
+    /// RUST_LOG is set).
     #[arg(short, long)]
     pub quiet: bool,
 

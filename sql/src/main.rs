@@ -47,7 +47,17 @@ fn main() -> std::process::ExitCode {
             moltres::secrets::scrub(&info.to_string())
         );
     }));
-    if let Err(e) = moltres::logging::init() {
+    // `-q`: the libraries' own warnings (a pool's reconnect notices) stay
+    // out of stderr; Moltres's warnings and every error still show.
+    // MOLTRES_LOG / RUST_LOG, when set, decide.
+    let quiet = args.quiet;
+    let logging = moltres::logging::init_from(|key| {
+        std::env::var(key).ok().or_else(|| {
+            (quiet && key == "MOLTRES_LOG" && std::env::var_os("RUST_LOG").is_none())
+                .then(|| "moltres=warn,error".to_string())
+        })
+    });
+    if let Err(e) = logging {
         eprintln!("Error: {e}");
         return std::process::ExitCode::from(2);
     }

@@ -80,10 +80,30 @@ impl fmt::Display for RemoteError {
             write!(f, " (code {code})")?;
         }
         if let Some(sql) = &self.sql {
-            write!(f, "; remote SQL: {sql}")?;
+            write!(f, "; remote SQL: {}", abbreviated(sql))?;
         }
         Ok(())
     }
+}
+
+/// Most characters of remote SQL an error message shows.
+pub const SHOWN_SQL: usize = 2_000;
+
+/// `sql` as an error shows it: whole up to [`SHOWN_SQL`] characters, else
+/// its start and end around a count of what is left out (a batched INSERT's
+/// `(?, ?, ...)` lists ran to 14 KB). The `sql` field keeps it whole.
+fn abbreviated(sql: &str) -> std::borrow::Cow<'_, str> {
+    let count = sql.chars().count();
+    if count <= SHOWN_SQL {
+        return sql.into();
+    }
+    let head: String = sql.chars().take(SHOWN_SQL * 3 / 4).collect();
+    let tail: String = sql.chars().skip(count - SHOWN_SQL / 4).collect();
+    format!(
+        "{head} ... ({} characters left out) ... {tail}",
+        count - SHOWN_SQL
+    )
+    .into()
 }
 
 impl std::error::Error for RemoteError {
@@ -97,5 +117,26 @@ impl std::error::Error for RemoteError {
 impl From<RemoteError> for datafusion::error::DataFusionError {
     fn from(e: RemoteError) -> Self {
         datafusion::error::DataFusionError::External(Box::new(e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn long_remote_sql_is_abbreviated_in_messages_only() {
+        let sql = format!(
+            "INSERT INTO t VALUES {}",
+            vec!["(?, ?, ?, ?)"; 1200].join(", ")
+        );
+        let error = RemoteError::new("my", RemoteErrorKind::Other, "Data too long").with_sql(&sql);
+        let text = error.to_string();
+        assert!(text.len() < SHOWN_SQL + 200, "{} bytes", text.len());
+        assert!(text.contains("INSERT INTO t VALUES (?, ?, ?, ?)"), "{text}");
+        assert!(text.contains("characters left out"), "{text}");
+        assert_eq!(error.sql.as_deref(), Some(sql.as_str()));
+        let short = RemoteError::new("my", RemoteErrorKind::Other, "x").with_sql("SELECT 1");
+        assert!(short.to_string().ends_with("remote SQL: SELECT 1"));
     }
 }
