@@ -525,7 +525,39 @@ fn hostile_input_fails_a_statement_never_the_process() {
         or_chain.join(" OR ")
     );
     let sum = format!("SELECT {}", vec!["1"; 8000].join(" + "));
+    // From a second outsider's attack: plans nested by set operations,
+    // joins and WITH entries rather than by expressions.
+    let unions = vec!["SELECT 1"; 2000].join(" UNION ALL ");
+    let joins: Vec<String> = (0..600).map(|i| format!("(VALUES (1)) t{i}(x)")).collect();
+    let joins = format!("SELECT 1 FROM {}", joins.join(" CROSS JOIN "));
+    let ctes: Vec<String> = (1..600)
+        .map(|i| format!("c{i} AS (SELECT * FROM c{})", i - 1))
+        .collect();
+    let ctes = format!(
+        "WITH c0 AS (SELECT 1), {} SELECT * FROM c599",
+        ctes.join(", ")
+    );
     let cases: Vec<(String, &str)> = vec![
+        (unions, "at most 500 are allowed"),
+        (joins, "at most 500 are allowed"),
+        (ctes, "at most 500 are allowed"),
+        (
+            "SET datafusion.execution.target_partitions = 4294967296".to_string(),
+            "must be a whole number up to 1024",
+        ),
+        (
+            "SET datafusion.execution.batch_size = 18446744073709551615".to_string(),
+            "must be a whole number up to",
+        ),
+        (
+            "ATTACH 'postgres://postgres@127.0.0.1:5432/test?pool_max_size=1000000000' AS p"
+                .to_string(),
+            "pool_max_size must be a whole number from 1 to 10000",
+        ),
+        (
+            "ATTACH 'mysql://root@127.0.0.1:3306/test?pool_max_size=2147483648' AS m".to_string(),
+            "pool_max_size must be a whole number from 1 to 10000",
+        ),
         (
             format!("SELECT * FROM '{}'", bad.display()),
             "internal error",
@@ -581,6 +613,23 @@ fn hostile_input_fails_a_statement_never_the_process() {
         }
         assert_eq!(common::query(&db, "SELECT 'alive'").await, [["alive"]]);
     });
+    for flags in [
+        ["--partitions", "18446744073709551615"],
+        ["--partitions", "4294967296"],
+        ["--batch-size", "2147483647"],
+    ] {
+        let out = moltres()
+            .args(flags)
+            .args(["-c", "SELECT 1"])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("is more than"),
+            "{flags:?}: {}",
+            stderr(&out)
+        );
+    }
     for env in ["MOLTRES_QUERY_TIMEOUT", "MOLTRES_POOL_TIMEOUT"] {
         let out = moltres()
             .env(env, "1e99")
@@ -639,6 +688,11 @@ fn outsider_password_leaks_stay_fixed() {
         "SELECT * FROM 'https://u:Hunter2\r\nSecret@127.0.0.1:1/x.csv'".into(),
         "ATTACH 'sqlite://root:Hunter2 Secret%41@/tmp/x.db' AS s".into(),
         "SET password = 'Hunter2\"Secret'".into(),
+        // The second attack: other ways of writing a setting.
+        "SET x.password TO 'Hunter2Secret'".into(),
+        "SET x.\"password\" = 'Hunter2Secret'".into(),
+        "SET x.password = 'Hunter2' 'Secret'".into(),
+        "SELECT f(password => 'Hunter2Secret')".into(),
     ]
     .into_iter()
     .map(|sql| vec!["-c".to_string(), sql])

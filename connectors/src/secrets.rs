@@ -384,17 +384,24 @@ fn sql_secret_ranges(sql: &str) -> Vec<(String, Range<usize>)> {
         // undoubled inside it splits it into tokens that touch
         // (`'a'Hunter2'Secret'`), all of them the value.
         let mut in_value = false;
+        let mut spaced = false;
         for token in &tokens {
             if matches!(token, Token::Whitespace(_)) {
-                in_value = false;
+                spaced = true;
                 continue;
             }
-            if in_value
-                && !matches!(
+            // Touching tokens, or a string literal after a space (SQL
+            // joins adjacent literals: `'Zq9' 'xR4'`), continue the value.
+            let continues = if spaced {
+                string_value(token).is_some()
+            } else {
+                !matches!(
                     token,
                     Token::Comma | Token::RParen | Token::SemiColon | Token::EOF
                 )
-            {
+            };
+            spaced = false;
+            if in_value && continues {
                 let text = match string_value(token) {
                     Some(value) => value.to_string(),
                     None => token.to_string(),
@@ -403,7 +410,7 @@ fn sql_secret_ranges(sql: &str) -> Vec<(String, Range<usize>)> {
                 continue;
             }
             in_value = false;
-            if key != Key::None && matches!(token, Token::Eq | Token::Colon) {
+            if key != Key::None && is_assignment(token) {
                 key = Key::Equals;
                 continue;
             }
@@ -466,7 +473,8 @@ enum Key {
 impl Key {
     fn after(token: &Token) -> Key {
         let named = match token {
-            Token::Word(w) => w.quote_style.is_none() && is_secret_word(&w.value),
+            // `password`, `"password"`, `` `password` ``, `[password]`.
+            Token::Word(w) => is_secret_word(&w.value),
             t => string_value(t).is_some_and(|v| v.len() < 40 && is_secret_key(v)),
         };
         if named { Key::Named } else { Key::None }
@@ -485,6 +493,16 @@ impl Key {
             (Key::Named, Token::Number(..)) => true,
             _ => false,
         }
+    }
+}
+
+/// `=`, `:`, `=>` or `TO` between a setting's name and its value.
+fn is_assignment(token: &Token) -> bool {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    match token {
+        Token::Eq | Token::Colon | Token::RArrow => true,
+        Token::Word(w) => w.quote_style.is_none() && w.keyword == Keyword::TO,
+        _ => false,
     }
 }
 
@@ -521,7 +539,7 @@ pub fn redact_sql(sql: &str) -> String {
             out.push_str(&text);
             continue;
         }
-        if key != Key::None && matches!(token, Token::Eq | Token::Colon) {
+        if key != Key::None && is_assignment(token) {
             out.push_str(&text);
             key = Key::Equals;
             continue;

@@ -568,6 +568,12 @@ fn parse_source(name: &str, entry: &toml::Value, origin: &str) -> Result<SourceC
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 /// Combines the layers: explicit > environment > file > defaults.
+/// The most rows per batch a session takes.
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
+/// The most partitions a session takes.
+pub const MAX_PARTITIONS: usize = 1024;
+
 pub fn resolve(
     explicit: &SettingsLayer,
     explicit_config_file: Option<&Path>,
@@ -587,6 +593,23 @@ pub fn resolve(
     env_layer.apply(&mut settings);
     explicit.apply(&mut settings);
     settings.config_file = config_file;
+    // Past these, a query allocates for every partition or row before it
+    // reads one, and the process aborts when the allocation fails.
+    if settings.batch_size > MAX_BATCH_SIZE {
+        return Err(config_error(
+            "batch size (MOLTRES_BATCH_SIZE / batch_size / --batch-size)",
+            format!("{} is more than {MAX_BATCH_SIZE} rows", settings.batch_size),
+        ));
+    }
+    if settings.target_partitions > MAX_PARTITIONS {
+        return Err(config_error(
+            "partitions (MOLTRES_PARTITIONS / partitions / --partitions)",
+            format!(
+                "{} is more than {MAX_PARTITIONS}",
+                settings.target_partitions
+            ),
+        ));
+    }
     if let Some(dir) = &settings.spill_dir
         && !dir.is_dir()
     {

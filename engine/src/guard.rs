@@ -32,6 +32,15 @@ pub const MAX_DEPTH: usize = 1_000;
 /// clause keyword ends a chain. The estimate is never below the depth of
 /// the tree the parser builds.
 pub fn check_depth(sql: &str) -> Result<()> {
+    let relations = estimated_relations(sql);
+    if relations > MAX_RELATIONS {
+        return Err(Error::Statement(format!(
+            "query of about {relations} query blocks, joins and set operations (SELECT, JOIN, \
+             UNION, tables listed in FROM, WITH entries); at most {MAX_RELATIONS} are allowed, \
+             since each nests the plan one level deeper. Split it, or stage parts with \
+             CREATE TABLE ... AS"
+        )));
+    }
     let depth = estimated_depth(sql);
     if depth > MAX_DEPTH {
         return Err(Error::Statement(format!(
@@ -41,6 +50,57 @@ pub fn check_depth(sql: &str) -> Result<()> {
         )));
     }
     Ok(())
+}
+
+/// Most query blocks, joins and set operations in one statement. Plans
+/// nest one level per join, UNION branch and referenced WITH entry, and
+/// DataFusion walks them recursively: 600 joins or chained WITH entries,
+/// or 2,000 UNION branches, overflowed an 8 MiB stack in an unoptimized
+/// build.
+pub const MAX_RELATIONS: usize = 500;
+
+/// SELECT, JOIN, UNION/INTERSECT/EXCEPT and commas between the tables of a
+/// FROM clause, counted over the whole statement.
+fn estimated_relations(sql: &str) -> usize {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        return 0;
+    };
+    // Per parenthesis level: whether a FROM clause is being read.
+    let mut in_from = vec![false];
+    let mut count = 0;
+    for token in &tokens {
+        match token {
+            Token::LParen => in_from.push(false),
+            Token::RParen if in_from.len() > 1 => {
+                in_from.pop();
+            }
+            Token::Comma if *in_from.last().expect("the bottom level stays") => count += 1,
+            Token::Word(word) => {
+                let from = in_from.last_mut().expect("the bottom level stays");
+                match word.keyword {
+                    Keyword::SELECT => {
+                        count += 1;
+                        *from = false;
+                    }
+                    Keyword::FROM => *from = true,
+                    Keyword::JOIN | Keyword::UNION | Keyword::INTERSECT | Keyword::EXCEPT => {
+                        count += 1
+                    }
+                    Keyword::WHERE
+                    | Keyword::GROUP
+                    | Keyword::HAVING
+                    | Keyword::ORDER
+                    | Keyword::LIMIT
+                    | Keyword::WINDOW
+                    | Keyword::QUALIFY => *from = false,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+    count
 }
 
 fn estimated_depth(sql: &str) -> usize {
@@ -229,6 +289,34 @@ mod tests {
             estimated_depth(&format!("SELECT '{}'", "+".repeat(5000))),
             0
         );
+    }
+
+    #[test]
+    fn relations_count_blocks_joins_and_set_operations() {
+        assert_eq!(estimated_relations("SELECT 1"), 1);
+        assert_eq!(
+            estimated_relations("SELECT a, b, c FROM t, u WHERE x IN (1, 2)"),
+            2
+        );
+        let unions = vec!["SELECT 1"; 2000].join(" UNION ALL ");
+        assert!(check_depth(&unions).is_err());
+        assert!(check_depth(&vec!["SELECT 1"; 200].join(" UNION ALL ")).is_ok());
+        let joins: Vec<String> = (0..600).map(|i| format!("(VALUES (1)) t{i}(x)")).collect();
+        let joins = format!("SELECT 1 FROM {}", joins.join(" CROSS JOIN "));
+        assert!(check_depth(&joins).is_err());
+        let commas: Vec<String> = (0..600).map(|i| format!("t{i}")).collect();
+        assert!(check_depth(&format!("SELECT 1 FROM {}", commas.join(", "))).is_err());
+        let ctes: Vec<String> = (1..600)
+            .map(|i| format!("c{i} AS (SELECT * FROM c{})", i - 1))
+            .collect();
+        let ctes = format!(
+            "WITH c0 AS (SELECT 1), {} SELECT * FROM c599",
+            ctes.join(", ")
+        );
+        assert!(check_depth(&ctes).is_err());
+        // A wide select list and a long IN list are one block.
+        let wide: Vec<String> = (0..20_000).map(|i| format!("a{i}")).collect();
+        assert!(check_depth(&format!("SELECT {} FROM t", wide.join(", "))).is_ok());
     }
 
     #[tokio::test]

@@ -426,14 +426,11 @@ impl Moltres {
                 return Err(e.into());
             }
         };
-        // `SET moltres.query_timeout` is checked when it is set, not at the
-        // next query.
+        // Settings whose bad values would abort or hang a later query are
+        // checked when they are set.
         if let LogicalPlan::Statement(datafusion::logical_expr::Statement::SetVariable(set)) = &plan
-            && set.variable.eq_ignore_ascii_case("moltres.query_timeout")
-            && !set.value.trim().is_empty()
-            && let Err(e) = config::parse_duration(&set.value)
+            && let Err(e) = check_setting(&set.variable, &set.value)
         {
-            let e = Error::Statement(format!("moltres.query_timeout: {e}"));
             self.observer.failed(StatementKind::Session, sql, &e);
             return Err(e);
         }
@@ -939,4 +936,25 @@ fn scrub_text_columns(
         }
     }
     datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(Schema::new(fields)), columns)
+}
+
+/// `SET name = value` for the settings whose bad values would abort or
+/// hang a later query.
+fn check_setting(name: &str, value: &str) -> Result<()> {
+    let name = name.trim().to_ascii_lowercase();
+    let value = value.trim();
+    let bounded = |max: usize| match value.parse::<u64>() {
+        Ok(n) if n as u128 <= max as u128 => Ok(()),
+        _ => Err(Error::Statement(format!(
+            "{name}: '{value}' must be a whole number up to {max}"
+        ))),
+    };
+    match name.as_str() {
+        "moltres.query_timeout" if !value.is_empty() => config::parse_duration(value)
+            .map(|_| ())
+            .map_err(|e| Error::Statement(format!("moltres.query_timeout: {e}"))),
+        "datafusion.execution.target_partitions" => bounded(config::MAX_PARTITIONS),
+        "datafusion.execution.batch_size" => bounded(config::MAX_BATCH_SIZE),
+        _ => Ok(()),
+    }
 }

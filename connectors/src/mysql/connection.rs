@@ -148,10 +148,11 @@ pub fn parse_url(
                 let max = value
                     .parse::<usize>()
                     .ok()
-                    .filter(|n| *n > 0)
+                    .filter(|n| (1..=crate::remote::MAX_POOL_SIZE).contains(n))
                     .ok_or_else(|| {
                         bad(format!(
-                            "pool_max_size must be a positive integer, got '{value}'"
+                            "pool_max_size must be a whole number from 1 to {}, got '{value}'",
+                            crate::remote::MAX_POOL_SIZE
                         ))
                     })?;
                 pool = pool.with_constraints(PoolConstraints::new(0, max).unwrap());

@@ -111,6 +111,10 @@ pub struct PoolStatus {
     pub acquire_timeouts: u64,
 }
 
+/// The most connections a pool takes (`pool_max_size`): pools allocate for
+/// their size up front, and a size of a billion aborted the process.
+pub const MAX_POOL_SIZE: usize = 10_000;
+
 /// The longest duration any setting takes (timeouts, lifetimes): a year.
 /// Longer ones are refused, since adding them to a clock's `Instant` would
 /// overflow.
