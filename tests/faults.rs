@@ -274,3 +274,65 @@ async fn mysql_connections_go_where_the_url_says() {
         .await
         .unwrap();
 }
+
+/// Issue 17, part 1, on MySQL: a result that stalls mid-stream times out,
+/// the server's query is killed from a connection outside the (full) pool,
+/// and the stalled connection is discarded: the next query on the source
+/// answers at once (it used to wait for ever behind the stalled result).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_mysql_connection_never_returns_to_the_pool() {
+    let database = format!("moltres_stall_my_{}", std::process::id());
+    let mut admin = common::mysql_database(
+        &database,
+        "CREATE TABLE big (id INT PRIMARY KEY, pad VARCHAR(200));
+         INSERT INTO big SELECT seq, REPEAT('x', 200) FROM seq_1_to_100000;
+         CREATE TABLE small (id INT PRIMARY KEY);
+         INSERT INTO small VALUES (1), (2);",
+    )
+    .await;
+    let proxy = StallProxy::start("127.0.0.1:3306").await;
+    proxy.budget.store(1 << 20, Ordering::SeqCst);
+    let db = common::session().await;
+    db.attach(
+        &format!(
+            "mysql://root@127.0.0.1:{}/{database}?pool_max_size=1",
+            proxy.port
+        ),
+        "my",
+        false,
+    )
+    .await
+    .unwrap();
+    db.sql("SET moltres.query_timeout = '2s'").await.unwrap();
+    let started = Instant::now();
+    let error = common::error(&db, "SELECT * FROM my.big").await;
+    assert!(error.contains("timed out"), "{error}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{error}");
+    proxy.budget.store(usize::MAX, Ordering::SeqCst);
+    db.sql("SET moltres.query_timeout = '20s'").await.unwrap();
+    let started = Instant::now();
+    let next = match db.sql("SELECT count(*) FROM my.small").await {
+        Ok(df) => df
+            .collect()
+            .await
+            .map(|b| common::rows(&b))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    assert_eq!(
+        next,
+        Ok(vec![vec!["2".to_string()]]),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        started.elapsed()
+    );
+    use mysql_async::prelude::Queryable;
+    admin
+        .query_drop(format!("DROP DATABASE {database}"))
+        .await
+        .unwrap();
+}

@@ -37,6 +37,9 @@ pub struct Settings {
     pub pre_ping: bool,
     /// Connections the pool may hold.
     pub pool_max_size: usize,
+    /// The pool's connection options: a query is killed on a connection of
+    /// its own, outside the pool (which may be full, or stalled).
+    pub opts: Option<mysql_async::Opts>,
 }
 
 const KNOWN: &str = "sslmode, connect_timeout, prefer_socket, pool_max_size, pool_timeout, \
@@ -106,6 +109,7 @@ pub fn parse_url(
         acquire_timeout: Duration::from_secs(30),
         pre_ping: false,
         pool_max_size: 10,
+        opts: None,
     };
     let seconds = crate::remote::seconds_option;
     let mut pool = PoolOpts::default().with_constraints(PoolConstraints::new(0, 10).unwrap());
@@ -266,7 +270,8 @@ pub async fn connect(pool: &Pool, source: &str, settings: &Settings) -> Result<C
 
 /// Runs `sql` (a prepared statement: the binary protocol) and streams its
 /// rows as `schema` batches of `batch_size` rows. When the reader goes away
-/// the query is killed (`KILL QUERY`) so the server stops.
+/// the connection is killed (`KILL CONNECTION`) so the server stops, and it
+/// leaves the pool.
 pub fn query_stream(
     pool: Pool,
     source: Arc<str>,
@@ -284,11 +289,41 @@ pub fn query_stream(
     stream
 }
 
+/// Stops query `id` on the server, from a connection of its own (the pool
+/// may be full, or its connections stalled), within `connect_timeout`.
 async fn kill(pool: &Pool, source: &str, settings: &Settings, id: u32) {
-    if let Ok(mut other) = connect(pool, source, settings).await {
-        let _ = other.query_drop(format!("KILL QUERY {id}")).await;
-    }
+    // The connection, not only its query: a server thread blocked writing
+    // to a stalled socket finishes only when the socket is closed.
+    let statement = format!("KILL CONNECTION {id}");
+    let killed = async {
+        match &settings.opts {
+            Some(opts) => {
+                if let Ok(mut other) = Conn::new(opts.clone()).await {
+                    let _ = other.query_drop(&statement).await;
+                    let _ = other.disconnect().await;
+                }
+            }
+            None => {
+                if let Ok(mut other) = connect(pool, source, settings).await {
+                    let _ = other.query_drop(&statement).await;
+                }
+            }
+        }
+    };
+    let _ = tokio::time::timeout(settings.connect_timeout, killed).await;
 }
+
+/// Ends `conn`, whose result was not read to its end, so that the pool
+/// discards it: a connection handed back with rows still coming is
+/// drained by the pool first, for ever if the network stalled. The
+/// connection is marked closed before anything is sent, so even a
+/// disconnect that cannot finish leaves it to be discarded.
+async fn abandon(conn: Conn) {
+    let _ = tokio::time::timeout(ABANDON_WAIT, conn.disconnect()).await;
+}
+
+/// The longest an abandoned connection's goodbye is waited for.
+const ABANDON_WAIT: Duration = Duration::from_secs(2);
 
 async fn run_query(
     pool: &Pool,
@@ -301,22 +336,36 @@ async fn run_query(
 ) -> Result<()> {
     let mut conn = connect(pool, source, settings).await?;
     let id = conn.id();
+    let outcome = stream_rows(&mut conn, source, sql, schema, batch_size, tx).await;
+    if !matches!(outcome, Ok(true)) {
+        // Not read to its end: the server stops the query, and the
+        // connection leaves the pool.
+        kill(pool, source, settings, id).await;
+        abandon(conn).await;
+    }
+    outcome.map(|_| ())
+}
+
+/// Streams the rows of `sql` on `conn` to `tx`; `Ok(true)` when every row
+/// was read, `Ok(false)` when the reader went away first.
+async fn stream_rows(
+    conn: &mut Conn,
+    source: &str,
+    sql: &str,
+    schema: &SchemaRef,
+    batch_size: usize,
+    tx: &BatchSender,
+) -> Result<bool> {
     let mut decoders = crate::remote::decoders(schema, source, "MySQL", Decoder::new)?;
     let mut result = tokio::select! {
         result = conn.exec_iter(sql, ()) => result.map_err(|e| remote_error(source, e, Some(sql)))?,
-        _ = tx.closed() => {
-            kill(pool, source, settings, id).await;
-            return Ok(());
-        }
+        _ = tx.closed() => return Ok(false),
     };
     let mut clock = crate::remote::BatchClock::new(batch_size);
     loop {
         let row = tokio::select! {
             row = result.next() => row.map_err(|e| remote_error(source, e, Some(sql)))?,
-            _ = tx.closed() => {
-                kill(pool, source, settings, id).await;
-                return Ok(());
-            }
+            _ = tx.closed() => return Ok(false),
         };
         let Some(row) = row else { break };
         for (i, decoder) in decoders.iter_mut().enumerate() {
@@ -335,8 +384,7 @@ async fn run_query(
         if clock.row() {
             let batch = crate::remote::finish_batch(schema, &mut decoders, clock.take())?;
             if !tx.send(Ok(batch)).await {
-                kill(pool, source, settings, id).await;
-                return Ok(());
+                return Ok(false);
             }
         }
     }
@@ -345,7 +393,7 @@ async fn run_query(
         let batch = crate::remote::finish_batch(schema, &mut decoders, pending)?;
         tx.send(Ok(batch)).await;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// Appends `data` to `` `database`.`table` `` with multi-row INSERTs of bound

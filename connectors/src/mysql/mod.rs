@@ -94,7 +94,8 @@ impl MysqlSource {
         url: &str,
         options: &std::collections::BTreeMap<String, String>,
     ) -> Result<Self> {
-        let (opts, settings) = connection::parse_url(url, options)?;
+        let (opts, mut settings) = connection::parse_url(url, options)?;
+        settings.opts = Some(opts.clone());
         let pool = Pool::new(opts);
         let mut conn = connection::connect(&pool, name, &settings).await?;
         let server_version: String = conn
