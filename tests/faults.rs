@@ -336,3 +336,44 @@ async fn a_stalled_mysql_connection_never_returns_to_the_pool() {
         .await
         .unwrap();
 }
+
+/// Issue 17, part 6: a statement dropped while it is planned (a caller's
+/// timeout, Ctrl-C) is counted as a cancelled statement, and nothing is
+/// left counted as running.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statements_cancelled_while_planning_are_counted() {
+    let schema = format!("moltres_stall_cancel_{}", std::process::id());
+    let admin = common::postgres_schema(
+        &schema,
+        "CREATE TABLE small AS SELECT 1 AS id; CREATE TABLE other AS SELECT 1 AS id;",
+    )
+    .await;
+    let proxy = StallProxy::start("127.0.0.1:5432").await;
+    let db = common::session().await;
+    db.attach(
+        &format!("postgres://postgres@127.0.0.1:{}/test", proxy.port),
+        "pg",
+        false,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        common::query(&db, &format!("SELECT count(*) FROM pg.{schema}.small")).await,
+        [["1"]]
+    );
+    proxy.stalled.store(true, Ordering::SeqCst);
+    let before = db.metrics();
+    // The schema of `other` is looked up while planning, on the stalled
+    // server: the caller gives up first.
+    let sql = format!("SELECT count(*) FROM pg.{schema}.other");
+    let gave_up = tokio::time::timeout(Duration::from_millis(500), db.sql(&sql)).await;
+    assert!(gave_up.is_err(), "planning should have waited on the stall");
+    let after = db.metrics();
+    assert_eq!(after.cancelled, before.cancelled + 1, "{after:?}");
+    assert_eq!(after.queries, before.queries + 1, "{after:?}");
+    assert_eq!(after.running, 0, "{after:?}");
+    admin
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

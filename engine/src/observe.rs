@@ -498,7 +498,15 @@ impl Observer {
         info.sources = sources;
         let started = Instant::now();
         self.started(&info);
+        // Dropped before `work` ends (Ctrl-C, a timeout around the call):
+        // the statement ends as cancelled.
+        let mut pending = Cancelled {
+            observer: self,
+            info: Some(info),
+            started,
+        };
         let result = work.await;
+        let info = pending.info.take().expect("taken once");
         let outcome = QueryOutcome {
             elapsed: started.elapsed(),
             rows: result.as_ref().map(&rows).unwrap_or(0),
@@ -507,6 +515,24 @@ impl Observer {
         };
         self.finished(&info, &outcome);
         result
+    }
+
+    /// Records a statement dropped while it was planned, before any of
+    /// its events (Ctrl-C, a caller's timeout).
+    pub fn cancelled_while_planning(&self, kind: StatementKind, sql: &str, elapsed: Duration) {
+        let info = self.info(kind, sql);
+        self.started(&info);
+        let outcome = QueryOutcome {
+            elapsed,
+            cancelled: true,
+            ..Default::default()
+        };
+        self.finished(&info, &outcome);
+    }
+
+    /// The number of statements started so far.
+    pub(crate) fn started_count(&self) -> u64 {
+        self.metrics.queries.load(Ordering::Relaxed)
     }
 
     /// The session's numbers; `pools` gives each database's pool.
@@ -1280,6 +1306,27 @@ pub(crate) fn tag(
     let (mut state, plan) = df.into_parts();
     state.config_mut().set_extension(Arc::new(tag));
     datafusion::prelude::DataFrame::new(state, plan)
+}
+
+/// Ends a statement of [`Observer::run`] as cancelled when its future is
+/// dropped before the work ends.
+struct Cancelled<'a> {
+    observer: &'a Observer,
+    info: Option<QueryInfo>,
+    started: Instant,
+}
+
+impl Drop for Cancelled<'_> {
+    fn drop(&mut self) {
+        if let Some(info) = self.info.take() {
+            let outcome = QueryOutcome {
+                elapsed: self.started.elapsed(),
+                cancelled: true,
+                ..Default::default()
+            };
+            self.observer.finished(&info, &outcome);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -352,11 +352,20 @@ impl Moltres {
     pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
         moltres_connectors::secrets::remember_sql(sql);
         crate::guard::check_depth(sql)?;
+        // Dropped while planning (Ctrl-C, a caller's timeout) before any
+        // event of the statement: counted as a cancelled statement.
+        let mut pending = PlanningCancelled {
+            observer: &self.observer,
+            sql,
+            mark: self.observer.started_count(),
+            started: std::time::Instant::now(),
+            done: false,
+        };
         let planning = crate::guard::catch("planning", Box::pin(self.statement_unguarded(sql)));
         // The query timeout covers planning too (schema look-ups on a
         // stalled server, statements that run as they are planned).
         let state = self.ctx.state();
-        match self.observer.timeout_for(&state).ok().flatten() {
+        let result = match self.observer.timeout_for(&state).ok().flatten() {
             Some(limit) => tokio::time::timeout(limit, planning)
                 .await
                 .unwrap_or_else(|_| {
@@ -369,7 +378,9 @@ impl Moltres {
                     Err(e)
                 }),
             None => planning.await,
-        }
+        };
+        pending.done = true;
+        result
     }
 
     async fn statement_unguarded(&self, sql: &str) -> Result<DataFrame> {
@@ -956,5 +967,29 @@ fn check_setting(name: &str, value: &str) -> Result<()> {
         "datafusion.execution.target_partitions" => bounded(config::MAX_PARTITIONS),
         "datafusion.execution.batch_size" => bounded(config::MAX_BATCH_SIZE),
         _ => Ok(()),
+    }
+}
+
+/// Counts a statement dropped while it was planned as cancelled, unless an
+/// event of its own was recorded already (a statement that runs as it is
+/// planned ends its own events). Another statement of the session starting
+/// meanwhile hides the drop: it is never counted twice.
+struct PlanningCancelled<'a> {
+    observer: &'a Observer,
+    sql: &'a str,
+    mark: u64,
+    started: std::time::Instant,
+    done: bool,
+}
+
+impl Drop for PlanningCancelled<'_> {
+    fn drop(&mut self) {
+        if !self.done && self.observer.started_count() == self.mark {
+            self.observer.cancelled_while_planning(
+                StatementKind::Query,
+                self.sql,
+                self.started.elapsed(),
+            );
+        }
     }
 }
