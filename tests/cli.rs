@@ -612,6 +612,9 @@ fn hostile_input_fails_a_statement_never_the_process() {
             assert!(error.contains("internal error"), "{sql}: {error}");
         }
         assert_eq!(common::query(&db, "SELECT 'alive'").await, [["alive"]]);
+        // The limits hold per statement: a script of many short ones runs.
+        let script = vec!["SELECT 1 AS a"; 600].join("; ");
+        assert_eq!(common::query(&db, &script).await, [["1"]]);
     });
     for flags in [
         ["--partitions", "18446744073709551615"],

@@ -188,6 +188,19 @@ pub async fn explain(db: &Moltres, sql: &str) -> String {
         .join("\n")
 }
 
+/// The rows of `sql`, or the error it fails with (at planning or while
+/// running), as text.
+pub async fn answer(db: &Moltres, sql: &str) -> Result<Vec<Vec<String>>, String> {
+    match db.sql(sql).await {
+        Ok(df) => df
+            .collect()
+            .await
+            .map(|b| rows(&b))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
 /// The error `sql` fails with (at planning or while running); panics when
 /// it succeeds.
 pub async fn error(db: &Moltres, sql: &str) -> String {

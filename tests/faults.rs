@@ -12,6 +12,13 @@ use tokio::net::{TcpListener, TcpStream};
 
 use crate::common;
 
+/// A new session with `url` attached as `alias`.
+async fn attached(url: &str, alias: &str) -> moltres::Moltres {
+    let db = common::session().await;
+    db.attach(url, alias, false).await.unwrap();
+    db
+}
+
 /// A proxy on a free local port to `upstream`.
 struct StallProxy {
     port: u16,
@@ -114,17 +121,11 @@ async fn a_stalled_connection_never_returns_to_the_pool() {
     .await;
     let proxy = StallProxy::start("127.0.0.1:5432").await;
     for pre_ping in [false, true] {
-        let db = common::session().await;
-        db.attach(
-            &format!(
-                "postgres://postgres@127.0.0.1:{}/test?pool_max_size=1&pool_pre_ping={pre_ping}&connect_timeout=5",
-                proxy.port
-            ),
-            "pg",
-            false,
-        )
-        .await
-        .unwrap();
+        let url = format!(
+            "postgres://postgres@127.0.0.1:{}/test?pool_max_size=1&pool_pre_ping={pre_ping}&connect_timeout=5",
+            proxy.port
+        );
+        let db = attached(&url, "pg").await;
         // Warm the pool's one connection, then let it stall after 1 MB.
         assert_eq!(
             common::query(&db, &format!("SELECT count(*) FROM pg.{schema}.small")).await,
@@ -135,16 +136,7 @@ async fn a_stalled_connection_never_returns_to_the_pool() {
         // made before, so make it stall too by closing it: the pool opens a
         // new one through the proxy.
         db.sql("DETACH pg").await.unwrap();
-        db.attach(
-            &format!(
-                "postgres://postgres@127.0.0.1:{}/test?pool_max_size=1&pool_pre_ping={pre_ping}&connect_timeout=5",
-                proxy.port
-            ),
-            "pg",
-            false,
-        )
-        .await
-        .unwrap();
+        db.attach(&url, "pg", false).await.unwrap();
         db.sql("SET moltres.query_timeout = '2s'").await.unwrap();
         let started = Instant::now();
         let error = common::error(&db, &format!("SELECT * FROM pg.{schema}.big")).await;
@@ -188,17 +180,14 @@ async fn the_query_timeout_covers_planning_on_a_stalled_server() {
     )
     .await;
     let proxy = StallProxy::start("127.0.0.1:5432").await;
-    let db = common::session().await;
-    db.attach(
+    let db = attached(
         &format!(
             "postgres://postgres@127.0.0.1:{}/test?pool_max_size=2&connect_timeout=30",
             proxy.port
         ),
         "pg",
-        false,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         common::query(&db, &format!("SELECT count(*) FROM pg.{schema}.small")).await,
         [["10"]]
@@ -244,28 +233,18 @@ async fn mysql_connections_go_where_the_url_says() {
     {
         let prefer_socket = false;
         let proxy = StallProxy::start("127.0.0.1:3306").await;
-        let db = common::session().await;
-        db.attach(
-            &format!(
+        let db = attached(&format!(
                 "mysql://root@127.0.0.1:{}/{database}?pool_max_size=1&prefer_socket={prefer_socket}",
                 proxy.port
-            ),
-            "my",
-            false,
-        )
-        .await
-        .unwrap();
+            ), "my").await;
         assert_eq!(
             common::query(&db, "SELECT count(*) FROM my.t").await,
             [["2"]]
         );
         proxy.stalled.store(true, Ordering::SeqCst);
         db.sql("SET moltres.query_timeout = '2s'").await.unwrap();
-        let answer = match db.sql("SELECT id FROM my.t WHERE id = 2").await {
-            Ok(df) => df.collect().await.map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let error = answer.expect_err("through a stalled proxy");
+        // Through the stalled proxy: an error, never an answer.
+        let error = common::error(&db, "SELECT id FROM my.t WHERE id = 2").await;
         assert!(error.contains("timed out"), "{error}");
     }
     use mysql_async::prelude::Queryable;
@@ -292,17 +271,14 @@ async fn a_stalled_mysql_connection_never_returns_to_the_pool() {
     .await;
     let proxy = StallProxy::start("127.0.0.1:3306").await;
     proxy.budget.store(1 << 20, Ordering::SeqCst);
-    let db = common::session().await;
-    db.attach(
+    let db = attached(
         &format!(
             "mysql://root@127.0.0.1:{}/{database}?pool_max_size=1",
             proxy.port
         ),
         "my",
-        false,
     )
-    .await
-    .unwrap();
+    .await;
     db.sql("SET moltres.query_timeout = '2s'").await.unwrap();
     let started = Instant::now();
     let error = common::error(&db, "SELECT * FROM my.big").await;
@@ -311,14 +287,7 @@ async fn a_stalled_mysql_connection_never_returns_to_the_pool() {
     proxy.budget.store(usize::MAX, Ordering::SeqCst);
     db.sql("SET moltres.query_timeout = '20s'").await.unwrap();
     let started = Instant::now();
-    let next = match db.sql("SELECT count(*) FROM my.small").await {
-        Ok(df) => df
-            .collect()
-            .await
-            .map(|b| common::rows(&b))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    };
+    let next = common::answer(&db, "SELECT count(*) FROM my.small").await;
     assert_eq!(
         next,
         Ok(vec![vec!["2".to_string()]]),
@@ -349,14 +318,11 @@ async fn statements_cancelled_while_planning_are_counted() {
     )
     .await;
     let proxy = StallProxy::start("127.0.0.1:5432").await;
-    let db = common::session().await;
-    db.attach(
+    let db = attached(
         &format!("postgres://postgres@127.0.0.1:{}/test", proxy.port),
         "pg",
-        false,
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(
         common::query(&db, &format!("SELECT count(*) FROM pg.{schema}.small")).await,
         [["1"]]

@@ -461,14 +461,7 @@ fn normalize(rows: Vec<Vec<String>>) -> Vec<Vec<String>> {
 }
 
 async fn run(db: &Moltres, sql: &str) -> Result<Vec<Vec<String>>, String> {
-    match db.sql(sql).await {
-        Ok(df) => df
-            .collect()
-            .await
-            .map(|b| normalize(common::rows(&b)))
-            .map_err(|e| e.to_string()),
-        Err(e) => Err(e.to_string()),
-    }
+    common::answer(db, sql).await.map(normalize)
 }
 
 /// Attaches `url` as `src`, copies its tables into memory (`mem_t0`..),

@@ -1074,16 +1074,7 @@ async fn matrix(db: &Moltres, table: &str, what: &str) -> usize {
     }
     let queries = matrix_queries(&columns, budget, seed);
     let count = queries.len();
-    let run = |sql: String| async move {
-        match db.sql(&sql).await {
-            Ok(df) => df
-                .collect()
-                .await
-                .map(|b| common::rows(&b))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        }
-    };
+    let run = |sql: String| async move { common::answer(db, &sql).await };
     let differences: Vec<String> = futures::stream::iter(queries)
         .map(|template| {
             let pushed = template

@@ -374,22 +374,8 @@ async fn differential_pushed_predicates_match_local_evaluation() {
     for (predicate, pushed) in cases {
         let remote_sql = format!("SELECT id FROM lite.t WHERE {predicate} ORDER BY id");
         let local_sql = format!("SELECT id FROM local_t WHERE {predicate} ORDER BY id");
-        let remote = match f.db.sql(&remote_sql).await {
-            Ok(df) => df
-                .collect()
-                .await
-                .map(|b| common::rows(&b))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        let local = match f.db.sql(&local_sql).await {
-            Ok(df) => df
-                .collect()
-                .await
-                .map(|b| common::rows(&b))
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
+        let remote = common::answer(&f.db, &remote_sql).await;
+        let local = common::answer(&f.db, &local_sql).await;
         match (&remote, &local) {
             (Ok(r), Ok(l)) => assert_eq!(r, l, "{predicate}: SQLite and DataFusion disagree"),
             // '2024-1-2' is not a date: both sides must fail reading it.

@@ -32,7 +32,11 @@ pub const MAX_DEPTH: usize = 1_000;
 /// clause keyword ends a chain. The estimate is never below the depth of
 /// the tree the parser builds.
 pub fn check_depth(sql: &str) -> Result<()> {
-    let relations = estimated_relations(sql);
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
+        // The parser reports what is wrong with it.
+        return Ok(());
+    };
+    let relations = estimated_relations(&tokens);
     if relations > MAX_RELATIONS {
         return Err(Error::Statement(format!(
             "query of about {relations} query blocks, joins and set operations (SELECT, JOIN, \
@@ -41,7 +45,7 @@ pub fn check_depth(sql: &str) -> Result<()> {
              CREATE TABLE ... AS"
         )));
     }
-    let depth = estimated_depth(sql);
+    let depth = estimated_depth(&tokens);
     if depth > MAX_DEPTH {
         return Err(Error::Statement(format!(
             "expression nested about {depth} levels deep (operators in one chain plus \
@@ -61,15 +65,12 @@ pub const MAX_RELATIONS: usize = 500;
 
 /// SELECT, JOIN, UNION/INTERSECT/EXCEPT and commas between the tables of a
 /// FROM clause, counted over the whole statement.
-fn estimated_relations(sql: &str) -> usize {
+fn estimated_relations(tokens: &[Token]) -> usize {
     use datafusion::sql::sqlparser::keywords::Keyword;
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
-        return 0;
-    };
     // Per parenthesis level: whether a FROM clause is being read.
     let mut in_from = vec![false];
     let mut count = 0;
-    for token in &tokens {
+    for token in tokens {
         match token {
             Token::LParen => in_from.push(false),
             Token::RParen if in_from.len() > 1 => {
@@ -103,11 +104,7 @@ fn estimated_relations(sql: &str) -> usize {
     count
 }
 
-fn estimated_depth(sql: &str) -> usize {
-    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, sql).tokenize() else {
-        // The parser reports what is wrong with it.
-        return 0;
-    };
+fn estimated_depth(tokens: &[Token]) -> usize {
     /// One parenthesis (or CASE) level: the depth where it opened, and the
     /// operators of each precedence class in the current chain.
     struct Level {
@@ -129,7 +126,7 @@ fn estimated_depth(sql: &str) -> usize {
         chain: [0; CLASSES],
     }];
     let mut deepest = 0;
-    for token in &tokens {
+    for token in tokens {
         let level = stack.last_mut().expect("the bottom level stays");
         match token {
             Token::LParen | Token::LBracket => {
@@ -259,6 +256,18 @@ pub fn panic_message(payload: &(dyn Any + Send)) -> String {
 mod tests {
     use super::*;
 
+    fn tokens(sql: &str) -> Vec<Token> {
+        Tokenizer::new(&GenericDialect {}, sql).tokenize().unwrap()
+    }
+
+    fn depth(sql: &str) -> usize {
+        estimated_depth(&tokens(sql))
+    }
+
+    fn relations(sql: &str) -> usize {
+        estimated_relations(&tokens(sql))
+    }
+
     fn chain(op: &str, n: usize) -> String {
         (0..n)
             .map(|i| format!("a = {i}"))
@@ -268,36 +277,30 @@ mod tests {
 
     #[test]
     fn depth_counts_chains_and_parentheses() {
-        assert_eq!(estimated_depth("SELECT 1"), 0);
-        assert!(estimated_depth("SELECT a + b + c FROM t") >= 2);
+        assert_eq!(depth("SELECT 1"), 0);
+        assert!(depth("SELECT a + b + c FROM t") >= 2);
         // Columns of a wide select do not add up.
         let wide: Vec<String> = (0..5000).map(|i| format!("a + {i}")).collect();
-        assert!(estimated_depth(&format!("SELECT {} FROM t", wide.join(", "))) <= 2);
+        assert!(depth(&format!("SELECT {} FROM t", wide.join(", "))) <= 2);
         // A long IN list is one level.
         let list: Vec<String> = (0..20_000).map(|i| i.to_string()).collect();
-        assert!(estimated_depth(&format!("SELECT * FROM t WHERE a IN ({})", list.join(", "))) <= 3);
+        assert!(depth(&format!("SELECT * FROM t WHERE a IN ({})", list.join(", "))) <= 3);
         let deep = format!("SELECT * FROM t WHERE {}", chain("OR", 10_000));
-        assert!(estimated_depth(&deep) >= 10_000);
+        assert!(depth(&deep) >= 10_000);
         let nested = format!("SELECT {}1{}", "(".repeat(3000), ")".repeat(3000));
-        assert!(estimated_depth(&nested) >= 3000);
+        assert!(depth(&nested) >= 3000);
         let sum = format!("SELECT {} FROM t", vec!["a"; 8000].join(" + "));
         assert!(check_depth(&sum).is_err());
         assert!(check_depth(&format!("SELECT * FROM t WHERE {}", chain("OR", 900))).is_ok());
         assert!(check_depth(&format!("SELECT * FROM t WHERE {}", chain("OR", 1100))).is_err());
         // Strings and comments are tokens of their own, not operators.
-        assert_eq!(
-            estimated_depth(&format!("SELECT '{}'", "+".repeat(5000))),
-            0
-        );
+        assert_eq!(depth(&format!("SELECT '{}'", "+".repeat(5000))), 0);
     }
 
     #[test]
     fn relations_count_blocks_joins_and_set_operations() {
-        assert_eq!(estimated_relations("SELECT 1"), 1);
-        assert_eq!(
-            estimated_relations("SELECT a, b, c FROM t, u WHERE x IN (1, 2)"),
-            2
-        );
+        assert_eq!(relations("SELECT 1"), 1);
+        assert_eq!(relations("SELECT a, b, c FROM t, u WHERE x IN (1, 2)"), 2);
         let unions = vec!["SELECT 1"; 2000].join(" UNION ALL ");
         assert!(check_depth(&unions).is_err());
         assert!(check_depth(&vec!["SELECT 1"; 200].join(" UNION ALL ")).is_ok());

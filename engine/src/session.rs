@@ -328,8 +328,6 @@ impl Moltres {
         // Before the text is parsed, logged or run: its passwords are hidden
         // from every message from now on.
         moltres_connectors::secrets::remember_sql(sql);
-        // Before anything recursive sees it (see `guard`).
-        crate::guard::check_depth(sql)?;
         let statements = split_statements(sql)?;
         let Some((last, earlier)) = statements.split_last() else {
             return Err(Error::Statement("no SQL statement given".to_string()));
@@ -339,11 +337,14 @@ impl Moltres {
         // A panic fails its statement, not the process (see `guard`).
         for statement in earlier {
             crate::guard::catch("running a statement", async {
-                Ok(Box::pin(self.statement(statement)).await?.collect().await?)
+                Ok(Box::pin(self.remembered_statement(statement))
+                    .await?
+                    .collect()
+                    .await?)
             })
             .await?;
         }
-        Box::pin(self.statement(last)).await
+        Box::pin(self.remembered_statement(last)).await
     }
 
     /// Runs exactly one statement (no splitting). A panic while it is
@@ -351,6 +352,14 @@ impl Moltres {
     /// plan is refused (see [`guard`](crate::guard)).
     pub async fn statement(&self, sql: &str) -> Result<DataFrame> {
         moltres_connectors::secrets::remember_sql(sql);
+        self.remembered_statement(sql).await
+    }
+
+    /// [`Moltres::statement`] for a statement whose passwords are
+    /// remembered already. Each statement's depth is checked on its own
+    /// (see `guard`): a script of many short statements is not one deep
+    /// one.
+    async fn remembered_statement(&self, sql: &str) -> Result<DataFrame> {
         crate::guard::check_depth(sql)?;
         // Dropped while planning (Ctrl-C, a caller's timeout) before any
         // event of the statement: counted as a cancelled statement.

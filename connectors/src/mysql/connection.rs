@@ -149,16 +149,7 @@ pub fn parse_url(
                 })
             }
             "pool_max_size" => {
-                let max = value
-                    .parse::<usize>()
-                    .ok()
-                    .filter(|n| (1..=crate::remote::MAX_POOL_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        bad(format!(
-                            "pool_max_size must be a whole number from 1 to {}, got '{value}'",
-                            crate::remote::MAX_POOL_SIZE
-                        ))
-                    })?;
+                let max = crate::remote::pool_size_option(&value)?;
                 pool = pool.with_constraints(PoolConstraints::new(0, max).unwrap());
                 settings.pool_max_size = max;
             }

@@ -140,18 +140,7 @@ pub fn parse_url(
         .chain(options.iter().map(|(k, v)| (k.clone(), v.clone())));
     for (key, value) in pairs {
         match key.as_str() {
-            "pool_max_size" => {
-                settings.max_size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=crate::remote::MAX_POOL_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        DataFusionError::Configuration(format!(
-                            "pool_max_size must be a whole number from 1 to {}, got '{value}'",
-                            crate::remote::MAX_POOL_SIZE
-                        ))
-                    })?
-            }
+            "pool_max_size" => settings.max_size = crate::remote::pool_size_option(&value)?,
             "pool_timeout" => settings.acquire_timeout = seconds(&key, &value)?,
             "pool_idle_timeout" => settings.idle_timeout = Some(seconds(&key, &value)?),
             "pool_max_lifetime" => settings.max_lifetime = Some(seconds(&key, &value)?),

@@ -115,6 +115,20 @@ pub struct PoolStatus {
 /// their size up front, and a size of a billion aborted the process.
 pub const MAX_POOL_SIZE: usize = 10_000;
 
+/// A `pool_max_size` option: a whole number from 1 to [`MAX_POOL_SIZE`].
+pub fn pool_size_option(value: &str) -> Result<usize> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| (1..=MAX_POOL_SIZE).contains(n))
+        .ok_or_else(|| {
+            datafusion::common::DataFusionError::Configuration(format!(
+                "pool_max_size must be a whole number from 1 to {MAX_POOL_SIZE}, got '{value}'"
+            ))
+        })
+}
+
 /// The longest duration any setting takes (timeouts, lifetimes): a year.
 /// Longer ones are refused, since adding them to a clock's `Instant` would
 /// overflow.

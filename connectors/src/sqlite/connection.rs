@@ -98,18 +98,7 @@ pub fn parse_url(
                     )));
                 }
             },
-            "pool_max_size" => {
-                pool_max_size = value
-                    .parse()
-                    .ok()
-                    .filter(|n| (1..=crate::remote::MAX_POOL_SIZE).contains(n))
-                    .ok_or_else(|| {
-                        DataFusionError::Configuration(format!(
-                            "pool_max_size must be a whole number from 1 to {}, got '{value}'",
-                            crate::remote::MAX_POOL_SIZE
-                        ))
-                    })?
-            }
+            "pool_max_size" => pool_max_size = crate::remote::pool_size_option(&value)?,
             "pool_timeout" => pool.acquire_timeout = seconds(&key, &value)?,
             "pool_idle_timeout" => pool.idle_timeout = Some(seconds(&key, &value)?),
             "pool_max_lifetime" => pool.max_lifetime = Some(seconds(&key, &value)?),
