@@ -579,3 +579,154 @@ async fn insert_overwrite_replaces_rows_atomically() {
     }
     t.finish().await;
 }
+
+/// Whether each database holds a table named `name` (or, with a `%`, like
+/// it), asked of the databases themselves, not of Moltres's catalog.
+async fn tables_like(t: &mut Databases, name: &str) -> Vec<String> {
+    use mysql_async::prelude::Queryable;
+    let mut found = Vec::new();
+    let pg =
+        t.pg.query(
+            "SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename LIKE $2",
+            &[&t.schema, &name],
+        )
+        .await
+        .unwrap();
+    found.extend(pg.iter().map(|r| format!("pg:{}", r.get::<_, String>(0))));
+    let my: Vec<String> =
+        t.my.exec(
+            "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+             WHERE table_schema = ? AND table_name LIKE ?",
+            (&t.database, name),
+        )
+        .await
+        .unwrap();
+    found.extend(my.into_iter().map(|n| format!("my:{n}")));
+    let lite = rusqlite::Connection::open(t.sqlite_path()).unwrap();
+    let mut statement = lite
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND name LIKE ?1")
+        .unwrap();
+    let names: Vec<String> = statement
+        .query_map([name], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    found.extend(names.into_iter().map(|n| format!("lite:{n}")));
+    found
+}
+
+/// `CREATE TABLE ... AS` is all or nothing in every database: timed out
+/// halfway (the statement's future dropped) or with the process killed
+/// halfway, no table remains, and running it again succeeds. MySQL, whose
+/// DDL commits, fills a table under a temporary name; a leftover of a
+/// killed process is dropped by the next attempt at the same table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_table_as_is_all_or_nothing() {
+    // A PostgreSQL view that streams a row every 2 ms for minutes.
+    let slow = "CREATE VIEW slow AS SELECT g AS n, pg_sleep(0.002)::text AS z \
+                FROM generate_series(1, 100000) g;";
+    let mut t = Databases::new("ctas_atomic", slow, "", "").await;
+    let schema = t.schema.clone();
+    let targets = [
+        format!("pg.{schema}.copied"),
+        "my.copied".to_string(),
+        "lite.copied".to_string(),
+    ];
+    // 1. The query timeout stops it while rows are being written.
+    query(&t.db, "SET moltres.query_timeout = '2s'").await;
+    for target in &targets {
+        let started = std::time::Instant::now();
+        let err = common::error(
+            &t.db,
+            &format!("CREATE TABLE {target} AS SELECT n FROM pg.{schema}.slow"),
+        )
+        .await;
+        assert!(err.contains("timed out"), "{target}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{target}: the timeout took {:?}",
+            started.elapsed()
+        );
+    }
+    // The MySQL filling table is dropped in the background.
+    let mut left = Vec::new();
+    for _ in 0..50 {
+        left = tables_like(&mut t, "%copied%").await;
+        left.extend(tables_like(&mut t, "moltres_ctas_%").await);
+        if left.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(left.is_empty(), "a timed-out CREATE TABLE AS left {left:?}");
+    query(&t.db, "SET moltres.query_timeout = ''").await;
+    for target in &targets {
+        assert_eq!(
+            query(
+                &t.db,
+                &format!("CREATE TABLE {target} AS SELECT n FROM pg.{schema}.slow WHERE n <= 3")
+            )
+            .await,
+            [["3"]],
+            "{target}: run again after a timeout"
+        );
+        query(&t.db, &format!("DROP TABLE {target}")).await;
+    }
+
+    // 2. The process is killed while rows are being written.
+    let urls = [
+        common::postgres_url(),
+        format!("{}/{}", common::mysql_url(), t.database),
+        format!("sqlite:{}", t.sqlite_path().display()),
+    ];
+    for (target, alias) in targets.iter().zip(["pg", "my", "lite"]) {
+        let attach = format!(
+            "ATTACH '{}' AS pg; {}",
+            urls[0],
+            if alias == "pg" {
+                String::new()
+            } else {
+                format!(
+                    "ATTACH '{}' AS {alias};",
+                    urls[if alias == "my" { 1 } else { 2 }]
+                )
+            }
+        );
+        let script = format!("{attach} CREATE TABLE {target} AS SELECT n FROM pg.{schema}.slow");
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_moltres"))
+            .current_dir(common::root())
+            .args(["-q", "-c", &script])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("moltres runs");
+        // Rows reach the new table for a while, then the process dies.
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{target}: the load ended before it was killed"
+        );
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let left = tables_like(&mut t, "copied").await;
+        assert!(left.is_empty(), "a killed CREATE TABLE AS left {left:?}");
+        // Running it again works; it drops what an earlier attempt left.
+        t.db.refresh(alias).unwrap();
+        assert_eq!(
+            query(
+                &t.db,
+                &format!("CREATE TABLE {target} AS SELECT n FROM pg.{schema}.slow WHERE n <= 3")
+            )
+            .await,
+            [["3"]],
+            "{target}: run again after a kill"
+        );
+        assert_eq!(
+            tables_like(&mut t, "moltres_ctas_%").await,
+            Vec::<String>::new(),
+            "{target}: leftovers of the killed attempt"
+        );
+        query(&t.db, &format!("DROP TABLE {target}")).await;
+    }
+    t.finish().await;
+}

@@ -315,11 +315,7 @@ async fn create_table(
     sql: &str,
 ) -> Result<DataFrame> {
     let database = database(db, &target.alias)?;
-    let exists = db
-        .context()
-        .table_exist(target.display().as_str())
-        .unwrap_or(false);
-    if exists && create.if_not_exists {
+    if create.if_not_exists && exists(database.as_ref(), &target).await? {
         return count(db, 0);
     }
     if create.query.is_none() {
@@ -351,9 +347,10 @@ async fn create_table(
 }
 
 /// Creates `target` with the columns of `frame` (each Arrow type mapped to
-/// the database's), then writes the rows of `frame` into it (streamed, one
-/// transaction). If writing fails the new table is dropped again: nothing
-/// half-written remains. Returns the rows written.
+/// the database's) and writes the rows of `frame` into it, streamed, all or
+/// nothing ([`RemoteDatabase::create_and_write`]): after an error, a
+/// timeout or a killed process there is no half-filled table, and a retry
+/// does not find one in its way. Returns the rows written.
 pub(crate) async fn create_and_fill(
     db: &Moltres,
     target: &Target,
@@ -381,37 +378,27 @@ pub(crate) async fn create_and_fill(
             ))
         })
         .collect::<Result<Vec<_>>>()?;
-    let ddl = format!(
-        "CREATE TABLE {} ({})",
-        quoted(database.as_ref(), &target.schema, &target.table)?,
-        columns.join(", ")
-    );
-    database.execute_statement(&ddl).await?;
-    db.refresh(&target.alias)?;
+    let reference =
+        datafusion::common::TableReference::partial(target.schema.as_str(), target.table.as_str());
     let frame = crate::observe::tag(frame, crate::observe::QueryTag::Internal);
-    let filled = async {
-        let batches = frame
-            .write_table(
-                &datafusion_name(target),
-                datafusion::dataframe::DataFrameWriteOptions::new(),
-            )
-            .await?;
-        Ok::<_, datafusion::error::DataFusionError>(written(&batches))
-    }
-    .await;
-    match filled {
-        Ok(rows) => Ok(rows),
-        Err(error) => {
-            // Nothing half-written: the new table goes again.
-            let drop = format!(
-                "DROP TABLE {}",
-                quoted(database.as_ref(), &target.schema, &target.table)?
-            );
-            let _ = database.execute_statement(&drop).await;
-            db.refresh(&target.alias)?;
-            Err(error.into())
-        }
-    }
+    let data = frame.execute_stream().await?;
+    // All or nothing, in the database (see `create_and_write`): a failure,
+    // a timeout or a killed process leaves no half-filled table.
+    let written = database
+        .create_and_write(&reference, &columns, Arc::new(schema), data)
+        .await;
+    db.refresh(&target.alias)?;
+    Ok(written?)
+}
+
+/// Whether `target` exists in its database now: asked of the database,
+/// asynchronously (a stalled server is bounded by the query timeout), not
+/// of the cached catalog.
+pub(crate) async fn exists(database: &dyn RemoteDatabase, target: &Target) -> Result<bool> {
+    Ok(database
+        .table_schema(&target.schema, &target.table)
+        .await?
+        .is_some())
 }
 
 /// The `count` of a DML result.

@@ -686,10 +686,8 @@ impl Moltres {
             Err(e) => return Err(e),
         };
         ddl::writable(self, &target)?;
-        let exists = self
-            .context()
-            .table_exist(target.datafusion_name().as_str())?;
-        if !exists {
+        let database = ddl::database(self, &target.alias)?;
+        if !ddl::exists(database.as_ref(), &target).await? {
             return ddl::create_and_fill(self, &target, frame).await;
         }
         let op = match mode {

@@ -230,17 +230,47 @@ pub fn remote_error(source: &str, error: mysql_async::Error, sql: Option<&str>) 
 /// A pooled connection within `pool_timeout` (a new one within
 /// `connect_timeout`), checked with a ping first when `pool_pre_ping` is on.
 pub async fn connect(pool: &Pool, source: &str, settings: &Settings) -> Result<Conn> {
-    let wait = settings.acquire_timeout.max(settings.connect_timeout);
     for _ in 0..2 {
+        // mysql_async's pool both lends and opens connections, with no
+        // timeout of its own for opening one: when nothing is idle and there
+        // is room, this request opens one, and `connect_timeout` bounds it.
+        let metrics = pool.metrics();
+        let opens = {
+            use std::sync::atomic::Ordering::Relaxed;
+            metrics.connections_in_pool.load(Relaxed) == 0
+                && metrics.connection_count.load(Relaxed) < settings.pool_max_size
+        };
+        let (wait, setting, what) = if opens {
+            (
+                settings.connect_timeout,
+                "connect_timeout",
+                "a new connection",
+            )
+        } else {
+            (
+                settings.acquire_timeout,
+                "pool_timeout",
+                "a pooled connection",
+            )
+        };
         let mut conn = match tokio::time::timeout(wait, pool.get_conn()).await {
             Ok(Ok(conn)) => conn,
             Ok(Err(e)) => return Err(remote_error(source, e, None)),
             Err(_) => {
-                crate::remote::count_acquire_timeout(source);
+                if !opens {
+                    crate::remote::count_acquire_timeout(source);
+                }
                 return Err(RemoteError::new(
                     source,
-                    RemoteErrorKind::Timeout,
-                    format!("no connection within {wait:?} (pool_timeout, connect_timeout)"),
+                    if opens {
+                        RemoteErrorKind::Connection
+                    } else {
+                        RemoteErrorKind::Timeout
+                    },
+                    format!(
+                        "no answer from the server: {what} was not ready within {} ({setting})",
+                        crate::remote::format_seconds(wait)
+                    ),
                 )
                 .into());
             }
@@ -417,6 +447,158 @@ pub async fn insert(
         .await
         .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
     Ok(written)
+}
+
+/// The start of the names of the tables `CREATE TABLE ... AS` fills before
+/// renaming them to `table`: a fixed prefix and a hash of `table`, so that
+/// leftovers of attempts at the same table (a process killed while
+/// filling) are found and dropped by the next one. At most 30 characters:
+/// with the attempt's own suffix, well under MySQL's 64.
+pub fn filling_prefix(table: &str) -> String {
+    // FNV-1a: stable across builds, unlike std's hasher.
+    let hash = table.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    format!("moltres_ctas_{hash:016x}_")
+}
+
+/// Drops the filling table of a `CREATE TABLE ... AS` whose future was
+/// dropped (a query timeout, Ctrl-C) before it finished, on a connection
+/// of its own.
+struct DropFilling {
+    pool: Option<Pool>,
+    drop: String,
+}
+
+impl Drop for DropFilling {
+    fn drop(&mut self) {
+        let Some(pool) = self.pool.take() else {
+            return;
+        };
+        let drop = std::mem::take(&mut self.drop);
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Ok(mut conn) = pool.get_conn().await {
+                    let _ = conn.query_drop(drop).await;
+                }
+            });
+        }
+    }
+}
+
+/// Creates `` `database`.`table` `` with `columns` and fills it with `data`:
+/// MySQL commits DDL, so the rows go into a table under a temporary name
+/// ([`filling_prefix`]) in one transaction, and only a full table is
+/// renamed to `table` (`RENAME TABLE` is atomic). Leftovers of earlier
+/// attempts at the same table are dropped first.
+pub async fn create_and_insert(
+    pool: &Pool,
+    source: &str,
+    settings: &Settings,
+    (database, table): (&str, &str),
+    columns: &[String],
+    schema: &SchemaRef,
+    data: SendableRecordBatchStream,
+) -> Result<u64> {
+    let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
+    let prefix = filling_prefix(table);
+    let mut conn = connect(pool, source, settings).await?;
+    const LEFTOVERS: &str = "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
+                             WHERE table_schema = ? AND table_name LIKE ?";
+    let pattern = format!("{}%", prefix.replace('_', "\\_"));
+    let leftovers: Vec<String> = conn
+        .exec(LEFTOVERS, (database, pattern))
+        .await
+        .map_err(|e| remote_error(source, e, Some(LEFTOVERS)))?;
+    for leftover in leftovers {
+        let drop = format!(
+            "DROP TABLE IF EXISTS {}.{}",
+            quote(database),
+            quote(&leftover)
+        );
+        conn.query_drop(&drop)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&drop)))?;
+    }
+    let attempt = {
+        use std::hash::{BuildHasher, Hasher};
+        let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+        hasher.write_u128(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_nanos(),
+        );
+        hasher.finish() as u32
+    };
+    let filling = format!("{prefix}{attempt:08x}");
+    let create = format!(
+        "CREATE TABLE {}.{} ({})",
+        quote(database),
+        quote(&filling),
+        columns.join(", ")
+    );
+    conn.query_drop(&create)
+        .await
+        .map_err(|e| remote_error(source, e, Some(&create)))?;
+    let drop = format!(
+        "DROP TABLE IF EXISTS {}.{}",
+        quote(database),
+        quote(&filling)
+    );
+    let mut guard = DropFilling {
+        pool: Some(pool.clone()),
+        drop: drop.clone(),
+    };
+    let filled = async {
+        // The new table's columns as Moltres reads them: the rows are
+        // converted to those types (nanoseconds to DATETIME(6)'s micros).
+        let created = super::schema::table_schema(
+            &mut conn,
+            source,
+            database,
+            &filling,
+            &settings.unsupported_types,
+        )
+        .await?
+        .unwrap_or_else(|| Arc::clone(schema));
+        let mut transaction = conn
+            .start_transaction(mysql_async::TxOpts::default())
+            .await
+            .map_err(|e| remote_error(source, e, Some("START TRANSACTION")))?;
+        let written = insert_rows(
+            &mut transaction,
+            source,
+            (database, &filling),
+            &created,
+            data,
+            crate::remote::WriteMode::Append,
+        )
+        .await?;
+        transaction
+            .commit()
+            .await
+            .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+        let rename = format!(
+            "RENAME TABLE {0}.{1} TO {0}.{2}",
+            quote(database),
+            quote(&filling),
+            quote(table)
+        );
+        conn.query_drop(&rename)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&rename)))?;
+        Ok::<_, DataFusionError>(written)
+    }
+    .await;
+    if filled.is_err() {
+        // Dropped now rather than by the guard, so the error is the end.
+        if let Ok(mut conn) = connect(pool, source, settings).await {
+            let _ = conn.query_drop(&drop).await;
+        }
+    }
+    guard.pool = None;
+    filled
 }
 
 /// The work of [`insert`] on `conn`, which is inside a transaction: the

@@ -277,6 +277,28 @@ impl RemoteDatabase for MysqlSource {
         .await
     }
 
+    async fn create_and_write(
+        &self,
+        table: &datafusion::common::TableReference,
+        columns: &[String],
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::create_and_insert(
+            &self.pool,
+            &self.name,
+            &self.settings,
+            (
+                table.schema().unwrap_or(&self.settings.database),
+                table.table(),
+            ),
+            columns,
+            &schema,
+            data,
+        )
+        .await
+    }
+
     fn pool_status(&self) -> Option<PoolStatus> {
         use std::sync::atomic::Ordering::Relaxed;
         let metrics = self.pool.metrics();

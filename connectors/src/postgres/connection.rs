@@ -609,6 +609,64 @@ pub async fn copy_in(
     Ok(rows)
 }
 
+/// Creates `schema.table` with `columns` and fills it with `data` by COPY,
+/// in one transaction: the table exists, with every row, only once it
+/// commits.
+pub async fn create_and_copy_in(
+    pool: &Pool,
+    source: &str,
+    (schema, table): (&str, &str),
+    columns: &[String],
+    data: SendableRecordBatchStream,
+) -> Result<u64> {
+    let mut client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let transaction = client
+        .transaction()
+        .await
+        .map_err(|e| remote_error(source, e, Some("BEGIN")))?;
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    let create = format!(
+        "CREATE TABLE {}.{} ({})",
+        quote(schema),
+        quote(table),
+        columns.join(", ")
+    );
+    transaction
+        .batch_execute(&create)
+        .await
+        .map_err(|e| remote_error(source, e, Some(&create)))?;
+    // The new table's columns, with their PostgreSQL types for COPY.
+    let created = super::schema::table_schema_on(
+        transaction.client(),
+        source,
+        schema,
+        table,
+        super::schema::UnsupportedTypes::Error,
+    )
+    .await?
+    .ok_or_else(|| {
+        DataFusionError::from(RemoteError::new(
+            source,
+            RemoteErrorKind::NotFound,
+            format!("{schema}.{table} was created but cannot be found"),
+        ))
+    })?;
+    let rows = copy_rows(
+        transaction.client(),
+        source,
+        (schema, table),
+        &created,
+        data,
+        crate::remote::WriteMode::Append,
+    )
+    .await?;
+    transaction
+        .commit()
+        .await
+        .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+    Ok(rows)
+}
+
 /// The work of [`copy_in`] on `client`, which is inside a transaction: the
 /// caller commits or rolls back.
 pub async fn copy_rows(

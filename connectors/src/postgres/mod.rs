@@ -200,6 +200,23 @@ impl RemoteDatabase for PostgresSource {
         .await
     }
 
+    async fn create_and_write(
+        &self,
+        table: &datafusion::common::TableReference,
+        columns: &[String],
+        _schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        connection::create_and_copy_in(
+            &self.pool,
+            &self.name,
+            (table.schema().unwrap_or("public"), table.table()),
+            columns,
+            data,
+        )
+        .await
+    }
+
     fn pool_status(&self) -> Option<PoolStatus> {
         Some(PoolStatus::of_deadpool(self.pool.status(), &self.name))
     }

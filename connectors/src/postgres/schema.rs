@@ -92,6 +92,17 @@ pub async fn table_schema(
     unsupported: UnsupportedTypes,
 ) -> Result<Option<SchemaRef>> {
     let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    table_schema_on(&client, source, schema, table, unsupported).await
+}
+
+/// [`table_schema`] read on `client` (inside its transaction, if any).
+pub async fn table_schema_on(
+    client: &tokio_postgres::Client,
+    source: &str,
+    schema: &str,
+    table: &str,
+    unsupported: UnsupportedTypes,
+) -> Result<Option<SchemaRef>> {
     let rows = client
         .query(COLUMNS_SQL, &[&schema, &table])
         .await

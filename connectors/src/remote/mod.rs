@@ -134,6 +134,12 @@ pub fn pool_size_option(value: &str) -> Result<usize> {
 /// overflow.
 pub const LONGEST_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
 
+/// A duration as a person reads it: `3 s`, `0.5 s`, `1.25 s`.
+pub fn format_seconds(d: std::time::Duration) -> String {
+    let s = format!("{:.3}", d.as_secs_f64());
+    format!("{} s", s.trim_end_matches('0').trim_end_matches('.'))
+}
+
 /// A URL parameter or option given in seconds (`2`, `0.5`), positive and at
 /// most [`LONGEST_DURATION`].
 pub fn seconds_option(name: &str, value: &str) -> Result<std::time::Duration> {
@@ -249,6 +255,28 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     ) -> Result<u64> {
         datafusion::common::not_impl_err!(
             "writing to {} tables ({}.{table}) is not supported",
+            self.kind(),
+            self.source_name()
+        )
+    }
+
+    /// Creates `table` with `columns` (column definitions in the database's
+    /// SQL, `name type [NOT NULL]`, each name sealed by its writer) and
+    /// writes the rows of `data` (with columns `schema`) into it, all or
+    /// nothing: after an error, a dropped future (a query timeout, Ctrl-C)
+    /// or a process killed halfway, the table does not exist, or exists
+    /// with every row. PostgreSQL and SQLite create and fill in one
+    /// transaction; MySQL, whose DDL commits, fills a table under a
+    /// temporary name and renames it. Returns the rows written.
+    async fn create_and_write(
+        &self,
+        table: &TableReference,
+        _columns: &[String],
+        _schema: SchemaRef,
+        _data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        datafusion::common::not_impl_err!(
+            "creating {} tables ({}.{table}) is not supported",
             self.kind(),
             self.source_name()
         )

@@ -454,15 +454,16 @@ pub enum Feed {
 /// Inserts what `feed` brings into `schema.table` (columns `columns`) in one
 /// savepoint on this (blocking) thread (a transaction of its own outside
 /// one): released at [`Feed::End`], rolled back if the feed stops before it
-/// or a row fails.
+/// or a row fails. `create`, when given, is run first in the same savepoint
+/// (the CREATE TABLE of a `CREATE TABLE ... AS`).
 pub fn insert_rows(
     connection: &mut rusqlite::Connection,
     source: &str,
-    schema: &str,
-    table: &str,
+    (schema, table): (&str, &str),
     columns: &[String],
     mut feed: tokio::sync::mpsc::Receiver<Feed>,
     mode: crate::remote::WriteMode<'_>,
+    create: Option<&str>,
 ) -> Result<u64> {
     let upsert_keys = mode.upsert_keys();
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
@@ -503,6 +504,13 @@ pub fn insert_rows(
     let transaction = connection
         .savepoint()
         .map_err(|e| remote_error(source, e, Some("SAVEPOINT")))?;
+    // CREATE TABLE ... AS: the table is created inside the same savepoint,
+    // so it exists only with every row.
+    if let Some(create) = create {
+        transaction
+            .execute(create, [])
+            .map_err(|e| remote_error(source, e, Some(create)))?;
+    }
     if mode.overwrites() {
         let delete = format!("DELETE FROM {}.{}", quote(schema), quote(table));
         transaction

@@ -131,6 +131,7 @@ impl SqliteSource {
         schema: SchemaRef,
         data: SendableRecordBatchStream,
         mode: WriteMode<'_>,
+        create: Option<String>,
     ) -> Result<u64> {
         use futures::StreamExt;
         // The converters read each column as the table's type.
@@ -150,8 +151,7 @@ impl SqliteSource {
             connection::insert_rows(
                 c,
                 &writer_source,
-                &remote_schema,
-                &name,
+                (&remote_schema, &name),
                 &columns,
                 rx,
                 match (&keys, overwrite) {
@@ -159,6 +159,7 @@ impl SqliteSource {
                     (None, true) => WriteMode::Overwrite,
                     (None, false) => WriteMode::Append,
                 },
+                create.as_deref(),
             )
         });
         let feeder = async move {
@@ -315,7 +316,52 @@ impl RemoteDatabase for SqliteSource {
             .get()
             .await
             .map_err(|e| connection::pool_error(&self.name, &self.path, e))?;
-        Self::write_rows(&connection, &self.name, table, schema, data, mode).await
+        Self::write_rows(&connection, &self.name, table, schema, data, mode, None).await
+    }
+
+    async fn create_and_write(
+        &self,
+        table: &datafusion::common::TableReference,
+        columns: &[String],
+        schema: SchemaRef,
+        data: SendableRecordBatchStream,
+    ) -> Result<u64> {
+        let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+        let create = format!(
+            "CREATE TABLE {}.{} ({})",
+            quote(table.schema().unwrap_or("main")),
+            quote(table.table()),
+            columns.join(", ")
+        );
+        // The columns as Moltres reads them back: the rows are converted
+        // to those types (decimals to REAL, nanoseconds to microseconds).
+        let declared = schema
+            .fields()
+            .iter()
+            .map(|f| {
+                types::field(
+                    f.name(),
+                    &self.column_type_sql(f.data_type()).unwrap_or_default(),
+                    None,
+                    f.is_nullable(),
+                )
+            })
+            .collect::<Vec<_>>();
+        let connection = self
+            .pool
+            .get()
+            .await
+            .map_err(|e| connection::pool_error(&self.name, &self.path, e))?;
+        Self::write_rows(
+            &connection,
+            &self.name,
+            table,
+            Arc::new(datafusion::arrow::datatypes::Schema::new(declared)),
+            data,
+            WriteMode::Append,
+            Some(create),
+        )
+        .await
     }
 
     fn pool_status(&self) -> Option<PoolStatus> {
@@ -437,8 +483,15 @@ impl RemoteTransaction for SqliteTransaction {
         data: SendableRecordBatchStream,
         mode: WriteMode<'_>,
     ) -> Result<u64> {
-        let work =
-            SqliteSource::write_rows(self.connection(), &self.name, table, schema, data, mode);
+        let work = SqliteSource::write_rows(
+            self.connection(),
+            &self.name,
+            table,
+            schema,
+            data,
+            mode,
+            None,
+        );
         self.state.step(&self.name, work).await
     }
 
