@@ -139,6 +139,40 @@ async fn sort_and_aggregate_larger_than_memory_spill() {
         "the aggregate did not spill: {metrics:?}"
     );
 
+    // A join whose every side is larger than memory (issue 17, part 4): a
+    // hash join cannot spill and failed ("HashJoinInput (can spill:
+    // false)"); under the limit it is planned as a sort-merge join, whose
+    // sorts spill, and every row is matched once.
+    let sql = format!(
+        "SELECT count(*) AS n, sum(a.value - b.value) AS zero FROM '{0}' a JOIN '{0}' b \
+         ON a.id = b.id AND a.key = b.key",
+        csv.display()
+    );
+    let (join_plan, batches) = run(&db, &sql).await;
+    assert_eq!(
+        common::rows(&batches),
+        [[ROWS.to_string(), "0".to_string()]],
+        "{sql}"
+    );
+    let shown = datafusion::physical_plan::displayable(join_plan.as_ref())
+        .indent(true)
+        .to_string();
+    assert!(
+        shown.contains("SortMergeJoin") && !shown.contains("HashJoinExec"),
+        "{shown}"
+    );
+    assert!(PlanMetrics::of(&join_plan).spill_count > 0, "{shown}");
+    drop(join_plan);
+    // Without a limit the same join stays a hash join (faster when it fits).
+    let unlimited = Moltres::builder()
+        .without_env()
+        .memory_limit(MemoryLimit::Unlimited)
+        .build()
+        .await
+        .unwrap();
+    let shown = common::explain(&unlimited, &sql).await;
+    assert!(shown.contains("HashJoinExec"), "{shown}");
+
     // Spill files are cleaned up once the queries are done.
     drop(plan);
     let left: Vec<_> = walk(&spill_dir);

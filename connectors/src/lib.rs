@@ -18,3 +18,14 @@ pub mod source;
 pub mod sqlite;
 
 pub use secrets::redact_url;
+
+/// The text of a panic's payload (what `panic!` was given).
+pub fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(text) = payload.downcast_ref::<&str>() {
+        (*text).to_string()
+    } else if let Some(text) = payload.downcast_ref::<String>() {
+        text.clone()
+    } else {
+        "a panic without a message".to_string()
+    }
+}

@@ -11,7 +11,6 @@
 //!   naming the panic; the session goes on ([`catch`], and the
 //!   [`ObservedExec`](crate::observe) stream of every query).
 
-use std::any::Any;
 use std::future::Future;
 
 use datafusion::sql::sqlparser::dialect::GenericDialect;
@@ -241,16 +240,7 @@ pub async fn catch<T>(what: &str, future: impl Future<Output = Result<T>>) -> Re
     }
 }
 
-/// The text of a panic's payload.
-pub fn panic_message(payload: &(dyn Any + Send)) -> String {
-    if let Some(text) = payload.downcast_ref::<&str>() {
-        (*text).to_string()
-    } else if let Some(text) = payload.downcast_ref::<String>() {
-        text.clone()
-    } else {
-        "a panic without a message".to_string()
-    }
-}
+pub use moltres_connectors::panic_message;
 
 #[cfg(test)]
 mod tests {

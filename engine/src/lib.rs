@@ -29,6 +29,7 @@ pub mod config;
 mod ddl;
 mod error;
 pub mod guard;
+mod joins;
 pub mod logging;
 pub mod observe;
 mod operations;

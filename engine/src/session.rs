@@ -17,8 +17,8 @@ use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionConfig, SessionContext};
 use moltres_connectors::files::{
-    CheckedCsvFormatFactory, LazyObjectStoreRegistry, PathTableFactory, ReadFileFunction,
-    SessionHandle, SkippedRows,
+    CheckedCsvFormatFactory, CheckedParquetFormatFactory, LazyObjectStoreRegistry,
+    PathTableFactory, ReadFileFunction, SessionHandle, SkippedRows,
 };
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
@@ -272,10 +272,22 @@ impl Moltres {
         recursive::set_minimum_stack_size(recursive::get_minimum_stack_size().max(1 << 20));
         let catalogs = Arc::new(SourceCatalogList::default());
         let path_tables = Arc::new(PathTableFactory::new());
+        // Under a memory limit, hash joins too large for it become
+        // sort-merge joins, which spill (see `joins`).
+        let mut physical_rules =
+            datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
+            let at = physical_rules
+                .iter()
+                .position(|r| r.name() == "join_selection")
+                .map_or(0, |i| i + 1);
+            physical_rules.insert(at, Arc::new(crate::joins::SpillableJoins::new(bytes)));
+        }
         let mut state = SessionStateBuilder::new()
             .with_config(config)
             .with_runtime_env(runtime)
             .with_default_features()
+            .with_physical_optimizer_rules(physical_rules)
             .with_optimizer_rule(Arc::new(ScalarSubqueryAsWindow))
             .with_optimizer_rule(Arc::new(PushSemiJoinDown))
             .with_optimizer_rule(Arc::new(JoinSameSourceFirst))
@@ -291,6 +303,7 @@ impl Moltres {
             )))
             .build();
         state.register_file_format(Arc::new(CheckedCsvFormatFactory::new()), true)?;
+        state.register_file_format(Arc::new(CheckedParquetFormatFactory::new()), true)?;
         for (name, function) in ReadFileFunction::all() {
             state.register_udtf(name, function);
         }

@@ -25,9 +25,11 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::SchemaRef;
+use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::catalog::Session;
 use datafusion::common::config::CsvOptions;
 use datafusion::common::parsers::CompressionTypeVariant;
+use datafusion::common::stats::Precision;
 use datafusion::common::tree_node::TreeNodeRecursion;
 use datafusion::common::{DataFusionError, GetExt, Result, Statistics};
 use datafusion::config::ConfigOptions;
@@ -238,9 +240,19 @@ impl FileFormat for CheckedCsvFormat {
         table_schema: SchemaRef,
         object: &ObjectMeta,
     ) -> Result<Statistics> {
-        self.inner
-            .infer_stats(state, store, table_schema, object)
-            .await
+        let mut statistics = self
+            .inner
+            .infer_stats(state, store, Arc::clone(&table_schema), object)
+            .await?;
+        // DataFusion knows nothing of a CSV file before reading it; its
+        // size is a fair guess at its bytes in memory, and lets the planner
+        // build hash tables on the smaller side and see a join too large
+        // for the memory limit (see the engine's `joins` rule).
+        if statistics.total_byte_size == Precision::Absent {
+            statistics.total_byte_size =
+                Precision::Inexact(usize::try_from(object.size).unwrap_or(usize::MAX));
+        }
+        Ok(statistics)
     }
 
     async fn create_physical_plan(
@@ -272,6 +284,10 @@ impl FileFormat for CheckedCsvFormat {
         let source = CheckedCsvSource {
             inner: Arc::clone(&config.file_source),
             rewrite,
+            newlines_in_values: self
+                .options
+                .newlines_in_values
+                .unwrap_or(state.config_options().catalog.newlines_in_values),
         };
         let config = FileScanConfigBuilder::from(config.clone())
             .with_source(Arc::new(source))
@@ -358,6 +374,9 @@ struct RecordRewrite {
 pub struct CheckedCsvSource {
     inner: Arc<dyn FileSource>,
     rewrite: Option<RecordRewrite>,
+    /// Whether values may hold line breaks (`newlines_in_values`); when
+    /// not, a value that does is an error (see [`line_break`]).
+    newlines_in_values: bool,
 }
 
 impl fmt::Debug for CheckedCsvSource {
@@ -374,6 +393,7 @@ impl CheckedCsvSource {
         Arc::new(Self {
             inner,
             rewrite: self.rewrite.clone(),
+            newlines_in_values: self.newlines_in_values,
         })
     }
 }
@@ -413,6 +433,7 @@ impl FileSource for CheckedCsvSource {
             inner,
             store: object_store,
             display_prefix,
+            newlines_in_values: self.newlines_in_values,
         }))
     }
 
@@ -538,6 +559,53 @@ struct NamedFileOpener {
     inner: Arc<dyn FileOpener>,
     store: Arc<dyn ObjectStore>,
     display_prefix: String,
+    newlines_in_values: bool,
+}
+
+/// The first value of `batch` holding a line break, as (column, value).
+///
+/// Unless `newlines_in_values` is on, DataFusion reads a CSV file as lines
+/// (in parallel byte ranges), so a value spanning lines is either an
+/// unterminated quote, which folds every line after it into one value
+/// (three rows read as two, silently), or a multi-line value that a
+/// parallel read would cut apart. Both are refused rather than read wrong.
+fn line_break(batch: &RecordBatch) -> Option<(String, String)> {
+    use datafusion::arrow::array::AsArray;
+    use datafusion::arrow::datatypes::DataType;
+    for (i, column) in batch.columns().iter().enumerate() {
+        let value = match column.data_type() {
+            DataType::Utf8 => {
+                let strings = column.as_string::<i32>();
+                if !strings.values().contains(&b'\n') {
+                    continue;
+                }
+                strings.iter().flatten().find(|v| v.contains('\n'))
+            }
+            DataType::LargeUtf8 => {
+                let strings = column.as_string::<i64>();
+                if !strings.values().contains(&b'\n') {
+                    continue;
+                }
+                strings.iter().flatten().find(|v| v.contains('\n'))
+            }
+            DataType::Utf8View => column
+                .as_string_view()
+                .iter()
+                .flatten()
+                .find(|v| v.contains('\n')),
+            _ => None,
+        };
+        if let Some(value) = value {
+            let shown: String = value.chars().take(40).collect();
+            let shown = if shown.len() < value.len() {
+                format!("{shown}...")
+            } else {
+                shown
+            };
+            return Some((batch.schema().field(i).name().clone(), shown));
+        }
+    }
+    None
 }
 
 impl FileOpener for NamedFileOpener {
@@ -546,6 +614,7 @@ impl FileOpener for NamedFileOpener {
         let range_start = file.range.as_ref().map(|r| r.start).unwrap_or(0);
         let name = format!("{}{}", self.display_prefix, location);
         let store = Arc::clone(&self.store);
+        let newlines_in_values = self.newlines_in_values;
         let opening = self.inner.open(file);
         let opening = match opening {
             Ok(f) => f,
@@ -562,6 +631,16 @@ impl FileOpener for NamedFileOpener {
                 let location = location.clone();
                 async move {
                     match item {
+                        Ok(batch) if !newlines_in_values => match line_break(&batch) {
+                            None => Ok(batch),
+                            Some((column, value)) => Err(DataFusionError::Execution(format!(
+                                "CSV file '{name}': column '{column}' holds a line break \
+                                 ({value:?}): an unterminated quote folds the lines after it \
+                                 into one value. If values do span lines, read the file with \
+                                 newlines_in_values=true (read_csv('...', \
+                                 'newlines_in_values=true'))"
+                            ))),
+                        },
                         Ok(batch) => Ok(batch),
                         Err(e) => {
                             // A parallel scan counts lines from its byte range;

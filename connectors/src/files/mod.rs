@@ -11,6 +11,7 @@
 mod csv;
 mod directory;
 mod object_stores;
+mod parquet;
 mod record_filter;
 mod table_functions;
 mod url_table;
@@ -32,6 +33,7 @@ pub use self::csv::{
 };
 pub use directory::DirectorySource;
 pub use object_stores::{LazyObjectStoreRegistry, SUPPORTED_STORE_SCHEMES};
+pub use parquet::{CheckedParquetFormat, CheckedParquetFormatFactory, check_footer};
 pub use table_functions::{ReadFileFunction, block_on};
 pub use url_table::PathTableFactory;
 
