@@ -343,3 +343,293 @@ async fn statements_cancelled_while_planning_are_counted() {
         .await
         .unwrap();
 }
+
+/// Issue 17, part 2: a server that accepts connections and never answers
+/// (a listening socket nobody serves) fails an ATTACH within
+/// `connect_timeout`, on both databases, saying which setting ran out. For
+/// MySQL it used to take `pool_timeout` (30 s) whatever `connect_timeout`
+/// said.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_silent_server_fails_within_connect_timeout() {
+    // The kernel completes the handshakes; nobody reads or writes.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    for url in [
+        format!("mysql://root@127.0.0.1:{port}/test?connect_timeout=2"),
+        format!("postgres://postgres@127.0.0.1:{port}/test?connect_timeout=2"),
+    ] {
+        let db = common::session().await;
+        let started = Instant::now();
+        let error = db
+            .attach(&url, "silent", false)
+            .await
+            .unwrap_err()
+            .to_string();
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(1900) && took < Duration::from_secs(6),
+            "{url}: {took:?}: {error}"
+        );
+        assert!(
+            error.contains("silent") && error.contains("connect_timeout")
+                || error.contains("timed out"),
+            "{url}: {error}"
+        );
+    }
+    drop(listener);
+}
+
+/// Reads `sql` batch by batch; after the first batch runs `crash`, then
+/// reads on. Returns the rows read and how the stream ended.
+async fn crash_mid_scan(
+    db: &moltres::Moltres,
+    sql: &str,
+    crash: impl FnOnce(),
+) -> (usize, Result<(), String>) {
+    use futures::StreamExt;
+    let mut stream = db.sql(sql).await.unwrap().execute_stream().await.unwrap();
+    let first = stream.next().await.expect("a first batch").unwrap();
+    let mut rows = first.num_rows();
+    crash();
+    let rest = async {
+        while let Some(batch) = stream.next().await {
+            rows += batch.map_err(|e| e.to_string())?.num_rows();
+        }
+        Ok(())
+    };
+    let ended = tokio::time::timeout(Duration::from_secs(60), rest)
+        .await
+        .expect("the scan ended within 60 s of the crash");
+    (rows, ended)
+}
+
+/// Issue 17, part 7: a throwaway PostgreSQL server crashed (`pg_ctl stop -m
+/// immediate`) in the middle of a scan and in the middle of a load. The
+/// scan ends with an error naming the source, never a short answer; the
+/// load leaves the table as it was; once the server is back, the same
+/// session's next queries answer (no dead connection is lent out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_server_crashed_mid_scan_and_mid_load() {
+    let server = crate::throwaway::Postgres::start();
+    server
+        .client()
+        .await
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g AS id, repeat('x', 100) AS pad \
+             FROM generate_series(1, 1000000) g; CREATE TABLE target (id bigint, pad text);",
+        )
+        .await
+        .unwrap();
+    let db = attached(&server.url("?pool_max_size=4"), "pg").await;
+    let (rows, ended) =
+        crash_mid_scan(&db, "SELECT id, pad FROM pg.public.big", || server.crash()).await;
+    let error = ended.expect_err("a scan cut short by a crash must fail");
+    assert!(rows < 1_000_000, "{rows} rows");
+    assert!(error.contains("'pg'"), "{error}");
+    server.start_again();
+    assert_eq!(
+        common::query(&db, "SELECT count(*) FROM pg.public.big").await,
+        [["1000000"]],
+        "the first query after the restart"
+    );
+
+    // A load of 2 M rows, crashed after a second.
+    let load = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            common::answer(
+                &db,
+                "INSERT INTO pg.public.target SELECT value AS id, repeat('y', 100) AS pad \
+                 FROM generate_series(1, 2000000)",
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!load.is_finished(), "the load ended before the crash");
+    server.crash();
+    let loaded = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load ended within 60 s of the crash")
+        .unwrap();
+    let error = loaded.expect_err("a load cut short by a crash must fail");
+    assert!(error.contains("'pg'"), "{error}");
+    server.start_again();
+    assert_eq!(
+        common::query(&db, "SELECT count(*) FROM pg.public.target").await,
+        [["0"]],
+        "a crashed load left rows"
+    );
+    assert_eq!(
+        common::query(
+            &db,
+            "INSERT INTO pg.public.target SELECT value AS id, 'z' AS pad FROM generate_series(1, 10)"
+        )
+        .await,
+        [["10"]]
+    );
+}
+
+/// Issue 17, part 7, on MariaDB: the server killed (SIGKILL) in the middle
+/// of a scan and of a load; as for PostgreSQL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mariadb_server_killed_mid_scan_and_mid_load() {
+    use mysql_async::prelude::Queryable;
+    let server = crate::throwaway::Mariadb::start();
+    let mut conn = server.conn("mysql").await;
+    conn.query_drop(
+        "CREATE DATABASE t; USE t; CREATE TABLE target (id BIGINT, pad TEXT); \
+         CREATE TABLE big (id BIGINT PRIMARY KEY, pad TEXT); \
+         INSERT INTO big SELECT seq, REPEAT('x', 100) FROM seq_1_to_300000;",
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let db = attached(&server.url("t", "?pool_max_size=4"), "my").await;
+    let (rows, ended) = crash_mid_scan(&db, "SELECT id, pad FROM my.big", || server.crash()).await;
+    let error = ended.expect_err("a scan cut short by a crash must fail");
+    assert!(rows < 300_000, "{rows} rows");
+    assert!(error.contains("'my'"), "{error}");
+    server.start_again();
+    assert_eq!(
+        common::query(&db, "SELECT count(*) FROM my.big").await,
+        [["300000"]],
+        "the first query after the restart"
+    );
+
+    let load = {
+        let db = db.clone();
+        tokio::spawn(async move {
+            common::answer(
+                &db,
+                "INSERT INTO my.target SELECT value AS id, repeat('y', 100) AS pad \
+                 FROM generate_series(1, 2000000)",
+            )
+            .await
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!load.is_finished(), "the load ended before the crash");
+    server.crash();
+    let loaded = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load ended within 60 s of the crash")
+        .unwrap();
+    let error = loaded.expect_err("a load cut short by a crash must fail");
+    assert!(error.contains("'my'"), "{error}");
+    server.start_again();
+    assert_eq!(
+        common::query(&db, "SELECT count(*) FROM my.target").await,
+        [["0"]],
+        "a crashed load left rows"
+    );
+}
+
+/// Issue 17, part 7: 32 concurrent queries on a pool of 4 (a throwaway
+/// server) all answer, and afterwards no connection is lent out and the
+/// server sees no more than the pool's connections, none of them busy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thirty_two_concurrent_queries_give_every_connection_back() {
+    let server = crate::throwaway::Postgres::start();
+    let admin = server.client().await;
+    admin
+        .batch_execute(
+            "CREATE TABLE big AS SELECT g AS id, g % 97 AS k FROM generate_series(1, 200000) g",
+        )
+        .await
+        .unwrap();
+    let db = attached(
+        &server.url("?pool_max_size=4&application_name=moltres_32"),
+        "pg",
+    )
+    .await;
+    let queries = (1..=32).map(|i| {
+        let db = db.clone();
+        tokio::spawn(async move {
+            let sql = format!(
+                "SELECT count(*), sum(b.id) FROM pg.public.big b JOIN \
+                 (SELECT column1 AS k FROM (VALUES ({}), ({}))) v ON b.k = v.k",
+                i % 97,
+                (i * 7) % 97
+            );
+            common::answer(&db, &sql).await
+        })
+    });
+    let answers = futures::future::join_all(queries).await;
+    for (i, answer) in answers.into_iter().enumerate() {
+        let rows = answer
+            .unwrap()
+            .unwrap_or_else(|e| panic!("query {}: {e}", i + 1));
+        assert_eq!(rows.len(), 1, "query {}", i + 1);
+    }
+    let status = db.source("pg").unwrap().database().pool_status().unwrap();
+    assert_eq!(status.in_use, 0, "{status:?}");
+    assert!(status.size <= 4, "{status:?}");
+    let busy = admin
+        .query_one(
+            "SELECT count(*), count(*) FILTER (WHERE state <> 'idle') FROM pg_stat_activity \
+             WHERE application_name = 'moltres_32'",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (open, active): (i64, i64) = (busy.get(0), busy.get(1));
+    assert!(
+        open <= 4 && active == 0,
+        "{open} connections, {active} busy"
+    );
+}
+
+/// Issue 17, part 6: the shell's `-q` keeps the libraries' own warnings
+/// (deadpool's "Connection error" for each pooled connection of a server
+/// that went away) off stderr; without it they show. The statement after
+/// the server came back answers either way.
+#[test]
+fn quiet_keeps_the_pools_warnings_off_stderr() {
+    let server = crate::throwaway::Postgres::start();
+    let status = std::process::Command::new("psql")
+        .args([&server.url(""), "-qc", "CREATE TABLE t AS SELECT 1 AS id"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let shared = common::postgres_url();
+    for quiet in [false, true] {
+        let script = format!(
+            "ATTACH '{}' AS pg; ATTACH '{shared}' AS s; SELECT count(*) FROM pg.public.t; \
+             SELECT * FROM postgres_query('s', 'SELECT pg_sleep(4)::text AS z'); \
+             SELECT count(*) AS after FROM pg.public.t;",
+            server.url("")
+        );
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_moltres"));
+        command.current_dir(common::root());
+        for (key, _) in std::env::vars() {
+            if key.starts_with("MOLTRES_") || key == "RUST_LOG" {
+                command.env_remove(key);
+            }
+        }
+        if quiet {
+            command.arg("-q");
+        }
+        let child = command
+            .args(["-c", &script])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_secs(2));
+        server.crash();
+        server.start_again();
+        let out = child.wait_with_output().unwrap();
+        let (stdout, stderr) = (
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+        );
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(stdout.contains("after\n1"), "{stdout}");
+        if quiet {
+            assert!(!stderr.contains("deadpool"), "-q: {stderr}");
+        } else {
+            assert!(stderr.contains("deadpool"), "without -q: {stderr}");
+        }
+    }
+}
