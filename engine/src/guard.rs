@@ -44,6 +44,14 @@ pub fn check_depth(sql: &str) -> Result<()> {
              CREATE TABLE ... AS"
         )));
     }
+    let items = widest_select(&tokens);
+    if items > MAX_SELECT_ITEMS {
+        return Err(Error::Statement(format!(
+            "SELECT list of {items} items; at most {MAX_SELECT_ITEMS} are allowed, since \
+             DataFusion's planner takes time quadratic in their number (5,000 plan in a few \
+             seconds, 200,000 would take hours). Select fewer columns, or `*`"
+        )));
+    }
     let depth = estimated_depth(&tokens);
     if depth > MAX_DEPTH {
         return Err(Error::Statement(format!(
@@ -61,6 +69,65 @@ pub fn check_depth(sql: &str) -> Result<()> {
 /// or 2,000 UNION branches, overflowed an 8 MiB stack in an unoptimized
 /// build.
 pub const MAX_RELATIONS: usize = 500;
+
+/// Most items in one SELECT list. DataFusion 55's SQL planner compares
+/// each select item's name with every earlier one's (and resolves each
+/// column by a linear search), so planning time grows with the square of
+/// the list: 20,000 constants plan in 48 s in an unoptimized build, and a
+/// list of 200,000 would not finish for hours (no timeout can interrupt
+/// planning, which is synchronous).
+pub const MAX_SELECT_ITEMS: usize = 20_000;
+
+/// The items of the longest SELECT list (commas at its level, plus one).
+fn widest_select(tokens: &[Token]) -> usize {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    // Per parenthesis level: the items of the SELECT list being read.
+    let mut lists: Vec<Option<usize>> = vec![None];
+    let mut widest = 0;
+    for token in tokens {
+        match token {
+            Token::LParen => {
+                lists.push(None);
+                continue;
+            }
+            Token::RParen if lists.len() > 1 => {
+                lists.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let list = lists.last_mut().expect("the bottom level stays");
+        match token {
+            Token::Comma => {
+                if let Some(items) = list {
+                    *items += 1;
+                    widest = widest.max(*items);
+                }
+            }
+            Token::Word(word) => match word.keyword {
+                Keyword::SELECT => {
+                    *list = Some(1);
+                    widest = widest.max(1);
+                }
+                Keyword::FROM
+                | Keyword::WHERE
+                | Keyword::GROUP
+                | Keyword::HAVING
+                | Keyword::ORDER
+                | Keyword::LIMIT
+                | Keyword::WINDOW
+                | Keyword::QUALIFY
+                | Keyword::UNION
+                | Keyword::INTERSECT
+                | Keyword::EXCEPT
+                | Keyword::INTO => *list = None,
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+    widest
+}
 
 /// SELECT, JOIN, UNION/INTERSECT/EXCEPT and commas between the tables of a
 /// FROM clause, counted over the whole statement.
@@ -252,6 +319,30 @@ mod tests {
 
     fn depth(sql: &str) -> usize {
         estimated_depth(&tokens(sql))
+    }
+
+    #[test]
+    fn select_lists_are_counted_at_their_own_level() {
+        let widest = |sql: &str| widest_select(&tokens(sql));
+        assert_eq!(widest("SELECT 1"), 1);
+        assert_eq!(
+            widest("SELECT a, f(b, c), (SELECT x, y FROM u) FROM t WHERE d IN (1, 2, 3)"),
+            3
+        );
+        assert_eq!(
+            widest("SELECT a FROM t GROUP BY a, b, c, d ORDER BY a, b"),
+            1
+        );
+        assert_eq!(widest("SELECT a, b UNION ALL SELECT c, d, e"), 3);
+        let wide = format!(
+            "SELECT {}",
+            (0..MAX_SELECT_ITEMS + 1)
+                .map(|i| format!("{i} AS c{i}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let error = check_depth(&wide).unwrap_err().to_string();
+        assert!(error.contains("SELECT list of 20001 items"), "{error}");
     }
 
     fn relations(sql: &str) -> usize {
