@@ -728,5 +728,78 @@ async fn create_table_as_is_all_or_nothing() {
         );
         query(&t.db, &format!("DROP TABLE {target}")).await;
     }
+
+    // 3. The shell times out a MySQL CREATE TABLE AS and exits at once: it
+    // waits for the filling table's drop (an outsider found it left behind).
+    let script = format!(
+        "ATTACH '{}' AS pg; ATTACH '{}' AS my; SET moltres.query_timeout = '2s'; \
+         CREATE TABLE my.copied AS SELECT n FROM pg.{schema}.slow",
+        urls[0], urls[1]
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_moltres"))
+        .current_dir(common::root())
+        .args(["-q", "-c", &script])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("timed out"), "{stderr}");
+    let left = tables_like(&mut t, "moltres_ctas_%").await;
+    assert!(left.is_empty(), "the shell exited leaving {left:?}");
+    t.finish().await;
+}
+
+/// MySQL's CREATE TABLE AS, found by an outsider: a row failing late in a
+/// long fill used to hang for ever (the DROP of the filling table, sent on
+/// another connection, waited for the fill's own open transaction), and
+/// the cleanup of leftovers dropped any table named like a filling table.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mysql_create_table_as_fails_late_without_hanging_or_dropping_lookalikes() {
+    use mysql_async::prelude::Queryable;
+    let lookalike = format!(
+        "{}00000000",
+        moltres_connectors::mysql::filling_prefix("k1")
+    );
+    let mut t = Databases::new(
+        "ctas_late",
+        "",
+        &format!("CREATE TABLE {lookalike} (precious INT); INSERT INTO {lookalike} VALUES (42);"),
+        "",
+    )
+    .await;
+    assert_eq!(
+        query(&t.db, "CREATE TABLE my.k1 AS SELECT 1 AS a").await,
+        [["1"]]
+    );
+    let kept: Option<i32> =
+        t.my.query_first(format!("SELECT precious FROM {lookalike}"))
+            .await
+            .unwrap();
+    assert_eq!(
+        kept,
+        Some(42),
+        "a user's table named like a filling table was dropped"
+    );
+    let started = std::time::Instant::now();
+    let sql = "CREATE TABLE my.late AS SELECT value AS id, CAST(CASE WHEN value = 150000 \
+               THEN 'x' ELSE CAST(value AS VARCHAR) END AS INT) AS v \
+               FROM generate_series(1, 200000)";
+    let error = tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        common::answer(&t.db, sql),
+    )
+    .await
+    .expect("a CREATE TABLE AS failing late answers")
+    .unwrap_err();
+    assert!(error.contains("'x'") || error.contains("cast"), "{error}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    let mut left = tables_like(&mut t, "moltres_ctas_%").await;
+    left.retain(|name| !name.ends_with(&lookalike));
+    assert!(left.is_empty(), "{left:?}");
+    assert!(tables_like(&mut t, "late").await.is_empty());
     t.finish().await;
 }

@@ -159,6 +159,13 @@ pub fn parse_duration(text: &str) -> std::result::Result<std::time::Duration, St
             longest.as_secs() / 3600
         ));
     }
+    // A positive duration too short to represent would read as zero, which
+    // means "none" for timeouts: refused rather than turned off.
+    if seconds > 0.0 && seconds < 0.001 {
+        return Err(format!(
+            "'{text}' is shorter than the shortest duration allowed (1ms)"
+        ));
+    }
     Ok(std::time::Duration::from_secs_f64(seconds))
 }
 

@@ -44,6 +44,14 @@ pub fn check_depth(sql: &str) -> Result<()> {
              CREATE TABLE ... AS"
         )));
     }
+    let nesting = deepest_nesting(&tokens);
+    if nesting > MAX_NESTING {
+        return Err(Error::Statement(format!(
+            "parentheses or brackets nested {nesting} deep; at most {MAX_NESTING} are allowed \
+             (the SQL parser gives up at about 50 levels, and for nested CAST and ARRAY it \
+             takes time exponential in the depth before it does)"
+        )));
+    }
     let items = widest_select(&tokens);
     if items > MAX_SELECT_ITEMS {
         return Err(Error::Statement(format!(
@@ -69,6 +77,28 @@ pub fn check_depth(sql: &str) -> Result<()> {
 /// or 2,000 UNION branches, overflowed an 8 MiB stack in an unoptimized
 /// build.
 pub const MAX_RELATIONS: usize = 500;
+
+/// Most parentheses and brackets open at once. sqlparser's recursion
+/// limit (50 by default) refuses deeper nesting anyway, but for `CAST(`,
+/// `TRY_CAST(` and `ARRAY[` nested about 48 deep it backtracks for minutes
+/// before it does (found by an outsider's attack: 100% CPU, no timeout
+/// can interrupt the synchronous parser).
+pub const MAX_NESTING: usize = 40;
+
+fn deepest_nesting(tokens: &[Token]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    for token in tokens {
+        match token {
+            Token::LParen | Token::LBracket => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            Token::RParen | Token::RBracket => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    deepest
+}
 
 /// Most items in one SELECT list. DataFusion 55's SQL planner compares
 /// each select item's name with every earlier one's (and resolves each
@@ -374,6 +404,11 @@ mod tests {
         assert!(check_depth(&sum).is_err());
         assert!(check_depth(&format!("SELECT * FROM t WHERE {}", chain("OR", 900))).is_ok());
         assert!(check_depth(&format!("SELECT * FROM t WHERE {}", chain("OR", 1100))).is_err());
+        // Nested CASTs made the parser backtrack for minutes at 48.
+        let casts = format!("SELECT {}1{}", "CAST(".repeat(48), " AS BIGINT)".repeat(48));
+        let error = check_depth(&casts).unwrap_err().to_string();
+        assert!(error.contains("nested 48 deep; at most 40"), "{error}");
+        assert!(check_depth(&format!("SELECT {}1{}", "(".repeat(40), ")".repeat(40))).is_ok());
         // Strings and comments are tokens of their own, not operators.
         assert_eq!(depth(&format!("SELECT '{}'", "+".repeat(5000))), 0);
     }

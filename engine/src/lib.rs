@@ -34,6 +34,7 @@ pub mod logging;
 pub mod observe;
 mod operations;
 mod plan_metrics;
+mod precedence;
 mod session;
 mod sources;
 pub mod statements;
@@ -56,6 +57,10 @@ pub use transaction::Transaction;
 
 pub use datafusion;
 pub use moltres_connectors as connectors;
+/// Waits (at most a given time) for background cleanups of cancelled
+/// statements (a half-filled MySQL `CREATE TABLE ... AS` table) to finish:
+/// call it before a process exits.
+pub use moltres_connectors::remote::cleanups_done;
 pub use moltres_connectors::secrets;
 
 /// The README's Rust examples, compiled by `cargo test --doc`.

@@ -431,7 +431,10 @@ impl Moltres {
         let parsed = state
             .sql_to_statement(sql, &dialect)
             .map_err(Error::from)
-            .and_then(|statement| Ok((crate::ddl::plan(self, &statement)?, statement)));
+            .and_then(|mut statement| {
+                crate::precedence::repair(&mut statement);
+                Ok((crate::ddl::plan(self, &statement)?, statement))
+            });
         let (ddl, statement) = match parsed {
             Ok(parsed) => parsed,
             Err(e) => {

@@ -71,7 +71,13 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(moltres_sql::run(args));
+    let code = runtime.block_on(async {
+        let code = moltres_sql::run(args).await;
+        // A statement cancelled by its timeout or Ctrl-C may have left a
+        // cleanup running (dropping a half-filled table): let it finish.
+        moltres::cleanups_done(std::time::Duration::from_secs(20)).await;
+        code
+    });
     // Queries cancelled by Ctrl-C or a closed pipe may leave tasks behind.
     runtime.shutdown_background();
     std::process::ExitCode::from(code as u8)

@@ -462,25 +462,52 @@ pub fn filling_prefix(table: &str) -> String {
     format!("moltres_ctas_{hash:016x}_")
 }
 
+/// The comment a filling table carries until it is renamed: leftovers are
+/// dropped only when they carry it (and are named as fillings are), never
+/// a user's table that merely looks like one.
+const FILLING_COMMENT: &str = "moltres: CREATE TABLE AS in progress";
+
+/// Whether `name` is a filling table's name for `prefix`: the prefix, then
+/// eight lower-case hex digits (compared case-sensitively: MySQL's LIKE is
+/// not).
+fn is_filling_name(name: &str, prefix: &str) -> bool {
+    name.strip_prefix(prefix).is_some_and(|attempt| {
+        attempt.len() == 8
+            && attempt
+                .bytes()
+                .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// Drops the filling table of a `CREATE TABLE ... AS` whose future was
 /// dropped (a query timeout, Ctrl-C) before it finished, on a connection
-/// of its own.
+/// of its own, counted in [`crate::remote::cleanups`] while it runs (the
+/// shell waits for them before it exits).
 struct DropFilling {
-    pool: Option<Pool>,
+    opts: Option<mysql_async::Opts>,
     drop: String,
 }
 
 impl Drop for DropFilling {
     fn drop(&mut self) {
-        let Some(pool) = self.pool.take() else {
+        let Some(opts) = self.opts.take() else {
             return;
         };
         let drop = std::mem::take(&mut self.drop);
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let cleanup = crate::remote::Cleanup::start();
             runtime.spawn(async move {
-                if let Ok(mut conn) = pool.get_conn().await {
-                    let _ = conn.query_drop(drop).await;
-                }
+                let _cleanup = cleanup;
+                let work = async {
+                    // A fresh connection: the abandoned one may still hold
+                    // the filling table's lock until the server sees it go.
+                    if let Ok(mut conn) = Conn::new(opts).await {
+                        let _ = conn.query_drop("SET SESSION lock_wait_timeout = 10").await;
+                        let _ = conn.query_drop(drop).await;
+                        let _ = conn.disconnect().await;
+                    }
+                };
+                let _ = tokio::time::timeout(Duration::from_secs(15), work).await;
             });
         }
     }
@@ -488,9 +515,10 @@ impl Drop for DropFilling {
 
 /// Creates `` `database`.`table` `` with `columns` and fills it with `data`:
 /// MySQL commits DDL, so the rows go into a table under a temporary name
-/// ([`filling_prefix`]) in one transaction, and only a full table is
-/// renamed to `table` (`RENAME TABLE` is atomic). Leftovers of earlier
-/// attempts at the same table are dropped first.
+/// ([`filling_prefix`], marked by a comment) in one transaction, and only
+/// a full table is renamed to `table` (`RENAME TABLE` is atomic).
+/// Leftovers of earlier attempts at the same table (named and marked as
+/// fillings) are dropped first.
 pub async fn create_and_insert(
     pool: &Pool,
     source: &str,
@@ -504,17 +532,20 @@ pub async fn create_and_insert(
     let prefix = filling_prefix(table);
     let mut conn = connect(pool, source, settings).await?;
     const LEFTOVERS: &str = "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
-                             WHERE table_schema = ? AND table_name LIKE ?";
+                             WHERE table_schema = ? AND table_name LIKE ? AND table_comment = ?";
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
     let leftovers: Vec<String> = conn
-        .exec(LEFTOVERS, (database, pattern))
+        .exec(LEFTOVERS, (database, pattern, FILLING_COMMENT))
         .await
         .map_err(|e| remote_error(source, e, Some(LEFTOVERS)))?;
-    for leftover in leftovers {
+    for leftover in leftovers
+        .iter()
+        .filter(|name| is_filling_name(name, &prefix))
+    {
         let drop = format!(
             "DROP TABLE IF EXISTS {}.{}",
             quote(database),
-            quote(&leftover)
+            quote(leftover)
         );
         conn.query_drop(&drop)
             .await
@@ -533,7 +564,7 @@ pub async fn create_and_insert(
     };
     let filling = format!("{prefix}{attempt:08x}");
     let create = format!(
-        "CREATE TABLE {}.{} ({})",
+        "CREATE TABLE {}.{} ({}) COMMENT = '{FILLING_COMMENT}'",
         quote(database),
         quote(&filling),
         columns.join(", ")
@@ -541,14 +572,14 @@ pub async fn create_and_insert(
     conn.query_drop(&create)
         .await
         .map_err(|e| remote_error(source, e, Some(&create)))?;
-    let drop = format!(
+    let drop_sql = format!(
         "DROP TABLE IF EXISTS {}.{}",
         quote(database),
         quote(&filling)
     );
     let mut guard = DropFilling {
-        pool: Some(pool.clone()),
-        drop: drop.clone(),
+        opts: settings.opts.clone(),
+        drop: drop_sql.clone(),
     };
     let filled = async {
         // The new table's columns as Moltres reads them: the rows are
@@ -574,11 +605,29 @@ pub async fn create_and_insert(
             data,
             crate::remote::WriteMode::Append,
         )
-        .await?;
+        .await;
+        let written = match written {
+            Ok(written) => written,
+            Err(e) => {
+                // Rolled back now, on this connection: its open transaction
+                // holds the table's metadata lock, which a DROP from any
+                // other connection would wait for (a day, by default).
+                let _ = transaction.rollback().await;
+                return Err(e);
+            }
+        };
         transaction
             .commit()
             .await
             .map_err(|e| remote_error(source, e, Some("COMMIT")))?;
+        let unmark = format!(
+            "ALTER TABLE {}.{} COMMENT = ''",
+            quote(database),
+            quote(&filling)
+        );
+        conn.query_drop(&unmark)
+            .await
+            .map_err(|e| remote_error(source, e, Some(&unmark)))?;
         let rename = format!(
             "RENAME TABLE {0}.{1} TO {0}.{2}",
             quote(database),
@@ -592,12 +641,23 @@ pub async fn create_and_insert(
     }
     .await;
     if filled.is_err() {
-        // Dropped now rather than by the guard, so the error is the end.
-        if let Ok(mut conn) = connect(pool, source, settings).await {
-            let _ = conn.query_drop(&drop).await;
+        // Dropped now, so that the error is the end of it: on the same
+        // connection when it still works, else on a new one, bounded.
+        let here = tokio::time::timeout(Duration::from_secs(15), conn.query_drop(&drop_sql)).await;
+        if !matches!(here, Ok(Ok(()))) {
+            drop(conn);
+            let elsewhere = async {
+                let mut other = connect(pool, source, settings).await?;
+                let _ = other.query_drop("SET SESSION lock_wait_timeout = 10").await;
+                other
+                    .query_drop(&drop_sql)
+                    .await
+                    .map_err(|e| remote_error(source, e, Some(&drop_sql)))
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(15), elsewhere).await;
         }
     }
-    guard.pool = None;
+    guard.opts = None;
     filled
 }
 

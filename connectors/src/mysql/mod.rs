@@ -30,6 +30,7 @@ use datafusion::sql::unparser::dialect::Dialect;
 use mysql_async::Pool;
 use mysql_async::prelude::Queryable;
 
+pub use connection::filling_prefix;
 pub use dialect::{MysqlDialect, MysqlPushdown, MysqlWriter};
 
 use crate::remote::{

@@ -134,6 +134,41 @@ pub fn pool_size_option(value: &str) -> Result<usize> {
 /// overflow.
 pub const LONGEST_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
 
+static CLEANUPS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// A cleanup running in the background (dropping the half-filled table of
+/// a cancelled `CREATE TABLE ... AS`), counted while it lives.
+#[derive(Debug)]
+pub struct Cleanup(());
+
+impl Cleanup {
+    /// Counts a cleanup until the value is dropped.
+    pub fn start() -> Self {
+        CLEANUPS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Cleanup(())
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        CLEANUPS.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// Waits until no background cleanup runs, at most `limit`; whether none
+/// does. A process about to exit (the shell) calls it so that a cancelled
+/// statement's cleanup is not cut off.
+pub async fn cleanups_done(limit: std::time::Duration) -> bool {
+    let start = std::time::Instant::now();
+    while CLEANUPS.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+        if start.elapsed() >= limit {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    true
+}
+
 /// A duration as a person reads it: `3 s`, `0.5 s`, `1.25 s`.
 pub fn format_seconds(d: std::time::Duration) -> String {
     let s = format!("{:.3}", d.as_secs_f64());
