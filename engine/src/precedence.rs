@@ -5,16 +5,19 @@
 //! SQL (PostgreSQL, the standard: `IS` binds tighter than `NOT`, `AND` and
 //! `OR`), but sqlparser parses the right side with the lowest precedence
 //! and builds `a IS DISTINCT FROM (b AND c)`: a different answer, or a type
-//! error. Parentheses the user wrote stay (they are `Expr::Nested`), so the
-//! right side is re-associated only where the parser took too much.
+//! error; `NOT a IS DISTINCT FROM b AND c` and `c AND a IS DISTINCT FROM b OR
+//! d` go wrong the same way. Each chain of `AND`, `OR`, `NOT` and `IS [NOT]
+//! DISTINCT FROM` is flattened back into the order it was written (which
+//! the parser keeps) and rebuilt by precedence climbing. Parentheses the
+//! user wrote stay (they are `Expr::Nested`, an operand).
 
 use std::ops::ControlFlow;
 
 use datafusion::sql::parser::{CopyToSource, Statement as DFStatement};
 use datafusion::sql::sqlparser::ast::{BinaryOperator, Expr, visit_expressions_mut};
 
-/// Re-associates `IS [NOT] DISTINCT FROM` over `AND`, `OR` and `XOR` in
-/// `statement` (see the module).
+/// Rebuilds chains of `AND`, `OR`, `NOT` and `IS [NOT] DISTINCT FROM` in
+/// `statement` with standard precedence (see the module).
 pub fn repair(statement: &mut DFStatement) {
     match statement {
         DFStatement::Statement(inner) => {
@@ -30,48 +33,139 @@ pub fn repair(statement: &mut DFStatement) {
     }
 }
 
-fn logical(op: &BinaryOperator) -> bool {
+/// One piece of a chain of `AND`, `OR`, `NOT` and `IS [NOT] DISTINCT FROM`
+/// in the order the user wrote it.
+enum Piece {
+    Operand(Box<Expr>),
+    Not,
+    And,
+    Or,
+    Distinct { not: bool },
+}
+
+impl Piece {
+    /// Binding power as an infix operator (PostgreSQL's order: `IS` over
+    /// `NOT` over `AND` over `OR`).
+    fn infix(&self) -> Option<u8> {
+        match self {
+            Piece::Or => Some(1),
+            Piece::And => Some(2),
+            Piece::Distinct { .. } => Some(4),
+            Piece::Operand(_) | Piece::Not => None,
+        }
+    }
+}
+
+/// The power `NOT` binds its operand with: over `AND`, under `IS`.
+const NOT_POWER: u8 = 3;
+
+/// Whether `expr` is a link of such a chain (parentheses the user wrote
+/// are `Expr::Nested`, an operand).
+fn link(expr: &Expr) -> bool {
     matches!(
-        op,
-        BinaryOperator::And | BinaryOperator::Or | BinaryOperator::Xor
+        expr,
+        Expr::BinaryOp {
+            op: BinaryOperator::And | BinaryOperator::Or,
+            ..
+        } | Expr::UnaryOp {
+            op: datafusion::sql::sqlparser::ast::UnaryOperator::Not,
+            ..
+        } | Expr::IsDistinctFrom(..)
+            | Expr::IsNotDistinctFrom(..)
     )
 }
 
-fn repair_expr(expr: &mut Expr) -> ControlFlow<()> {
-    let (Expr::IsDistinctFrom(_, right) | Expr::IsNotDistinctFrom(_, right)) = expr else {
-        return ControlFlow::Continue(());
+/// The pieces of the chain rooted at `expr`, in written order (the parser
+/// keeps that order whatever it nests wrong).
+fn flatten(expr: Expr, out: &mut Vec<Piece>) {
+    use datafusion::sql::sqlparser::ast::UnaryOperator;
+    match expr {
+        Expr::BinaryOp { left, op, right }
+            if matches!(op, BinaryOperator::And | BinaryOperator::Or) =>
+        {
+            flatten(*left, out);
+            out.push(if op == BinaryOperator::And {
+                Piece::And
+            } else {
+                Piece::Or
+            });
+            flatten(*right, out);
+        }
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => {
+            out.push(Piece::Not);
+            flatten(*expr, out);
+        }
+        Expr::IsDistinctFrom(left, right) => {
+            flatten(*left, out);
+            out.push(Piece::Distinct { not: false });
+            flatten(*right, out);
+        }
+        Expr::IsNotDistinctFrom(left, right) => {
+            flatten(*left, out);
+            out.push(Piece::Distinct { not: true });
+            flatten(*right, out);
+        }
+        other => out.push(Piece::Operand(Box::new(other))),
+    }
+}
+
+/// Precedence climbing over `pieces`: the expression whose operators all
+/// bind tighter than `min`.
+fn climb(pieces: &mut std::iter::Peekable<std::vec::IntoIter<Piece>>, min: u8) -> Expr {
+    use datafusion::sql::sqlparser::ast::UnaryOperator;
+    let mut left = match pieces.next() {
+        Some(Piece::Operand(e)) => *e,
+        Some(Piece::Not) => Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr: Box::new(climb(pieces, NOT_POWER)),
+        },
+        // Not produced by flatten from a parsed tree.
+        _ => Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
     };
-    if !matches!(right.as_ref(), Expr::BinaryOp { op, .. } if logical(op)) {
+    while let Some(power) = pieces.peek().and_then(Piece::infix) {
+        if power <= min {
+            break;
+        }
+        let op = pieces.next().expect("peeked");
+        let right = climb(pieces, power);
+        left = match op {
+            Piece::And => Expr::BinaryOp {
+                left: Box::new(left),
+                op: BinaryOperator::And,
+                right: Box::new(right),
+            },
+            Piece::Or => Expr::BinaryOp {
+                left: Box::new(left),
+                op: BinaryOperator::Or,
+                right: Box::new(right),
+            },
+            Piece::Distinct { not: false } => Expr::IsDistinctFrom(Box::new(left), Box::new(right)),
+            Piece::Distinct { not: true } => {
+                Expr::IsNotDistinctFrom(Box::new(left), Box::new(right))
+            }
+            Piece::Operand(_) | Piece::Not => unreachable!("not infix"),
+        };
+    }
+    left
+}
+
+/// Rebuilds the chain rooted at `expr` with the right precedence (a chain
+/// without `IS [NOT] DISTINCT FROM` comes back as the parser built it).
+fn repair_expr(expr: &mut Expr) -> ControlFlow<()> {
+    if !link(expr) {
         return ControlFlow::Continue(());
     }
-    let not = matches!(expr, Expr::IsNotDistinctFrom(..));
     let taken = std::mem::replace(
         expr,
         Expr::value(datafusion::sql::sqlparser::ast::Value::Null),
     );
-    let (Expr::IsDistinctFrom(left, right) | Expr::IsNotDistinctFrom(left, right)) = taken else {
-        unreachable!("matched above");
-    };
-    *expr = attach(*left, *right, not);
+    let mut pieces = Vec::new();
+    flatten(taken, &mut pieces);
+    *expr = climb(&mut pieces.into_iter().peekable(), 0);
     ControlFlow::Continue(())
-}
-
-/// `left IS [NOT] DISTINCT FROM` the leftmost operand of `right`'s chain of
-/// logical operators, the rest of the chain around it.
-fn attach(left: Expr, right: Expr, not: bool) -> Expr {
-    match right {
-        Expr::BinaryOp {
-            left: first,
-            op,
-            right: rest,
-        } if logical(&op) => Expr::BinaryOp {
-            left: Box::new(attach(left, *first, not)),
-            op,
-            right: rest,
-        },
-        operand if not => Expr::IsNotDistinctFrom(Box::new(left), Box::new(operand)),
-        operand => Expr::IsDistinctFrom(Box::new(left), Box::new(operand)),
-    }
 }
 
 #[cfg(test)]

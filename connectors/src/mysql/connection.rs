@@ -503,7 +503,11 @@ impl Drop for DropFilling {
                     // the filling table's lock until the server sees it go.
                     if let Ok(mut conn) = Conn::new(opts).await {
                         let _ = conn.query_drop("SET SESSION lock_wait_timeout = 10").await;
-                        let _ = conn.query_drop(drop).await;
+                        let _ = conn.query_drop(&drop).await;
+                        // A CREATE still running on the abandoned
+                        // connection may land after the first DROP.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                        let _ = conn.query_drop(&drop).await;
                         let _ = conn.disconnect().await;
                     }
                 };
@@ -531,21 +535,25 @@ pub async fn create_and_insert(
     let quote = |s: &str| format!("`{}`", s.replace('`', "``"));
     let prefix = filling_prefix(table);
     let mut conn = connect(pool, source, settings).await?;
-    const LEFTOVERS: &str = "SELECT CAST(table_name AS CHAR) FROM information_schema.tables \
-                             WHERE table_schema = ? AND table_name LIKE ? AND table_comment = ?";
+    const LEFTOVERS: &str = "SELECT CAST(table_name AS CHAR), CAST(table_comment AS CHAR) \
+                             FROM information_schema.tables \
+                             WHERE table_schema = ? AND table_name LIKE ?";
     let pattern = format!("{}%", prefix.replace('_', "\\_"));
-    let leftovers: Vec<String> = conn
-        .exec(LEFTOVERS, (database, pattern, FILLING_COMMENT))
+    let leftovers: Vec<(String, Option<String>)> = conn
+        .exec(LEFTOVERS, (database, pattern))
         .await
         .map_err(|e| remote_error(source, e, Some(LEFTOVERS)))?;
-    for leftover in leftovers
-        .iter()
-        .filter(|name| is_filling_name(name, &prefix))
-    {
+    // Name and comment compared here, exactly: MySQL's collations ignore
+    // case and trailing spaces.
+    let leftovers = leftovers.into_iter().filter_map(|(name, comment)| {
+        (is_filling_name(&name, &prefix) && comment.as_deref() == Some(FILLING_COMMENT))
+            .then_some(name)
+    });
+    for leftover in leftovers {
         let drop = format!(
             "DROP TABLE IF EXISTS {}.{}",
             quote(database),
-            quote(leftover)
+            quote(&leftover)
         );
         conn.query_drop(&drop)
             .await
@@ -569,9 +577,8 @@ pub async fn create_and_insert(
         quote(&filling),
         columns.join(", ")
     );
-    conn.query_drop(&create)
-        .await
-        .map_err(|e| remote_error(source, e, Some(&create)))?;
+    // Armed before the CREATE is sent: a timeout while it runs must drop
+    // the table too (an outsider's 10 ms timeouts left it).
     let drop_sql = format!(
         "DROP TABLE IF EXISTS {}.{}",
         quote(database),
@@ -581,6 +588,10 @@ pub async fn create_and_insert(
         opts: settings.opts.clone(),
         drop: drop_sql.clone(),
     };
+    if let Err(e) = conn.query_drop(&create).await {
+        guard.opts = None;
+        return Err(remote_error(source, e, Some(&create)));
+    }
     let filled = async {
         // The new table's columns as Moltres reads them: the rows are
         // converted to those types (nanoseconds to DATETIME(6)'s micros).
