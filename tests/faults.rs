@@ -403,6 +403,29 @@ async fn crash_mid_scan(
     (rows, ended)
 }
 
+/// Starts a 2 M-row `INSERT INTO table`, runs `crash` 1.5 s into it, and
+/// returns the load's error (a load cut short by a crash must fail).
+async fn crash_mid_load(db: &moltres::Moltres, table: &str, crash: impl FnOnce()) -> String {
+    let load = {
+        let db = db.clone();
+        let sql = format!(
+            "INSERT INTO {table} SELECT value AS id, repeat('y', 100) AS pad \
+             FROM generate_series(1, 2000000)"
+        );
+        tokio::spawn(async move { common::answer(&db, &sql).await })
+    };
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if load.is_finished() {
+        panic!("the load ended before the crash: {:?}", load.await.unwrap());
+    }
+    crash();
+    let loaded = tokio::time::timeout(Duration::from_secs(60), load)
+        .await
+        .expect("the load ended within 60 s of the crash")
+        .unwrap();
+    loaded.expect_err("a load cut short by a crash must fail")
+}
+
 /// Issue 17, part 7: a throwaway PostgreSQL server crashed (`pg_ctl stop -m
 /// immediate`) in the middle of a scan and in the middle of a load. The
 /// scan ends with an error naming the source, never a short answer; the
@@ -434,27 +457,7 @@ async fn a_postgres_server_crashed_mid_scan_and_mid_load() {
     );
 
     // A load of 2 M rows, crashed after a second.
-    let load = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            common::answer(
-                &db,
-                "INSERT INTO pg.public.target SELECT value AS id, repeat('y', 100) AS pad \
-                 FROM generate_series(1, 2000000)",
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    if load.is_finished() {
-        panic!("the load ended before the crash: {:?}", load.await.unwrap());
-    }
-    server.crash();
-    let loaded = tokio::time::timeout(Duration::from_secs(60), load)
-        .await
-        .expect("the load ended within 60 s of the crash")
-        .unwrap();
-    let error = loaded.expect_err("a load cut short by a crash must fail");
+    let error = crash_mid_load(&db, "pg.public.target", || server.crash()).await;
     assert!(error.contains("'pg'"), "{error}");
     server.start_again();
     assert_eq!(
@@ -499,25 +502,8 @@ async fn a_mariadb_server_killed_mid_scan_and_mid_load() {
         "the first query after the restart"
     );
 
-    let load = {
-        let db = db.clone();
-        tokio::spawn(async move {
-            common::answer(
-                &db,
-                "INSERT INTO my.target SELECT value AS id, repeat('y', 100) AS pad \
-                 FROM generate_series(1, 2000000)",
-            )
-            .await
-        })
-    };
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    assert!(!load.is_finished(), "the load ended before the crash");
-    server.crash();
-    let loaded = tokio::time::timeout(Duration::from_secs(60), load)
-        .await
-        .expect("the load ended within 60 s of the crash")
-        .unwrap();
-    let error = loaded.expect_err("a load cut short by a crash must fail");
+    // A load of 2 M rows, crashed after a second.
+    let error = crash_mid_load(&db, "my.target", || server.crash()).await;
     assert!(error.contains("'my'"), "{error}");
     server.start_again();
     assert_eq!(

@@ -50,15 +50,13 @@ impl FileFormatFactory for CheckedParquetFormatFactory {
         state: &dyn Session,
         format_options: &HashMap<String, String>,
     ) -> Result<Arc<dyn FileFormat>> {
-        Ok(Arc::new(CheckedParquetFormat {
-            inner: self.inner.create(state, format_options)?,
-        }))
+        Ok(Arc::new(CheckedParquetFormat::new(
+            self.inner.create(state, format_options)?,
+        )))
     }
 
     fn default(&self) -> Arc<dyn FileFormat> {
-        Arc::new(CheckedParquetFormat {
-            inner: self.inner.default(),
-        })
+        Arc::new(CheckedParquetFormat::new(self.inner.default()))
     }
 }
 
@@ -66,6 +64,45 @@ impl FileFormatFactory for CheckedParquetFormatFactory {
 /// metadata is read.
 pub struct CheckedParquetFormat {
     inner: Arc<dyn FileFormat>,
+    /// Files whose footers passed (by location, size and change time):
+    /// planning asks for a file's schema, then its statistics, and each
+    /// check reads the footer.
+    checked: std::sync::Mutex<std::collections::HashSet<(String, u64, i64)>>,
+}
+
+impl CheckedParquetFormat {
+    fn new(inner: Arc<dyn FileFormat>) -> Self {
+        Self {
+            inner,
+            checked: Default::default(),
+        }
+    }
+
+    /// [`check_footer`], once per version of a file.
+    async fn check(&self, store: &Arc<dyn ObjectStore>, object: &ObjectMeta) -> Result<()> {
+        let key = (
+            object.location.to_string(),
+            object.size,
+            object
+                .last_modified
+                .timestamp_nanos_opt()
+                .unwrap_or_default(),
+        );
+        if self
+            .checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&key)
+        {
+            return Ok(());
+        }
+        check_footer(store, object).await?;
+        self.checked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key);
+        Ok(())
+    }
 }
 
 impl fmt::Debug for CheckedParquetFormat {
@@ -160,7 +197,7 @@ impl FileFormat for CheckedParquetFormat {
         objects: &[ObjectMeta],
     ) -> Result<SchemaRef> {
         for object in objects {
-            check_footer(store, object).await?;
+            self.check(store, object).await?;
         }
         self.inner.infer_schema(state, store, objects).await
     }
@@ -172,7 +209,7 @@ impl FileFormat for CheckedParquetFormat {
         table_schema: SchemaRef,
         object: &ObjectMeta,
     ) -> Result<Statistics> {
-        check_footer(store, object).await?;
+        self.check(store, object).await?;
         self.inner
             .infer_stats(state, store, table_schema, object)
             .await
@@ -185,7 +222,7 @@ impl FileFormat for CheckedParquetFormat {
         table_schema: SchemaRef,
         object: &ObjectMeta,
     ) -> Result<Option<LexOrdering>> {
-        check_footer(store, object).await?;
+        self.check(store, object).await?;
         self.inner
             .infer_ordering(state, store, table_schema, object)
             .await
@@ -198,7 +235,7 @@ impl FileFormat for CheckedParquetFormat {
         table_schema: SchemaRef,
         object: &ObjectMeta,
     ) -> Result<FileMeta> {
-        check_footer(store, object).await?;
+        self.check(store, object).await?;
         self.inner
             .infer_stats_and_ordering(state, store, table_schema, object)
             .await

@@ -517,6 +517,13 @@ impl Drop for DropFilling {
     }
 }
 
+/// Runs one statement on `conn`, its SQL in the error.
+async fn run_on(conn: &mut Conn, source: &str, sql: &str) -> Result<()> {
+    conn.query_drop(sql)
+        .await
+        .map_err(|e| remote_error(source, e, Some(sql)))
+}
+
 /// Creates `` `database`.`table` `` with `columns` and fills it with `data`:
 /// MySQL commits DDL, so the rows go into a table under a temporary name
 /// ([`filling_prefix`], marked by a comment) in one transaction, and only
@@ -555,9 +562,7 @@ pub async fn create_and_insert(
             quote(database),
             quote(&leftover)
         );
-        conn.query_drop(&drop)
-            .await
-            .map_err(|e| remote_error(source, e, Some(&drop)))?;
+        run_on(&mut conn, source, &drop).await?;
     }
     let attempt = {
         use std::hash::{BuildHasher, Hasher};
@@ -636,18 +641,14 @@ pub async fn create_and_insert(
             quote(database),
             quote(&filling)
         );
-        conn.query_drop(&unmark)
-            .await
-            .map_err(|e| remote_error(source, e, Some(&unmark)))?;
+        run_on(&mut conn, source, &unmark).await?;
         let rename = format!(
             "RENAME TABLE {0}.{1} TO {0}.{2}",
             quote(database),
             quote(&filling),
             quote(table)
         );
-        conn.query_drop(&rename)
-            .await
-            .map_err(|e| remote_error(source, e, Some(&rename)))?;
+        run_on(&mut conn, source, &rename).await?;
         Ok::<_, DataFusionError>(written)
     }
     .await;
