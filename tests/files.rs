@@ -29,7 +29,6 @@ async fn an_unterminated_quote_is_an_error_not_fewer_rows() {
     std::fs::write(&bad, "id,name\n1,\"Lisbon\n2,Porto\n3,Faro\n").unwrap();
     for sql in [
         format!("SELECT * FROM '{}'", bad.display()),
-        // Only read values are checked: `count(*)`, which reads none, is not.
         format!("SELECT count(name) FROM '{}'", bad.display()),
         format!(
             "SELECT * FROM read_csv('{}', 'skip_bad_rows=true')",
@@ -42,6 +41,75 @@ async fn an_unterminated_quote_is_an_error_not_fewer_rows() {
                 && error.contains("column 'name' holds a line break")
                 && error.contains("unterminated quote"),
             "{sql}: {error}"
+        );
+    }
+    // Queries that do not read the folded column find it in the bytes.
+    for sql in [
+        format!("SELECT count(*) FROM '{}'", bad.display()),
+        format!("SELECT id FROM '{}'", bad.display()),
+        format!(
+            "SELECT count(*) FROM read_csv('{}', 'skip_bad_rows=true')",
+            bad.display()
+        ),
+    ] {
+        let error = common::error(&db, &sql).await;
+        assert!(
+            error.contains(&format!("CSV file '{}': a quoted value", bad.display()))
+                && error.contains("a quoted value starting on line 2 spans lines")
+                && error.contains("unterminated quote"),
+            "{sql}: {error}"
+        );
+    }
+    // The same in a file read in parallel byte ranges and in a gzip file:
+    // 300,000 rows whose quoted values hold delimiters and doubled quotes,
+    // and a fold two thirds of the way in.
+    let mut good = String::from("id,name,city\n");
+    for i in 0..300_000 {
+        good.push_str(&format!("{i},\"name, \"\"{i}\"\"\",Lisbon\n"));
+    }
+    let big_good = dir.path().join("big_good.csv");
+    std::fs::write(&big_good, &good).unwrap();
+    let cut = good.len() * 2 / 3;
+    let cut = cut + good[cut..].find('\n').unwrap() + 1;
+    let folded = format!("{}0,\"unterminated,Lisbon\n{}", &good[..cut], &good[cut..]);
+    let big_bad = dir.path().join("big_bad.csv");
+    std::fs::write(&big_bad, &folded).unwrap();
+    let gz_bad = dir.path().join("big_bad.csv.gz");
+    let gzip = std::process::Command::new("gzip")
+        .arg("-k")
+        .arg(&big_bad)
+        .status()
+        .expect("gzip runs");
+    assert!(gzip.success() && gz_bad.exists());
+    common::query(
+        &db,
+        "SET datafusion.optimizer.repartition_file_min_size = 1024",
+    )
+    .await;
+    assert_eq!(
+        common::query(
+            &db,
+            &format!("SELECT count(*) FROM '{}'", big_good.display())
+        )
+        .await,
+        [["300000"]]
+    );
+    let plan = common::query(
+        &db,
+        &format!("EXPLAIN SELECT count(*) FROM '{}'", big_bad.display()),
+    )
+    .await;
+    assert!(
+        format!("{plan:?}").contains("big_bad.csv:0.."),
+        "not read in byte ranges: {plan:?}"
+    );
+    for file in [&big_bad, &gz_bad] {
+        let error =
+            common::error(&db, &format!("SELECT count(id) FROM '{}'", file.display())).await;
+        assert!(
+            error.contains("spans lines: an unterminated quote"),
+            "{}: {error}",
+            file.display()
         );
     }
     let multi = dir.path().join("multi.csv");

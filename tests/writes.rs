@@ -746,6 +746,38 @@ async fn create_table_as_is_all_or_nothing() {
     assert!(stderr.contains("timed out"), "{stderr}");
     let left = tables_like(&mut t, "moltres_ctas_%").await;
     assert!(left.is_empty(), "the shell exited leaving {left:?}");
+
+    // 4. Ctrl-C (SIGINT) stops a `-c` script mid-fill: the statement is
+    // rolled back, the filling table dropped before the shell exits, 130.
+    let script = format!(
+        "ATTACH '{}' AS pg; ATTACH '{}' AS my; \
+         CREATE TABLE my.copied AS SELECT n FROM pg.{schema}.slow",
+        urls[0], urls[1]
+    );
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_moltres"))
+        .current_dir(common::root())
+        .args(["-q", "-c", &script])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("moltres runs");
+    tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+    assert!(
+        !tables_like(&mut t, "moltres_ctas_%").await.is_empty(),
+        "the filling table is there before Ctrl-C"
+    );
+    let interrupted = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(interrupted.success());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left = tables_like(&mut t, "%copied%").await;
+    assert!(left.is_empty(), "Ctrl-C left {left:?}");
+    assert!(tables_like(&mut t, "moltres_ctas_%").await.is_empty());
     t.finish().await;
 }
 

@@ -52,6 +52,21 @@ pub fn check_depth(sql: &str) -> Result<()> {
              takes time exponential in the depth before it does)"
         )));
     }
+    let (conditionals, subqueries) = deepest_costly_nesting(&tokens);
+    if conditionals > MAX_CONDITIONAL_NESTING {
+        return Err(Error::Statement(format!(
+            "coalesce, ifnull, nvl or nullif nested {conditionals} deep; at most \
+             {MAX_CONDITIONAL_NESTING} are allowed (DataFusion's planner takes time exponential \
+             in their depth). coalesce(a, b, c) takes any number of arguments"
+        )));
+    }
+    if subqueries > MAX_SUBQUERY_NESTING {
+        return Err(Error::Statement(format!(
+            "subqueries nested {subqueries} deep; at most {MAX_SUBQUERY_NESTING} are allowed \
+             (DataFusion's planner takes time exponential in their depth). Stage inner parts \
+             with WITH or CREATE TABLE ... AS"
+        )));
+    }
     let items = widest_select(&tokens);
     if items > MAX_SELECT_ITEMS {
         return Err(Error::Statement(format!(
@@ -106,6 +121,69 @@ fn deepest_nesting(tokens: &[Token]) -> usize {
         }
     }
     deepest
+}
+
+/// Most calls of coalesce, ifnull, nvl, nvl2 and nullif nested in one
+/// another. DataFusion 55 plans each one's arguments more than once, so
+/// planning time doubles with each level (found by an outsider's attack:
+/// 18 levels took 10 s, and the synchronous planner cannot be timed out).
+pub const MAX_CONDITIONAL_NESTING: usize = 12;
+
+/// Most subqueries nested in one another (`(SELECT ... (SELECT ...))`):
+/// planning time grows exponentially with the depth of nested scalar
+/// subqueries under CAST (an outsider's 15 levels took 7 s).
+pub const MAX_SUBQUERY_NESTING: usize = 12;
+
+/// The deepest nesting of conditional functions ([`MAX_CONDITIONAL_NESTING`])
+/// and of subqueries ([`MAX_SUBQUERY_NESTING`]).
+fn deepest_costly_nesting(tokens: &[Token]) -> (usize, usize) {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    #[derive(Clone, Copy, PartialEq)]
+    enum Open {
+        Conditional,
+        Plain,
+    }
+    // What each open parenthesis is; a plain one becomes a subquery when
+    // SELECT (or WITH, VALUES) follows it.
+    let mut open: Vec<(Open, bool)> = Vec::new();
+    let (mut conditionals, mut subqueries) = (0usize, 0usize);
+    let mut previous: Option<&Token> = None;
+    for token in tokens.iter().filter(|t| !matches!(t, Token::Whitespace(_))) {
+        match token {
+            Token::LParen => {
+                let kind = match previous {
+                    Some(Token::Word(word))
+                        if ["coalesce", "ifnull", "nvl", "nvl2", "nullif"]
+                            .iter()
+                            .any(|f| word.value.eq_ignore_ascii_case(f)) =>
+                    {
+                        Open::Conditional
+                    }
+                    _ => Open::Plain,
+                };
+                open.push((kind, false));
+                let depth = open.iter().filter(|(k, _)| *k == Open::Conditional).count();
+                conditionals = conditionals.max(depth);
+            }
+            Token::RParen => {
+                open.pop();
+            }
+            Token::Word(word)
+                if matches!(
+                    word.keyword,
+                    Keyword::SELECT | Keyword::WITH | Keyword::VALUES
+                ) && matches!(previous, Some(Token::LParen)) =>
+            {
+                if let Some(last) = open.last_mut() {
+                    last.1 = true;
+                }
+                subqueries = subqueries.max(open.iter().filter(|(_, sub)| *sub).count());
+            }
+            _ => {}
+        }
+        previous = Some(token);
+    }
+    (conditionals, subqueries)
 }
 
 /// Most items in one SELECT list. DataFusion 55's SQL planner compares
@@ -425,6 +503,41 @@ mod tests {
         assert!(check_depth(&cases).is_err());
         // Strings and comments are tokens of their own, not operators.
         assert_eq!(depth(&format!("SELECT '{}'", "+".repeat(5000))), 0);
+    }
+
+    #[test]
+    fn conditionals_and_subqueries_are_counted_by_their_own_nesting() {
+        let nested = |f: &str, n: usize| {
+            format!(
+                "SELECT {}1{} FROM t",
+                format!("{f}(a, ").repeat(n),
+                ")".repeat(n)
+            )
+        };
+        let costly = |sql: &str| deepest_costly_nesting(&tokens(sql));
+        assert_eq!(costly(&nested("coalesce", 5)), (5, 0));
+        assert_eq!(costly(&nested("IFNULL", 3)), (3, 0));
+        // Other functions and parentheses do not count.
+        assert_eq!(costly(&nested("abs", 30)), (0, 0));
+        assert_eq!(costly("SELECT coalesce(a, (b + 1), abs(c)) FROM t"), (1, 0));
+        let error = check_depth(&nested("nvl", 18)).unwrap_err().to_string();
+        assert!(error.contains("nested 18 deep; at most 12"), "{error}");
+        assert!(check_depth(&nested("coalesce", 12)).is_ok());
+        let subqueries = |n: usize| {
+            format!(
+                "SELECT {}1{}",
+                "CAST((SELECT ".repeat(n),
+                ") AS INT)".repeat(n)
+            )
+        };
+        assert_eq!(costly(&subqueries(4)), (0, 4));
+        assert_eq!(
+            costly("SELECT (SELECT 1), (SELECT 2) FROM (SELECT 3) t WHERE a IN (SELECT 4)"),
+            (0, 1)
+        );
+        let error = check_depth(&subqueries(15)).unwrap_err().to_string();
+        assert!(error.contains("subqueries nested 15 deep"), "{error}");
+        assert!(check_depth(&subqueries(12)).is_ok());
     }
 
     #[test]

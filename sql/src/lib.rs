@@ -3,7 +3,9 @@
 //! The contract programs rely on: in csv, tsv, json and ndjson formats stdout
 //! carries only results (csv/tsv with a header row); messages, timings and
 //! errors go to stderr; the exit status is 0, or 1 when a statement fails
-//! (the script stops there), 2 for bad flags.
+//! (the script stops there), 2 for bad flags, 130 when Ctrl-C (SIGINT)
+//! stopped a script (`-c`, `-f` or piped input) after its statement was
+//! rolled back.
 
 pub mod args;
 pub mod print;
@@ -40,6 +42,9 @@ async fn session(args: &Args) -> Result<Moltres, String> {
     }
     builder.build().await.map_err(|e| e.to_string())
 }
+
+/// The exit status of a script stopped by Ctrl-C (128 + SIGINT).
+pub const INTERRUPTED: i32 = 130;
 
 /// Runs the shell; returns the process exit status.
 pub async fn run(args: Args) -> i32 {
@@ -92,7 +97,17 @@ pub async fn run(args: Args) -> i32 {
                 return 1;
             }
         };
-        match shell.run_text(&text).await {
+        // Ctrl-C stops the script: the running statement is dropped, which
+        // rolls back its writes and starts their cleanups (a half-filled
+        // MySQL table is dropped), and the caller waits for those.
+        let outcome = tokio::select! {
+            outcome = shell.run_text(&text) => outcome,
+            _ = tokio::signal::ctrl_c() => {
+                eprintln!("Error: interrupted");
+                return INTERRUPTED;
+            }
+        };
+        match outcome {
             Ok(Outcome::Continue) => {}
             Ok(Outcome::Quit) => return 0,
             Err(failed) => {

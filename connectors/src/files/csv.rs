@@ -54,6 +54,7 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{GetOptions, ObjectMeta, ObjectStore};
 
+use super::line_check::LineBreakCheckStore;
 use super::record_filter::RecordFilterStore;
 
 /// The option (in `OPTIONS (...)`, `read_csv(..., skip_bad_rows => true)` or a
@@ -270,13 +271,14 @@ impl FileFormat for CheckedCsvFormat {
         // DataFusion's CSV reader ignores null_regex (it only uses it for
         // inference), so null strings are rewritten to empty fields, which
         // Arrow reads as NULL, on the same path that skips bad rows.
+        let options = Arc::new(config_csv_options(&self.options, state));
         let rewrite = (self.skip_bad_rows || self.options.null_regex.is_some()).then(|| {
             let log = state
                 .config()
                 .get_extension::<SkippedRows>()
                 .unwrap_or_default();
             RecordRewrite {
-                options: Arc::new(config_csv_options(&self.options, state)),
+                options: Arc::clone(&options),
                 skip_bad_rows: self.skip_bad_rows,
                 log,
             }
@@ -284,6 +286,7 @@ impl FileFormat for CheckedCsvFormat {
         let source = CheckedCsvSource {
             inner: Arc::clone(&config.file_source),
             rewrite,
+            options,
             newlines_in_values: self
                 .options
                 .newlines_in_values
@@ -377,6 +380,8 @@ pub struct CheckedCsvSource {
     /// Whether values may hold line breaks (`newlines_in_values`); when
     /// not, a value that does is an error (see [`line_break`]).
     newlines_in_values: bool,
+    /// The options the file is read with (for [`LineBreakCheckStore`]).
+    options: Arc<CsvOptions>,
 }
 
 impl fmt::Debug for CheckedCsvSource {
@@ -389,11 +394,40 @@ impl fmt::Debug for CheckedCsvSource {
 }
 
 impl CheckedCsvSource {
+    /// Whether line breaks are allowed in values or every string column is
+    /// read (and checked by [`line_break`]); otherwise a value spanning lines
+    /// in a column left unread must be found in the bytes.
+    fn reads_every_string_column(&self) -> bool {
+        if self.newlines_in_values {
+            return true;
+        }
+        let Some(projection) = self.inner.projection() else {
+            return true;
+        };
+        let read = projection.column_indices();
+        self.inner
+            .table_schema()
+            .file_schema()
+            .fields()
+            .iter()
+            .enumerate()
+            .all(|(i, field)| {
+                read.contains(&i)
+                    || !matches!(
+                        field.data_type(),
+                        datafusion::arrow::datatypes::DataType::Utf8
+                            | datafusion::arrow::datatypes::DataType::LargeUtf8
+                            | datafusion::arrow::datatypes::DataType::Utf8View
+                    )
+            })
+    }
+
     fn wrap(&self, inner: Arc<dyn FileSource>) -> Arc<dyn FileSource> {
         Arc::new(Self {
             inner,
             rewrite: self.rewrite.clone(),
             newlines_in_values: self.newlines_in_values,
+            options: Arc::clone(&self.options),
         })
     }
 }
@@ -407,15 +441,44 @@ impl FileSource for CheckedCsvSource {
     ) -> Result<Arc<dyn FileOpener>> {
         let display_prefix = display_prefix(base_config);
         let inner = match &self.rewrite {
-            None => {
+            None if self.reads_every_string_column() => {
                 self.inner
                     .create_file_opener(Arc::clone(&object_store), base_config, partition)?
             }
-            Some(rewrite) => {
-                // The filter hands DataFusion decompressed, rewritten bytes.
-                let filtered: Arc<dyn ObjectStore> = Arc::new(RecordFilterStore {
+            None => {
+                // A line break in a column this scan does not read is found
+                // in the bytes (the check hands them on decompressed).
+                let checked: Arc<dyn ObjectStore> = Arc::new(LineBreakCheckStore {
                     inner: Arc::clone(&object_store),
                     compression: base_config.file_compression_type,
+                    options: Arc::clone(&self.options),
+                    display_prefix: display_prefix.clone(),
+                });
+                let mut config = base_config.clone();
+                config.file_compression_type = FileCompressionType::UNCOMPRESSED;
+                self.inner.create_file_opener(checked, &config, partition)?
+            }
+            Some(rewrite) => {
+                // The filter hands DataFusion decompressed, rewritten bytes,
+                // checked for line breaks when a column is not read.
+                let source: Arc<dyn ObjectStore> = if self.reads_every_string_column() {
+                    Arc::clone(&object_store)
+                } else {
+                    Arc::new(LineBreakCheckStore {
+                        inner: Arc::clone(&object_store),
+                        compression: base_config.file_compression_type,
+                        options: Arc::clone(&self.options),
+                        display_prefix: display_prefix.clone(),
+                    })
+                };
+                let compression = if self.reads_every_string_column() {
+                    base_config.file_compression_type
+                } else {
+                    FileCompressionType::UNCOMPRESSED
+                };
+                let filtered: Arc<dyn ObjectStore> = Arc::new(RecordFilterStore {
+                    inner: source,
+                    compression,
                     file_schema: Some(Arc::clone(self.inner.table_schema().file_schema())),
                     options: Arc::clone(&rewrite.options),
                     skip_bad_rows: rewrite.skip_bad_rows,
@@ -698,6 +761,13 @@ async fn count_lines_before(
 /// and from the start of the byte range read.
 fn name_error(name: &str, lines_before: usize, error: DataFusionError) -> DataFusionError {
     let message = error.strip_backtrace();
+    // The byte-level checks (LineBreakCheckStore) already name the file;
+    // Arrow and the object store wrap their message in their own prefixes.
+    const CHECKED: &str = "Generic csv error: Execution error: CSV file '";
+    if let Some(at) = message.find(CHECKED) {
+        let start = at + CHECKED.len() - "CSV file '".len();
+        return DataFusionError::Execution(message[start..].to_string());
+    }
     let message = message.strip_prefix("Arrow error: ").unwrap_or(&message);
     let message = message.strip_prefix("Parser error: ").unwrap_or(message);
     let message = message

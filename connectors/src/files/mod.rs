@@ -10,6 +10,7 @@
 
 mod csv;
 mod directory;
+mod line_check;
 mod object_stores;
 mod parquet;
 mod record_filter;

@@ -47,7 +47,7 @@ impl fmt::Display for RecordFilterStore {
     }
 }
 
-fn read_only_error() -> object_store::Error {
+pub(super) fn read_only_error() -> object_store::Error {
     object_store::Error::NotImplemented {
         operation: "write through the CSV bad-row filter".into(),
         implementer: "RecordFilterStore".into(),
@@ -130,11 +130,31 @@ impl ObjectStore for RecordFilterStore {
     }
 }
 
-fn to_store_error(e: DataFusionError) -> object_store::Error {
+pub(super) fn to_store_error(e: DataFusionError) -> object_store::Error {
     object_store::Error::Generic {
         store: "csv",
         source: Box::new(e),
     }
+}
+
+/// A `csv_core` reader that splits records as DataFusion's reader does
+/// with `options`.
+pub(super) fn csv_core_reader(options: &CsvOptions) -> csv_core::Reader {
+    let mut builder = csv_core::ReaderBuilder::new();
+    builder.delimiter(options.delimiter).quote(options.quote);
+    if let Some(escape) = options.escape {
+        builder.escape(Some(escape));
+    }
+    if let Some(comment) = options.comment {
+        builder.comment(Some(comment));
+    }
+    if let Some(terminator) = options.terminator {
+        builder.terminator(csv_core::Terminator::Any(terminator));
+    }
+    if let Some(double_quote) = options.double_quote {
+        builder.double_quote(double_quote);
+    }
+    builder.build()
 }
 
 /// Maps a byte stream through `f`, which is called once per chunk and once
@@ -196,20 +216,6 @@ impl RecordFilter {
         rewrite_nulls: bool,
         log: Arc<SkippedRows>,
     ) -> Result<Self> {
-        let mut builder = csv_core::ReaderBuilder::new();
-        builder.delimiter(options.delimiter).quote(options.quote);
-        if let Some(escape) = options.escape {
-            builder.escape(Some(escape));
-        }
-        if let Some(comment) = options.comment {
-            builder.comment(Some(comment));
-        }
-        if let Some(terminator) = options.terminator {
-            builder.terminator(csv_core::Terminator::Any(terminator));
-        }
-        if let Some(double_quote) = options.double_quote {
-            builder.double_quote(double_quote);
-        }
         let null_regex = options
             .null_regex
             .as_deref()
@@ -219,7 +225,7 @@ impl RecordFilter {
             .filter(|_| rewrite_nulls);
         Ok(Self {
             name,
-            reader: builder.build(),
+            reader: csv_core_reader(options),
             expected_fields: schema.as_ref().map(|s| s.fields().len()),
             schema,
             delimiter: options.delimiter,
