@@ -1791,3 +1791,37 @@ async fn uncorrelated_subqueries_are_federated() {
     );
     f.finish().await;
 }
+
+/// Issue 18, part 1: a table never analyzed (`reltuples` is -1) still gives
+/// its size: counted up to 100,000 rows, past that the rows per page of the
+/// rows counted times the table's pages; a view gives none (reading it may
+/// cost anything).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_never_analyzed_are_counted() {
+    let f = Fixture::new(
+        "CREATE TABLE small WITH (autovacuum_enabled = false) AS
+           SELECT g AS id FROM generate_series(1, 37) g;
+         CREATE TABLE big WITH (autovacuum_enabled = false) AS
+           SELECT g AS id, repeat('x', g % 50) AS pad FROM generate_series(1, 300000) g;
+         CREATE VIEW everything AS SELECT * FROM big;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    let rows = |explained: &str| -> Option<u64> {
+        let scan = explained.lines().find(|l| l.contains("RemoteScanExec"))?;
+        let at = scan.find("Rows=Inexact(")? + "Rows=Inexact(".len();
+        scan[at..at + scan[at..].find(')')?].parse().ok()
+    };
+    let small = f.explain("SELECT id FROM pg.$S.small").await;
+    assert_eq!(rows(&small), Some(37), "{small}");
+    let big = f.explain("SELECT id FROM pg.$S.big").await;
+    let estimate = rows(&big).unwrap_or_else(|| panic!("no estimate: {big}"));
+    assert!(
+        (255_000..=345_000).contains(&estimate),
+        "300,000 rows estimated as {estimate}"
+    );
+    let view = f.explain("SELECT id FROM pg.$S.everything").await;
+    assert_eq!(rows(&view), None, "{view}");
+    f.finish().await;
+}

@@ -476,3 +476,112 @@ async fn estimates_come_from_sqlite_stat1() {
         "{explained}"
     );
 }
+
+/// Issue 18, part 1: a file never `ANALYZE`d still gives its tables' sizes
+/// (join order and hash-table sides depend on them): counted up to 100,000
+/// rows, past that `max(rowid)`; a WITHOUT ROWID table past the bound gives
+/// the bound, and a view (which may be anything but cheap) none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tables_never_analyzed_are_counted() {
+    let f = Fixture::new(
+        "CREATE TABLE small (id INTEGER PRIMARY KEY, name TEXT);
+         CREATE TABLE big (id INTEGER PRIMARY KEY, v INT);
+         CREATE TABLE keyed (k TEXT PRIMARY KEY, v INT) WITHOUT ROWID;
+         CREATE VIEW everything AS SELECT * FROM big;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 250000)
+         INSERT INTO big SELECT i, i % 7 FROM n;
+         INSERT INTO small SELECT id, 'n' || id FROM big WHERE id <= 37;
+         INSERT INTO keyed SELECT 'k' || id, v FROM big WHERE id <= 120000;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    for (sql, rows) in [
+        ("SELECT id FROM lite.small", Some(37)),
+        ("SELECT id FROM lite.big", Some(250_000)),
+        ("SELECT k FROM lite.keyed", Some(100_001)),
+        ("SELECT id FROM lite.everything", None),
+    ] {
+        let explained = f.explain(sql).await;
+        let scan = explained
+            .lines()
+            .find(|l| l.contains("RemoteScanExec"))
+            .unwrap_or_default()
+            .to_string();
+        match rows {
+            Some(rows) => assert!(
+                scan.contains(&format!("Rows=Inexact({rows})")),
+                "{sql}: {explained}"
+            ),
+            None => assert!(scan.contains("Rows=Absent"), "{sql}: {explained}"),
+        }
+    }
+}
+
+/// Issue 18, part 2 (TPC-H Q7's shape): a condition over two small tables
+/// joined to different sides (`(n1 = 'FRANCE' AND n2 = 'GERMANY') OR (n1 =
+/// 'GERMANY' AND n2 = 'FRANCE')`) no longer keeps the second from meeting
+/// its table first: each nation table joins its own table in SQLite,
+/// filtered by the condition each implies (`n_name = 'FRANCE' OR n_name =
+/// 'GERMANY'`), and the condition itself is applied once both have met the
+/// local table. The answer is the one computed locally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_or_of_two_tables_conditions_does_not_hold_back_join_order() {
+    let f = Fixture::new(
+        "CREATE TABLE nation (n_nationkey INTEGER PRIMARY KEY, n_name CHAR(25));
+         CREATE TABLE supplier (s_suppkey INTEGER PRIMARY KEY, s_nationkey INTEGER);
+         CREATE TABLE customer (c_custkey INTEGER PRIMARY KEY, c_nationkey INTEGER);
+         INSERT INTO nation VALUES (0, 'FRANCE'), (1, 'GERMANY'), (2, 'PERU'), (3, 'CHINA');
+         WITH RECURSIVE n(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM n WHERE i < 99)
+         INSERT INTO supplier SELECT i, i % 4 FROM n;
+         INSERT INTO customer SELECT s_suppkey, s_suppkey % 4 FROM supplier;",
+    )
+    .await;
+    let lines: Vec<String> = (0..1000)
+        .map(|i| format!("({}, {}, {i})", i % 100, (i * 7 + 1) % 100))
+        .collect();
+    query(
+        &f.db,
+        &format!(
+            "CREATE TABLE lineitem AS SELECT CAST(column1 AS INT) AS l_suppkey, \
+             CAST(column2 AS INT) AS l_custkey, CAST(column3 AS INT) AS v FROM (VALUES {})",
+            lines.join(", ")
+        ),
+    )
+    .await;
+    for table in ["nation", "supplier", "customer"] {
+        f.copy_locally(table, &format!("local_{table}")).await;
+    }
+    let q7 = |prefix: &str| {
+        format!(
+            "SELECT n1.n_name, n2.n_name, sum(v) FROM lineitem l \
+             JOIN {prefix}supplier s ON l.l_suppkey = s.s_suppkey \
+             JOIN {prefix}customer c ON l.l_custkey = c.c_custkey \
+             JOIN {prefix}nation n1 ON s.s_nationkey = n1.n_nationkey \
+             JOIN {prefix}nation n2 ON c.c_nationkey = n2.n_nationkey \
+             WHERE (n1.n_name = 'FRANCE' AND n2.n_name = 'GERMANY') \
+                OR (n1.n_name = 'GERMANY' AND n2.n_name = 'FRANCE') \
+             GROUP BY 1, 2 ORDER BY 1"
+        )
+    };
+    let explained = f.explain(&q7("lite.")).await;
+    let scans: Vec<&str> = explained
+        .lines()
+        .filter(|l| l.contains("RemoteScanExec"))
+        .collect();
+    assert_eq!(scans.len(), 2, "{explained}");
+    for (table, column) in [("supplier", "s_nationkey"), ("customer", "c_nationkey")] {
+        assert!(
+            scans
+                .iter()
+                .any(|scan| scan.contains(&format!("JOIN `main`.`{table}`"))
+                    && scan.contains(column)
+                    && scan.contains("'FRANCE'")
+                    && scan.contains("'GERMANY'")),
+            "{table} is joined to its nation in SQLite: {explained}"
+        );
+    }
+    let expected = f.rows(&q7("local_")).await;
+    assert_eq!(expected.len(), 2, "{expected:?}");
+    assert_eq!(f.rows(&q7("lite.")).await, expected);
+}

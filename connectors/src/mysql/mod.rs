@@ -164,18 +164,37 @@ impl RemoteDatabase for MysqlSource {
         schema::table_names(&mut self.conn().await?, &self.name, schema).await
     }
 
-    /// `information_schema.TABLES.TABLE_ROWS` (InnoDB's estimate).
+    /// `information_schema.TABLES.TABLE_ROWS` (InnoDB keeps it current as
+    /// rows change). When a base table has none or 0 (engines that keep no
+    /// count), its rows counted up to
+    /// [`COUNTED_ROWS`](crate::remote::COUNTED_ROWS).
     async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
         let mut conn = self.conn().await.ok()?;
-        conn.exec_first::<Option<u64>, _, _>(
-            "SELECT TABLE_ROWS FROM information_schema.TABLES \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
-            (schema, table),
-        )
-        .await
-        .ok()
-        .flatten()
-        .flatten()
+        let (rows, kind) = conn
+            .exec_first::<(Option<u64>, Option<String>), _, _>(
+                "SELECT TABLE_ROWS, TABLE_TYPE FROM information_schema.TABLES \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ?",
+                (schema, table),
+            )
+            .await
+            .ok()
+            .flatten()?;
+        match rows {
+            Some(rows) if rows > 0 => return Some(rows),
+            _ if kind.as_deref() != Some("BASE TABLE") => return rows,
+            _ => {}
+        }
+        let writer = self.sql_writer();
+        let name = format!(
+            "{}.{}",
+            writer.identifier(schema).ok()?,
+            writer.identifier(table).ok()?
+        );
+        let count = format!(
+            "SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {}) t",
+            crate::remote::COUNTED_ROWS + 1
+        );
+        conn.query_first::<u64, _>(count).await.ok().flatten()
     }
 
     /// The cardinality of the first column of each index

@@ -272,12 +272,17 @@ impl RemoteDatabase for PostgresSource {
     }
 
     /// `pg_class.reltuples` (kept by ANALYZE and autovacuum; -1 before the
-    /// first, since PostgreSQL 14).
+    /// first, since PostgreSQL 14). For a table never analyzed, its rows
+    /// counted up to [`COUNTED_ROWS`](crate::remote::COUNTED_ROWS); past
+    /// that, the rows per page of those rows times the table's pages.
     async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
         let client = self.pool.get().await.ok()?;
         let row = client
             .query_opt(
-                "SELECT c.reltuples::float8 FROM pg_catalog.pg_class c \
+                "SELECT c.reltuples::float8, c.relkind::text, \
+                 (pg_catalog.pg_relation_size(c.oid) \
+                  / pg_catalog.current_setting('block_size')::int8)::int8 \
+                 FROM pg_catalog.pg_class c \
                  JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
                  WHERE n.nspname = $1 AND c.relname = $2",
                 &[&schema, &table],
@@ -285,7 +290,37 @@ impl RemoteDatabase for PostgresSource {
             .await
             .ok()??;
         let rows: f64 = row.get(0);
-        (rows >= 0.0).then_some(rows as u64)
+        if rows >= 0.0 {
+            return Some(rows as u64);
+        }
+        // Views and partitioned tables are not counted: a view may be
+        // anything but cheap to read.
+        let kind: String = row.get(1);
+        if !matches!(kind.as_str(), "r" | "m") {
+            return None;
+        }
+        let pages: i64 = row.get(2);
+        let writer = self.sql_writer();
+        let name = format!(
+            "{}.{}",
+            writer.identifier(schema).ok()?,
+            writer.identifier(table).ok()?
+        );
+        let bound = crate::remote::COUNTED_ROWS;
+        // The page of the last row counted: its ctid's block number.
+        let count = format!(
+            "SELECT count(*), coalesce(max((ctid::text::point)[0]), 0)::int8 \
+             FROM (SELECT ctid FROM {name} LIMIT {}) t",
+            bound + 1
+        );
+        let row = client.query_one(&count, &[]).await.ok()?;
+        let (counted, last_page): (i64, i64) = (row.get(0), row.get(1));
+        let counted = u64::try_from(counted).ok()?;
+        if counted <= bound {
+            return Some(counted);
+        }
+        let per_page = counted as f64 / (last_page + 1) as f64;
+        Some(((per_page * pages as f64) as u64).max(counted))
     }
 
     /// `work_mem` x `hash_mem_multiplier`: what a hash aggregate holds

@@ -114,19 +114,10 @@ impl OptimizerRule for JoinSmallTablesFirst {
                 }
             })
             .collect();
-        // The columns of the other side this join reads.
+        // The columns of the other side this join's keys read.
         let mut read: HashSet<Column> = HashSet::new();
         for (_, key) in &keys {
             read.extend(key.column_refs().into_iter().cloned());
-        }
-        if let Some(filter) = &join.filter {
-            read.extend(
-                filter
-                    .column_refs()
-                    .into_iter()
-                    .filter(|c| !small.schema().has_column(c))
-                    .cloned(),
-            );
         }
         // Never split a join one database runs (see `JoinSameSourceFirst`).
         if single_database(&LogicalPlan::Join(other.clone())).is_some() {
@@ -155,14 +146,38 @@ impl OptimizerRule for JoinSmallTablesFirst {
         if is_small(rest) {
             return Ok(Transformed::no(plan));
         }
-        // Both joins are plain inner joins (see `plain_inner`).
-        let first = join_like(join, small, Arc::clone(target), keys, join.filter.clone())?;
+        // The join's filter: the conditions on the small table and the side
+        // it meets go down with it; the others (TPC-H Q7's `(n1.n_name = ..
+        // AND n2.n_name = ..) OR (..)` reads a table of `rest`) are applied
+        // where every table has met, on the join left on top. Both joins are
+        // plain inner joins (see `plain_inner`), where a condition may be
+        // applied anywhere above its columns' tables.
+        let (mut local, mut upper) = (Vec::new(), Vec::new());
+        for condition in join
+            .filter
+            .clone()
+            .map(split_conjunction_owned)
+            .unwrap_or_default()
+        {
+            let below = condition
+                .column_refs()
+                .iter()
+                .all(|c| small.schema().has_column(c) || target.schema().has_column(c));
+            if below {
+                local.push(condition);
+            } else {
+                upper.push(condition);
+            }
+        }
+        upper.extend(other.filter.clone());
+        let conjunction = datafusion::logical_expr::utils::conjunction;
+        let first = join_like(join, small, Arc::clone(target), keys, conjunction(local))?;
         let moved = join_like(
             other,
             Arc::new(first),
             Arc::clone(rest),
             inner_keys,
-            other.filter.clone(),
+            conjunction(upper),
         )?;
         Ok(Transformed::yes(in_columns_of(join, moved)?))
     }

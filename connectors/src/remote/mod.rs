@@ -225,6 +225,13 @@ pub fn acquire_timeouts(source: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// Most rows counted to estimate the size of a table its database keeps no
+/// statistics for (a PostgreSQL table never analyzed, a SQLite file never
+/// `ANALYZE`d): the count stops there, reading at most this many rows, and
+/// the estimate past it is extrapolated (PostgreSQL: from the pages those
+/// rows took and the table's size; SQLite: `max(rowid)`).
+pub const COUNTED_ROWS: u64 = 100_000;
+
 /// A database reachable over SQL.
 #[async_trait]
 pub trait RemoteDatabase: Debug + Send + Sync + 'static {
@@ -328,8 +335,10 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     }
 
     /// About how many rows `schema.table` holds, from the database's own
-    /// statistics (`None` when it keeps none, or on any error: this only
-    /// guides which side of a join DataFusion builds its hash table on).
+    /// statistics, or, for a table (not a view) the database keeps none for
+    /// yet (never analyzed), its rows counted up to [`COUNTED_ROWS`] and
+    /// extrapolated past them (`None` when neither is possible, or on any
+    /// error: this only guides join order and hash-table sides).
     async fn row_estimate(&self, _schema: &str, _table: &str) -> Option<u64> {
         None
     }

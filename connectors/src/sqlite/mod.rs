@@ -229,22 +229,14 @@ impl RemoteDatabase for SqliteSource {
     }
 
     /// The row count ANALYZE left in `sqlite_stat1` (the first number of
-    /// each of the table's entries); `None` before the first ANALYZE.
+    /// each of the table's entries); before the first ANALYZE, a table's
+    /// rows counted up to [`COUNTED_ROWS`](crate::remote::COUNTED_ROWS).
     async fn row_estimate(&self, schema: &str, table: &str) -> Option<u64> {
-        let sql = format!(
-            "SELECT max(CAST(stat AS INTEGER)) FROM \"{}\".sqlite_stat1 WHERE tbl = ?1",
-            schema.replace('"', "\"\"")
-        );
-        let table = table.to_string();
-        self.with_connection(move |c, _| {
-            Ok(c.query_row(&sql, [&table], |r| r.get::<_, Option<i64>>(0))
-                .ok()
-                .flatten())
-        })
-        .await
-        .ok()
-        .flatten()
-        .and_then(|n| u64::try_from(n).ok())
+        let (schema, table) = (schema.to_string(), table.to_string());
+        self.with_connection(move |c, _| Ok(schema::row_estimate(c, &schema, &table)))
+            .await
+            .ok()
+            .flatten()
     }
 
     /// From `sqlite_stat1` (kept by ANALYZE): the first column of an index

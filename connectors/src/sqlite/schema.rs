@@ -13,6 +13,58 @@ fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// See [`RemoteDatabase::row_estimate`](crate::remote::RemoteDatabase::row_estimate):
+/// `sqlite_stat1`'s count, else, for a table, a bounded count (past the
+/// bound, `max(rowid)` when larger: rowids grow by one per insert unless
+/// rows were deleted).
+pub fn row_estimate(connection: &rusqlite::Connection, schema: &str, table: &str) -> Option<u64> {
+    let stat = format!(
+        "SELECT max(CAST(stat AS INTEGER)) FROM {}.sqlite_stat1 WHERE tbl = ?1",
+        quote(schema)
+    );
+    let analyzed = connection
+        .query_row(&stat, [table], |r| r.get::<_, Option<i64>>(0))
+        .ok()
+        .flatten();
+    if let Some(rows) = analyzed {
+        return u64::try_from(rows).ok();
+    }
+    let kind = format!(
+        "SELECT type FROM {}.sqlite_schema WHERE name = ?1",
+        quote(schema)
+    );
+    let is_table = connection
+        .query_row(&kind, [table], |r| r.get::<_, String>(0))
+        .is_ok_and(|kind| kind == "table");
+    if !is_table {
+        return None;
+    }
+    let bound = crate::remote::COUNTED_ROWS;
+    let name = format!("{}.{}", quote(schema), quote(table));
+    let count = format!(
+        "SELECT count(*) FROM (SELECT 1 FROM {name} LIMIT {})",
+        bound + 1
+    );
+    let counted = u64::try_from(
+        connection
+            .query_row(&count, [], |r| r.get::<_, i64>(0))
+            .ok()?,
+    )
+    .ok()?;
+    if counted <= bound {
+        return Some(counted);
+    }
+    // A WITHOUT ROWID table has no rowid: the count is a lower bound.
+    let rowid = connection
+        .query_row(&format!("SELECT max(rowid) FROM {name}"), [], |r| {
+            r.get::<_, Option<i64>>(0)
+        })
+        .ok()
+        .flatten()
+        .and_then(|n| u64::try_from(n).ok());
+    Some(rowid.map_or(counted, |n| n.max(counted)))
+}
+
 /// `main` and the databases attached to it (not `temp`).
 pub fn schema_names(connection: &rusqlite::Connection, source: &str) -> Result<Vec<String>> {
     let sql = "SELECT name FROM pragma_database_list WHERE name <> 'temp' ORDER BY seq";
