@@ -627,6 +627,59 @@ fn hostile_input_fails_a_statement_never_the_process() {
         let script = vec!["SELECT 1 AS a"; 600].join("; ");
         assert_eq!(common::query(&db, &script).await, [["1"]]);
     });
+    // From a third outsider's attack: deep expressions under the limits
+    // overflowed a runtime worker's 2 MiB stack (evaluating 510 `<>`) and
+    // the main thread's 8 MiB (planning 999 CASEs added up): the shell plans
+    // on a 64 MiB thread and runs queries on 16 MiB workers.
+    let not_equal: Vec<String> = (2..992).map(|i| format!("x <> {i}")).collect();
+    let cases = vec!["CASE WHEN x > 0 THEN x ELSE 0 END"; 999].join(" + ");
+    for (sql, expected) in [
+        (
+            format!(
+                "SELECT count(*) FROM (VALUES (1)) v(x) WHERE {}",
+                not_equal.join(" AND ")
+            ),
+            "1",
+        ),
+        (format!("SELECT {cases} FROM (VALUES (1)) v(x)"), "999"),
+    ] {
+        let out = run(&["-c", &sql]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains(expected),
+            "{}",
+            stderr(&out)
+        );
+    }
+    // Plans that grow exponentially with a small depth are refused.
+    let betweens = format!(
+        "SELECT {}x{} FROM (VALUES (1)) v(x)",
+        "(".repeat(18),
+        " BETWEEN 0 AND 2)::INT".repeat(18)
+    );
+    let doubling: Vec<String> = (1..=12)
+        .map(|i| {
+            format!(
+                "t{i} AS (SELECT a.v FROM t{} a JOIN t{} b ON a.v = b.v)",
+                i - 1,
+                i - 1
+            )
+        })
+        .collect();
+    let doubling = format!(
+        "WITH t0 AS (SELECT 1 AS v), {} SELECT count(*) FROM t12",
+        doubling.join(", ")
+    );
+    for (sql, expected) in [
+        (betweens, "BETWEEN or IN nested 18 deep"),
+        (doubling, "about 4096 tables"),
+    ] {
+        let started = std::time::Instant::now();
+        let out = run(&["-c", &sql]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert!(stderr(&out).contains(expected), "{}", stderr(&out));
+        assert!(started.elapsed() < std::time::Duration::from_secs(10));
+    }
     for flags in [
         ["--partitions", "18446744073709551615"],
         ["--partitions", "4294967296"],

@@ -584,4 +584,124 @@ async fn an_or_of_two_tables_conditions_does_not_hold_back_join_order() {
     let expected = f.rows(&q7("local_")).await;
     assert_eq!(expected.len(), 2, "{expected:?}");
     assert_eq!(f.rows(&q7("lite.")).await, expected);
+    // Equalities are transitive: a condition on the local side of a join
+    // key reaches the remote side's query (DataFusion infers it).
+    for (condition, sent) in [
+        ("l.l_suppkey = 7", "`supplier`.`s_suppkey` = 7"),
+        ("l.l_suppkey BETWEEN 3 AND 5", "`supplier`.`s_suppkey` >= 3"),
+    ] {
+        let explained = f
+            .explain(&format!(
+                "SELECT count(*) FROM lineitem l JOIN lite.supplier s \
+                 ON s.s_suppkey = l.l_suppkey WHERE {condition}"
+            ))
+            .await;
+        assert!(explained.contains(sent), "{condition}: {explained}");
+    }
+}
+
+/// Issue 18, part 2: across a join key that casts one side (a 32-bit local
+/// key, SQLite's 64-bit INTEGER), a condition on either key is also sent to
+/// the other side's scan. Generated over every comparison, IN, NOT IN,
+/// BETWEEN, NOT BETWEEN and OR, on either side, with values at and past
+/// the 32-bit range: the counts are the ones computed here in Rust.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditions_cross_cast_join_keys_exactly() {
+    let remote: Vec<i64> = vec![
+        -3,
+        -1,
+        0,
+        1,
+        2,
+        2,
+        3,
+        5,
+        2_147_483_647,
+        5_000_000_000,
+        -5_000_000_000,
+    ];
+    let local: Vec<i64> = vec![-3, 0, 1, 2, 3, 3, 4, 2_147_483_647, -2_147_483_648];
+    let f = Fixture::new(&format!(
+        "CREATE TABLE s (k INTEGER);
+         INSERT INTO s VALUES {};",
+        remote
+            .iter()
+            .map(|v| format!("({v})"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    ))
+    .await;
+    query(
+        &f.db,
+        &format!(
+            "CREATE TABLE l AS SELECT CAST(column1 AS INT) AS k FROM (VALUES {})",
+            local
+                .iter()
+                .map(|v| format!("({v})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    )
+    .await;
+    let values: [i64; 6] = [-1, 0, 2, 3, 2_147_483_647, 5_000_000_000];
+    type Test = Box<dyn Fn(i64) -> bool>;
+    let mut conditions: Vec<(String, Test)> = Vec::new();
+    for v in values {
+        for (op, test) in [
+            ("=", Box::new(move |x: i64| x == v) as Test),
+            ("<>", Box::new(move |x: i64| x != v)),
+            ("<", Box::new(move |x: i64| x < v)),
+            ("<=", Box::new(move |x: i64| x <= v)),
+            (">", Box::new(move |x: i64| x > v)),
+            (">=", Box::new(move |x: i64| x >= v)),
+        ] {
+            conditions.push((format!("{{k}} {op} {v}"), test));
+        }
+    }
+    for (a, b) in [(0, 2), (-1, 3), (2, 5_000_000_000)] {
+        conditions.push((
+            format!("{{k}} IN ({a}, {b}, 3)"),
+            Box::new(move |x| x == a || x == b || x == 3),
+        ));
+        conditions.push((
+            format!("{{k}} NOT IN ({a}, {b})"),
+            Box::new(move |x| x != a && x != b),
+        ));
+        conditions.push((
+            format!("{{k}} BETWEEN {a} AND {b}"),
+            Box::new(move |x| a <= x && x <= b),
+        ));
+        conditions.push((
+            format!("{{k}} NOT BETWEEN {a} AND {b}"),
+            Box::new(move |x| !(a <= x && x <= b)),
+        ));
+        conditions.push((
+            format!("({{k}} = {a} OR {{k}} > {b})"),
+            Box::new(move |x| x == a || x > b),
+        ));
+    }
+    let mut checked = 0;
+    for (condition, test) in &conditions {
+        for side in ["l.k", "s.k"] {
+            let sql = format!(
+                "SELECT count(*) FROM lite.s s JOIN l ON s.k = l.k WHERE {}",
+                condition.replace("{k}", side)
+            );
+            let expected = local
+                .iter()
+                .map(|l| remote.iter().filter(|s| **s == *l && test(*l)).count())
+                .sum::<usize>();
+            assert_eq!(f.rows(&sql).await, [expected.to_string()], "{sql}");
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 2 * (36 + 15));
+    // The condition on the local key reaches SQLite.
+    let explained = f
+        .explain("SELECT count(*) FROM lite.s s JOIN l ON s.k = l.k WHERE l.k BETWEEN 1 AND 3")
+        .await;
+    assert!(
+        explained.contains("`s`.`k` <= 3") && explained.contains("`s`.`k` >= 1"),
+        "{explained}"
+    );
 }

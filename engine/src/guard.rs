@@ -52,6 +52,22 @@ pub fn check_depth(sql: &str) -> Result<()> {
              takes time exponential in the depth before it does)"
         )));
     }
+    let inlined = inlined_relations(&tokens);
+    if inlined > MAX_RELATIONS {
+        return Err(Error::Statement(format!(
+            "query reads about {inlined} tables once its WITH entries are put in place (an \
+             entry read twice by the next, and so on, doubles at each step); at most \
+             {MAX_RELATIONS} are allowed. Stage entries with CREATE TABLE ... AS"
+        )));
+    }
+    let expansion = deepest_operand_copies(&tokens);
+    if expansion > MAX_COPIED_OPERANDS {
+        return Err(Error::Statement(format!(
+            "BETWEEN or IN nested {expansion} deep in its own operand; at most \
+             {MAX_COPIED_OPERANDS} are allowed (each level copies the operand below it: \
+             `x BETWEEN a AND b` is `x >= a AND x <= b`, so the expression doubles per level)"
+        )));
+    }
     let (conditionals, subqueries) = deepest_costly_nesting(&tokens);
     if conditionals > MAX_CONDITIONAL_NESTING {
         return Err(Error::Statement(format!(
@@ -184,6 +200,123 @@ fn deepest_costly_nesting(tokens: &[Token]) -> (usize, usize) {
         previous = Some(token);
     }
     (conditionals, subqueries)
+}
+
+/// Most levels of BETWEEN or IN whose operand holds another: DataFusion
+/// rewrites `x BETWEEN a AND b` as `x >= a AND x <= b` and a short IN list
+/// as ORs, copying `x` each time, so the expression doubles per level (an
+/// outsider's 18 levels of `(x BETWEEN 0 AND 2)::INT` planned in 58 s, and
+/// a scalar subquery compared with BETWEEN, nested 8 deep, in 14.5 s).
+pub const MAX_COPIED_OPERANDS: usize = 6;
+
+/// The deepest chain of BETWEEN / IN whose operand (the parenthesized group
+/// before it, at its level) holds another: estimated from tokens, per
+/// parenthesis level, from the groups closed at that level since the last
+/// comma.
+fn deepest_operand_copies(tokens: &[Token]) -> usize {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    // Per open level: (the deepest chain among groups closed at this level
+    // since the last comma, the deepest chain anywhere in the level).
+    let mut levels: Vec<(usize, usize)> = vec![(0, 0)];
+    let mut deepest = 0;
+    for token in tokens {
+        match token {
+            Token::LParen => levels.push((0, 0)),
+            Token::RParen if levels.len() > 1 => {
+                let (_, inside) = levels.pop().expect("more than one level");
+                let level = levels.last_mut().expect("the bottom level stays");
+                level.0 = level.0.max(inside);
+                level.1 = level.1.max(inside);
+            }
+            Token::Comma => {
+                if let Some(level) = levels.last_mut() {
+                    level.0 = 0;
+                }
+            }
+            Token::Word(word) if matches!(word.keyword, Keyword::BETWEEN | Keyword::IN) => {
+                let level = levels.last_mut().expect("the bottom level stays");
+                let chain = level.0 + 1;
+                level.1 = level.1.max(chain);
+                deepest = deepest.max(chain);
+            }
+            _ => {}
+        }
+    }
+    deepest
+}
+
+/// About how many tables a statement reads once DataFusion puts each WITH
+/// entry in place of its references (it inlines them): each entry weighs
+/// the sum of the entries it names (at least one), and the statement the
+/// sum of the entries its body names. Only the statement's leading WITH.
+fn inlined_relations(tokens: &[Token]) -> usize {
+    use datafusion::sql::sqlparser::keywords::Keyword;
+    let words: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let mut at = 0;
+    while matches!(words.get(at), Some(Token::LParen)) {
+        at += 1;
+    }
+    if !matches!(words.get(at), Some(Token::Word(w)) if w.keyword == Keyword::WITH) {
+        return 0;
+    }
+    at += 1;
+    if matches!(words.get(at), Some(Token::Word(w)) if w.keyword == Keyword::RECURSIVE) {
+        return 0;
+    }
+    let mut weights: Vec<(String, usize)> = Vec::new();
+    let weigh = |body: &[&Token], weights: &[(String, usize)]| -> usize {
+        body.iter()
+            .filter_map(|t| match t {
+                Token::Word(w) => weights
+                    .iter()
+                    .find(|(name, _)| name.eq_ignore_ascii_case(&w.value))
+                    .map(|(_, weight)| *weight),
+                _ => None,
+            })
+            .fold(0usize, |sum, w| sum.saturating_add(w))
+    };
+    loop {
+        // name [ (columns) ] AS [ [NOT] MATERIALIZED ] ( body )
+        let Some(Token::Word(name)) = words.get(at) else {
+            return 0;
+        };
+        let name = name.value.clone();
+        let Some(open) = (at..words.len()).find(|i| {
+            matches!(words[*i], Token::LParen)
+                && matches!(words.get(i.wrapping_sub(1)), Some(Token::Word(w)) if w.keyword == Keyword::AS || w.keyword == Keyword::MATERIALIZED)
+        }) else {
+            return 0;
+        };
+        let mut depth = 0usize;
+        let mut close = None;
+        for (i, token) in words.iter().enumerate().skip(open) {
+            match token {
+                Token::LParen => depth += 1,
+                Token::RParen => {
+                    depth -= 1;
+                    if depth == 0 {
+                        close = Some(i);
+                        break;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let Some(close) = close else {
+            return 0;
+        };
+        let weight = weigh(&words[open + 1..close], &weights).max(1);
+        weights.push((name, weight));
+        at = close + 1;
+        if matches!(words.get(at), Some(Token::Comma)) {
+            at += 1;
+        } else {
+            return weigh(&words[at..], &weights);
+        }
+    }
 }
 
 /// Most items in one SELECT list. DataFusion 55's SQL planner compares
@@ -538,6 +671,55 @@ mod tests {
         let error = check_depth(&subqueries(15)).unwrap_err().to_string();
         assert!(error.contains("subqueries nested 15 deep"), "{error}");
         assert!(check_depth(&subqueries(12)).is_ok());
+    }
+
+    #[test]
+    fn copied_operands_and_inlined_entries_are_counted() {
+        let betweens = |n: usize| {
+            format!(
+                "SELECT {}x{} FROM (VALUES (1)) v(x)",
+                "(".repeat(n),
+                " BETWEEN 0 AND 2)::INT".repeat(n)
+            )
+        };
+        let copies = |sql: &str| deepest_operand_copies(&tokens(sql));
+        assert_eq!(copies(&betweens(3)), 3);
+        assert_eq!(
+            copies("SELECT a IN (1, 2), b BETWEEN 1 AND 2, c IN (3) FROM t"),
+            1
+        );
+        assert_eq!(
+            copies("SELECT * FROM t WHERE a IN (SELECT b FROM u WHERE c IN (1, 2))"),
+            1
+        );
+        let error = check_depth(&betweens(7)).unwrap_err().to_string();
+        assert!(error.contains("nested 7 deep"), "{error}");
+        assert!(check_depth(&betweens(6)).is_ok());
+        let inlined = |sql: &str| inlined_relations(&tokens(sql));
+        assert_eq!(inlined("SELECT 1"), 0);
+        assert_eq!(
+            inlined("WITH a AS (SELECT 1), b AS (SELECT * FROM a, a) SELECT * FROM b, a"),
+            3
+        );
+        let doubling = |n: usize| {
+            let entries: Vec<String> = (1..=n)
+                .map(|i| {
+                    format!(
+                        "t{i} AS (SELECT x.v FROM t{} x JOIN t{} y ON x.v = y.v)",
+                        i - 1,
+                        i - 1
+                    )
+                })
+                .collect();
+            format!(
+                "WITH t0 AS (SELECT 1 AS v), {} SELECT count(*) FROM t{n}",
+                entries.join(", ")
+            )
+        };
+        assert_eq!(inlined(&doubling(5)), 32);
+        let error = check_depth(&doubling(12)).unwrap_err().to_string();
+        assert!(error.contains("about 4096 tables"), "{error}");
+        assert!(check_depth(&doubling(8)).is_ok());
     }
 
     #[test]

@@ -23,8 +23,8 @@ use moltres_connectors::files::{
 use moltres_connectors::mysql::MysqlKind;
 use moltres_connectors::postgres::PostgresKind;
 use moltres_connectors::remote::{
-    FederatingQueryPlanner, JoinSameSourceFirst, JoinSmallTablesFirst, PushSemiJoinDown,
-    RemoteSources, RemoteTopK, ScalarSubqueryAsWindow, WriteMode,
+    FederatingQueryPlanner, ImplyThroughCastKeys, JoinSameSourceFirst, JoinSmallTablesFirst,
+    PushSemiJoinDown, RemoteSources, RemoteTopK, ScalarSubqueryAsWindow, WriteMode,
 };
 use moltres_connectors::source::{AttachRequest, FilesKind, SourceKind};
 use moltres_connectors::sqlite::SqliteKind;
@@ -288,6 +288,7 @@ impl Moltres {
             .with_runtime_env(runtime)
             .with_default_features()
             .with_physical_optimizer_rules(physical_rules)
+            .with_optimizer_rule(Arc::new(ImplyThroughCastKeys))
             .with_optimizer_rule(Arc::new(ScalarSubqueryAsWindow))
             .with_optimizer_rule(Arc::new(PushSemiJoinDown))
             .with_optimizer_rule(Arc::new(JoinSameSourceFirst))

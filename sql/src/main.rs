@@ -2,6 +2,12 @@
 
 use clap::Parser;
 
+/// The stack of the thread that reads and plans statements.
+const SHELL_STACK: usize = 64 << 20;
+
+/// The stack of each runtime worker (which runs queries).
+const WORKER_STACK: usize = 16 << 20;
+
 fn main() -> std::process::ExitCode {
     // Passwords on the command line are hidden from every message, clap's
     // own errors included (they quote the argument they refuse).
@@ -61,8 +67,15 @@ fn main() -> std::process::ExitCode {
         eprintln!("Error: {e}");
         return std::process::ExitCode::from(2);
     }
+    // Plans and expressions are walked recursively, where statements are
+    // planned (the thread below) and on the worker threads (an `AND` chain
+    // of 500 `<>` terms is evaluated there). The guard's depth limits
+    // (moltres::guard) leave room on these stacks; tokio's default of
+    // 2 MiB and the main thread's 8 MiB overflowed, which aborts the
+    // process (a stack overflow cannot be caught).
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(WORKER_STACK)
         .build()
     {
         Ok(runtime) => runtime,
@@ -71,13 +84,27 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(1);
         }
     };
-    let code = runtime.block_on(async {
-        let code = moltres_sql::run(args).await;
-        // A statement cancelled by its timeout or Ctrl-C may have left a
-        // cleanup running (dropping a half-filled table): let it finish.
-        moltres::cleanups_done(std::time::Duration::from_secs(20)).await;
-        code
-    });
+    let shell = std::thread::Builder::new()
+        .name("moltres-shell".to_string())
+        .stack_size(SHELL_STACK)
+        .spawn(move || {
+            let code = runtime.block_on(async {
+                let code = moltres_sql::run(args).await;
+                // A statement cancelled by its timeout or Ctrl-C may have
+                // left a cleanup running (dropping a half-filled table): let
+                // it finish.
+                moltres::cleanups_done(std::time::Duration::from_secs(20)).await;
+                code
+            });
+            (code, runtime)
+        });
+    let (code, runtime) = match shell.map(|t| t.join()) {
+        Ok(Ok(result)) => result,
+        _ => {
+            eprintln!("Error: the shell's thread failed");
+            return std::process::ExitCode::from(1);
+        }
+    };
     // Queries cancelled by Ctrl-C or a closed pipe may leave tasks behind.
     runtime.shutdown_background();
     std::process::ExitCode::from(code as u8)

@@ -231,7 +231,32 @@ impl FileFormat for CheckedCsvFormat {
         } else {
             self.inner.infer_schema(state, store, objects).await
         };
-        result.map_err(|e| inference_error(e, objects, local))
+        let schema = result.map_err(|e| inference_error(e, objects, local))?;
+        // A header name holding a line break is an unterminated quote in
+        // the header (it would fold the data into one column name and read
+        // no rows), unless values may span lines.
+        let newlines = self
+            .options
+            .newlines_in_values
+            .unwrap_or(state.config_options().catalog.newlines_in_values);
+        if !newlines
+            && let Some(field) = schema
+                .fields()
+                .iter()
+                .find(|f| f.name().contains(['\n', '\r']))
+        {
+            let shown: String = field.name().chars().take(40).collect();
+            let file = objects
+                .first()
+                .map(|o| format!("{}{}", if local { "/" } else { "" }, o.location))
+                .unwrap_or_default();
+            return Err(DataFusionError::Execution(format!(
+                "CSV file '{file}': the header's column name {shown:?}... holds a line break: \
+                 an unterminated quote in the header folds the lines after it into one name. \
+                 If values do span lines, read the file with newlines_in_values=true"
+            )));
+        }
+        Ok(schema)
     }
 
     async fn infer_stats(
@@ -459,9 +484,10 @@ impl FileSource for CheckedCsvSource {
                 self.inner.create_file_opener(checked, &config, partition)?
             }
             Some(rewrite) => {
-                // The filter hands DataFusion decompressed, rewritten bytes,
-                // checked for line breaks when a column is not read.
-                let source: Arc<dyn ObjectStore> = if self.reads_every_string_column() {
+                // The filter hands DataFusion decompressed, rewritten bytes.
+                // Always checked: the filter would drop a folded record as
+                // one bad row (or a null pattern would hide its line breaks).
+                let source: Arc<dyn ObjectStore> = if self.newlines_in_values {
                     Arc::clone(&object_store)
                 } else {
                     Arc::new(LineBreakCheckStore {
@@ -471,7 +497,7 @@ impl FileSource for CheckedCsvSource {
                         display_prefix: display_prefix.clone(),
                     })
                 };
-                let compression = if self.reads_every_string_column() {
+                let compression = if self.newlines_in_values {
                     base_config.file_compression_type
                 } else {
                     FileCompressionType::UNCOMPRESSED
@@ -639,23 +665,23 @@ fn line_break(batch: &RecordBatch) -> Option<(String, String)> {
         let value = match column.data_type() {
             DataType::Utf8 => {
                 let strings = column.as_string::<i32>();
-                if !strings.values().contains(&b'\n') {
+                if !strings.values().iter().any(|b| *b == b'\n' || *b == b'\r') {
                     continue;
                 }
-                strings.iter().flatten().find(|v| v.contains('\n'))
+                strings.iter().flatten().find(|v| v.contains(['\n', '\r']))
             }
             DataType::LargeUtf8 => {
                 let strings = column.as_string::<i64>();
-                if !strings.values().contains(&b'\n') {
+                if !strings.values().iter().any(|b| *b == b'\n' || *b == b'\r') {
                     continue;
                 }
-                strings.iter().flatten().find(|v| v.contains('\n'))
+                strings.iter().flatten().find(|v| v.contains(['\n', '\r']))
             }
             DataType::Utf8View => column
                 .as_string_view()
                 .iter()
                 .flatten()
-                .find(|v| v.contains('\n')),
+                .find(|v| v.contains(['\n', '\r'])),
             _ => None,
         };
         if let Some(value) = value {

@@ -190,9 +190,13 @@ enum QuoteState {
 impl LineBreakCheck {
     /// `start` is the absolute offset of the first byte, when known.
     pub(super) fn new(name: String, options: &CsvOptions, start: Option<u64>) -> Self {
-        let plain = options.escape.is_none()
-            && options.comment.is_none()
-            && options.double_quote.unwrap_or(true);
+        // DataFusion's reader reads `""` in a quoted value as a quote
+        // whatever `double_quote` says; the check reads as it does.
+        let options = &CsvOptions {
+            double_quote: None,
+            ..options.clone()
+        };
+        let plain = options.escape.is_none() && options.comment.is_none();
         let scanner = if plain {
             Scanner::Quotes {
                 delimiter: options.delimiter,
@@ -309,7 +313,7 @@ impl LineBreakCheck {
                 continue;
             }
             let end = memchr::memchr(quote, &chunk[at..]).map(|f| at + f);
-            if memchr::memchr(b'\n', &chunk[at..end.unwrap_or(chunk.len())]).is_some() {
+            if memchr::memchr2(b'\n', b'\r', &chunk[at..end.unwrap_or(chunk.len())]).is_some() {
                 let place = match opened_here {
                     Some(q) => (
                         self.lines + memchr::memchr_iter(b'\n', &chunk[..q]).count() as u64,
@@ -369,7 +373,7 @@ impl LineBreakCheck {
                 unreachable!("called for the record reader")
             };
             let (result, read, written, _) = reader.read_record(input, field, ends);
-            if field[..written].contains(&b'\n') {
+            if field[..written].iter().any(|b| *b == b'\n' || *b == b'\r') {
                 let start = *record_start;
                 return Err(self.error(start));
             }

@@ -21,6 +21,7 @@ mod error;
 mod exec;
 mod federation;
 mod grouping;
+mod implied;
 mod join_order;
 mod passthrough;
 mod plans;
@@ -75,6 +76,7 @@ impl<'a> WriteMode<'a> {
         matches!(self, WriteMode::Overwrite)
     }
 }
+pub use implied::ImplyThroughCastKeys;
 pub use join_order::{JoinSameSourceFirst, JoinSmallTablesFirst};
 pub use scalar_window::ScalarSubqueryAsWindow;
 pub use semi_join::PushSemiJoinDown;
