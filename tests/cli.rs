@@ -788,3 +788,66 @@ fn outsider_password_leaks_stay_fixed() {
         }
     }
 }
+
+/// `COPY ... TO` one local file is all or nothing (found by an outsider: a
+/// failing COPY replaced the existing file with an empty one, an
+/// interrupted one left its partial upload `out.parquet#1`). The file is
+/// written as a hidden sibling and moved into place when complete.
+#[test]
+fn copy_to_a_file_is_all_or_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.csv");
+    std::fs::write(&bad, "id,name\n1,\"Lisbon\n2,Porto\n").unwrap();
+    let hidden = |dir: &std::path::Path| -> Vec<String> {
+        std::fs::read_dir(dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with('.') || n.contains('#'))
+            .collect()
+    };
+    for extension in ["parquet", "csv"] {
+        let target = dir.path().join(format!("out.{extension}"));
+        let target = target.display().to_string();
+        let out = run(&["-c", &format!("COPY (SELECT 42 AS a) TO '{target}'")]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let read = format!("SELECT a FROM '{target}'");
+        assert_eq!(stdout(&run(&["-c", &read])), "a\n42\n");
+        // A COPY that fails keeps the file as it was.
+        let out = run(&[
+            "-c",
+            &format!("COPY (SELECT * FROM '{}') TO '{target}'", bad.display()),
+        ]);
+        assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+        assert_eq!(stdout(&run(&["-c", &read])), "a\n42\n", "{target}");
+        assert_eq!(hidden(dir.path()), Vec::<String>::new());
+        // Interrupted while writing: the same.
+        let mut child = moltres()
+            .args([
+                "-q",
+                "-c",
+                &format!(
+                    "COPY (SELECT value AS a FROM generate_series(1, 200000000)) TO '{target}'"
+                ),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let started = std::time::Instant::now();
+        while hidden(dir.path()).is_empty() && started.elapsed().as_secs() < 20 {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        assert!(!hidden(dir.path()).is_empty(), "the write began");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let status = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let code = child.wait().unwrap().code();
+        assert_eq!(code, Some(130), "{target}");
+        assert_eq!(stdout(&run(&["-c", &read])), "a\n42\n", "{target}");
+        assert_eq!(hidden(dir.path()), Vec::<String>::new(), "{target}");
+    }
+}

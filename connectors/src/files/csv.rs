@@ -330,9 +330,14 @@ impl FileFormat for CheckedCsvFormat {
         conf: FileSinkConfig,
         order_requirements: Option<LexRequirement>,
     ) -> Result<Arc<dyn ExecutionPlan>> {
-        self.inner
+        // One local file is written next to its target and moved into
+        // place when complete (see `atomic_write`).
+        let (conf, staged) = super::atomic_write::stage(conf)?;
+        let plan = self
+            .inner
             .create_writer_physical_plan(input, state, conf, order_requirements)
-            .await
+            .await?;
+        Ok(super::atomic_write::AtomicFileExec::wrap(plan, staged))
     }
 
     fn file_source(&self, table_schema: TableSchema) -> Arc<dyn FileSource> {

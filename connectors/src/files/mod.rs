@@ -8,6 +8,7 @@
 //! through [`CheckedCsvFormatFactory`] for file-naming errors and bad-row
 //! skipping. Writing (`COPY ... TO`) is DataFusion's own.
 
+mod atomic_write;
 mod csv;
 mod directory;
 mod line_check;
