@@ -1825,3 +1825,59 @@ async fn tables_never_analyzed_are_counted() {
     assert_eq!(rows(&view), None, "{view}");
     f.finish().await;
 }
+
+/// Found by an outsider: DataFusion's physical filter pushdown finds a
+/// filter's columns by name, so where two columns share one (`a.k` and
+/// `b.k`) a filter on one was applied to the other. A RIGHT JOIN whose keys
+/// had different types lost its unmatched rows (`a.k IS NULL` applied to
+/// `b.k` below the join), and a join's run-time key filter built on `s.nk`
+/// reached PostgreSQL as a condition on `c.nk`, dropping a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn filters_never_reach_a_column_of_the_same_name() {
+    let f = Fixture::new(
+        "CREATE TABLE c (id int, nk smallint, val int);
+         INSERT INTO c VALUES (20, 2, 100), (21, 1, 101), (22, 3, 102);
+         CREATE TABLE n (id int, region int);
+         INSERT INTO n VALUES (1, 1), (2, 0), (3, 0);",
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.db");
+    rusqlite::Connection::open(&path)
+        .unwrap()
+        .execute_batch(
+            "CREATE TABLE s (id INTEGER, nk INTEGER, val INTEGER);
+             INSERT INTO s VALUES (10, 1, 100), (11, 1, 101), (12, 2, 102);",
+        )
+        .unwrap();
+    f.db.attach(&format!("sqlite:{}", path.display()), "lite", true)
+        .await
+        .unwrap();
+    assert_eq!(
+        f.rows(
+            "SELECT s.id, c.id, n2.id, n1.id FROM lite.s s JOIN pg.$S.c c ON c.val = s.val \
+             LEFT JOIN pg.$S.n n2 ON c.nk = n2.id JOIN pg.$S.n n1 ON s.nk = n1.id \
+             WHERE n1.region = 1 ORDER BY 1"
+        )
+        .await,
+        ["10|20|2|1", "11|21|1|1"]
+    );
+    f.rows("CREATE TABLE a AS SELECT arrow_cast(column1, 'Int64') AS k FROM (VALUES (1), (2))")
+        .await;
+    f.rows(
+        "CREATE TABLE b AS SELECT arrow_cast(column1, 'Int32') AS k FROM (VALUES (1), (2), (3))",
+    )
+    .await;
+    for join in ["RIGHT", "FULL"] {
+        assert_eq!(
+            f.rows(&format!(
+                "SELECT a.k, b.k FROM a {join} JOIN b ON a.k = b.k \
+                 WHERE b.k > 0 AND (a.k = 1 OR a.k IS NULL) ORDER BY 2"
+            ))
+            .await,
+            ["1|1", "NULL|3"],
+            "{join} JOIN"
+        );
+    }
+    f.finish().await;
+}

@@ -28,6 +28,7 @@
 pub mod config;
 mod ddl;
 mod error;
+mod filter_pushdown;
 pub mod guard;
 mod joins;
 pub mod logging;

@@ -276,6 +276,15 @@ impl Moltres {
         // sort-merge joins, which spill (see `joins`).
         let mut physical_rules =
             datafusion::physical_optimizer::optimizer::PhysicalOptimizer::new().rules;
+        // DataFusion's physical filter pushdown confuses columns of one name
+        // (see `filter_pushdown`): it runs only where names are unambiguous.
+        for rule in physical_rules.iter_mut() {
+            if rule.name().starts_with("FilterPushdown") {
+                *rule = Arc::new(crate::filter_pushdown::UnambiguousFilterPushdown::new(
+                    Arc::clone(rule),
+                ));
+            }
+        }
         if let MemoryLimit::Bytes(bytes) = settings.memory_limit {
             let at = physical_rules
                 .iter()
