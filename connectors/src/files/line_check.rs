@@ -31,7 +31,7 @@ use object_store::{
     ObjectMeta, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, PutResult,
 };
 
-use super::record_filter::{csv_core_reader, read_only_error, to_store_error};
+use super::record_filter::{async_stream_filter, csv_core_reader, read_only_error, to_store_error};
 
 /// An object store view whose reads come back decompressed, unchanged, and
 /// checked for quoted values that span lines. Writes are refused.
@@ -95,17 +95,11 @@ impl ObjectStore for LineBreakCheckStore {
             &self.options,
             start,
         );
-        let checked = decompressed
-            .map(Some)
-            .chain(futures::stream::iter([None]))
-            .map(move |item| match item {
-                Some(Ok(bytes)) => check.push(&bytes).map(|()| bytes),
-                Some(Err(e)) => Err(e),
-                None => check.finish().map(|()| Bytes::new()),
-            })
-            .map_err(to_store_error)
-            .try_filter(|bytes| futures::future::ready(!bytes.is_empty()))
-            .boxed();
+        // The bytes go on as they came; the check only reads them.
+        let checked = async_stream_filter(decompressed, move |chunk| match chunk {
+            Some(bytes) => check.push(&bytes).map(|()| bytes),
+            None => check.finish().map(|()| Bytes::new()),
+        });
         Ok(GetResult {
             payload: GetResultPayload::Stream(checked),
             meta,

@@ -159,7 +159,7 @@ pub(super) fn csv_core_reader(options: &CsvOptions) -> csv_core::Reader {
 
 /// Maps a byte stream through `f`, which is called once per chunk and once
 /// more with `None` at the end.
-fn async_stream_filter<F>(
+pub(super) fn async_stream_filter<F>(
     input: futures::stream::BoxStream<'static, Result<Bytes>>,
     mut f: F,
 ) -> futures::stream::BoxStream<'static, object_store::Result<Bytes>>

@@ -103,39 +103,33 @@ fn implied(
             .map(|(_, f)| f.data_type().clone())
             .ok()
     };
-    // (the column read, the column restated to, its type), when the cast
-    // between the two keys widens.
-    let (source, target, target_type) = match (from, to) {
-        (Expr::Cast(cast), Expr::Column(target)) => {
-            let Expr::Column(source) = cast.expr.as_ref() else {
-                return Ok(Vec::new());
-            };
-            let (Some(from_type), Some(to_type)) =
-                (column_type(from_side, source), column_type(to_side, target))
-            else {
-                return Ok(Vec::new());
-            };
-            if to_type != *cast.field.data_type() || !widens(&from_type, &to_type) {
-                return Ok(Vec::new());
-            }
-            (source, target, to_type)
-        }
-        (Expr::Column(source), Expr::Cast(cast)) => {
-            let Expr::Column(target) = cast.expr.as_ref() else {
-                return Ok(Vec::new());
-            };
-            let (Some(from_type), Some(to_type)) =
-                (column_type(from_side, source), column_type(to_side, target))
-            else {
-                return Ok(Vec::new());
-            };
-            if from_type != *cast.field.data_type() || !widens(&to_type, &from_type) {
-                return Ok(Vec::new());
-            }
-            (source, target, to_type)
-        }
+    // (the column read, the column restated to, its type), when one key is
+    // a column and the other a widening cast of a column.
+    let (source, target, cast) = match (from, to) {
+        (Expr::Cast(cast), Expr::Column(target)) => match cast.expr.as_ref() {
+            Expr::Column(source) => (source, target, cast),
+            _ => return Ok(Vec::new()),
+        },
+        (Expr::Column(source), Expr::Cast(cast)) => match cast.expr.as_ref() {
+            Expr::Column(target) => (source, target, cast),
+            _ => return Ok(Vec::new()),
+        },
         _ => return Ok(Vec::new()),
     };
+    let (Some(from_type), Some(target_type)) =
+        (column_type(from_side, source), column_type(to_side, target))
+    else {
+        return Ok(Vec::new());
+    };
+    // The cast's own column has the narrower type, the other the cast's.
+    let (narrow, wide) = if matches!(from, Expr::Cast(_)) {
+        (&from_type, &target_type)
+    } else {
+        (&target_type, &from_type)
+    };
+    if wide != cast.field.data_type() || !widens(narrow, wide) {
+        return Ok(Vec::new());
+    }
     // Only over a table's scan, whose conditions are all seen (so a
     // condition is added once, not again on the optimizer's next pass).
     let Some(existing) = scan_conditions_on(to_side, &target.name) else {
@@ -259,7 +253,7 @@ fn simple_condition(condition: &Expr, name: &str) -> bool {
             right,
         }) => simple_condition(left, name) && simple_condition(right, name),
         Expr::BinaryExpr(BinaryExpr { left, op, right }) => {
-            comparison(*op)
+            super::pushdown::literals::is_comparison(op)
                 && (is_column(left) && is_literal(right) || is_literal(left) && is_column(right))
         }
         Expr::InList(InList { expr, list, .. }) => is_column(expr) && list.iter().all(is_literal),
@@ -268,18 +262,6 @@ fn simple_condition(condition: &Expr, name: &str) -> bool {
         }) => is_column(expr) && is_literal(low) && is_literal(high),
         _ => false,
     }
-}
-
-fn comparison(op: Operator) -> bool {
-    matches!(
-        op,
-        Operator::Eq
-            | Operator::NotEq
-            | Operator::Lt
-            | Operator::LtEq
-            | Operator::Gt
-            | Operator::GtEq
-    )
 }
 
 /// `condition` (a [`simple_condition`]) about `target`, its literals cast
