@@ -214,3 +214,49 @@ pub async fn error(db: &Moltres, sql: &str) -> String {
         Err(e) => e.to_string(),
     }
 }
+
+/// The remote scan in the physical plan of `sql` (the first one found).
+pub async fn remote_scan(
+    db: &Moltres,
+    sql: &str,
+) -> std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan> {
+    use datafusion::physical_plan::ExecutionPlan;
+    fn find(plan: &std::sync::Arc<dyn ExecutionPlan>) -> Option<std::sync::Arc<dyn ExecutionPlan>> {
+        if plan.name() == "RemoteScanExec" {
+            return Some(std::sync::Arc::clone(plan));
+        }
+        plan.children().into_iter().find_map(find)
+    }
+    let plan = db
+        .sql(sql)
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"))
+        .create_physical_plan()
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    find(&plan).unwrap_or_else(|| panic!("no remote scan in the plan of {sql}"))
+}
+
+/// Rows of partition `partition` of `plan`, read to the end.
+pub async fn partition_rows(
+    db: &Moltres,
+    plan: &std::sync::Arc<dyn datafusion::physical_plan::ExecutionPlan>,
+    partition: usize,
+) -> usize {
+    use futures::TryStreamExt;
+    let stream = plan
+        .execute(partition, db.context().task_ctx())
+        .expect("partition starts");
+    let batches: Vec<RecordBatch> = stream.try_collect().await.expect("partition reads");
+    batches.iter().map(|b| b.num_rows()).sum()
+}
+
+/// A column's values split into parts: EXPLAIN's `parts=N by column`.
+pub fn scan_parts(explained: &str) -> Option<(usize, String)> {
+    let line = explained.lines().find(|l| l.contains("RemoteScanExec"))?;
+    let at = line.find(", parts=")? + ", parts=".len();
+    let rest = &line[at..];
+    let (count, rest) = rest.split_once(" by ")?;
+    let column = rest.split([',', ' ']).next()?;
+    Some((count.parse().ok()?, column.to_string()))
+}

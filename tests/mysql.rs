@@ -717,3 +717,85 @@ async fn key_lists_over_pushed_joins_find_the_right_column() {
     }
     f.finish().await;
 }
+
+/// A large table whose primary key starts with an integer column is read
+/// as ranges of that column at once; a text key is one query. Answers equal one
+/// query's (`scan_partitions=1`), also for keys past the signed range.
+/// (`scan_partition_rows` makes 13,000 rows a large table.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tables_are_read_in_key_ranges() {
+    let f = Fixture::new(
+        "CREATE TABLE big (id INT PRIMARY KEY, v INT);
+         INSERT INTO big SELECT seq, seq % 7 FROM seq_1_to_13000;
+         CREATE TABLE pair (a INT, b INT, v INT, PRIMARY KEY (a, b));
+         INSERT INTO pair SELECT seq, 1, seq % 7 FROM seq_1_to_13000;
+         CREATE TABLE named (id VARCHAR(20) PRIMARY KEY, v INT);
+         INSERT INTO named SELECT CONCAT('k', seq), seq % 7 FROM seq_1_to_13000;
+         CREATE TABLE huge (id BIGINT UNSIGNED PRIMARY KEY, v INT);
+         INSERT INTO huge SELECT seq, seq % 7 FROM seq_1_to_13000;
+         INSERT INTO huge VALUES (18446744073709551615, 5), (9223372036854775808, 6);
+         ANALYZE TABLE big, pair, named, huge;",
+    )
+    .await;
+    // Everything computed locally over the scan: in parts, and as one query.
+    for (options, name) in [
+        ("scan_partition_rows=1000", "pushed"),
+        ("pushdown=off&scan_partition_rows=1000", "part"),
+        (
+            "pushdown=off&scan_partition_rows=1000&scan_partitions=1",
+            "one",
+        ),
+    ] {
+        f.db.attach(
+            &format!("{}/{}?{options}", common::mysql_url(), f.database),
+            name,
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    for (table, parts) in [
+        ("big", Some((2, "id".to_string()))),
+        ("pair", Some((2, "a".to_string()))),
+        ("named", None),
+        ("huge", Some((2, "id".to_string()))),
+    ] {
+        let explained = f
+            .rows(&format!("EXPLAIN SELECT * FROM pushed.{table}"))
+            .await
+            .join("\n");
+        assert_eq!(
+            common::scan_parts(&explained),
+            parts,
+            "{table}: {explained}"
+        );
+        let explained = f
+            .rows(&format!("EXPLAIN SELECT count(*) FROM part.{table}"))
+            .await
+            .join("\n");
+        assert_eq!(
+            common::scan_parts(&explained),
+            parts,
+            "{table}: {explained}"
+        );
+        for sql in [
+            "SELECT count(*), sum(v), count(DISTINCT id) FROM SRC.T",
+            "SELECT v, count(*) FROM SRC.T WHERE v > 2 GROUP BY v ORDER BY v",
+        ] {
+            let sql = sql
+                .replace(".T", &format!(".{table}"))
+                .replace("id", if table == "pair" { "a" } else { "id" });
+            assert_eq!(
+                f.rows(&sql.replace("SRC", "part")).await,
+                f.rows(&sql.replace("SRC", "one")).await,
+                "{sql}"
+            );
+        }
+    }
+    assert_eq!(
+        f.rows("SELECT count(*), count(DISTINCT id) FROM part.huge")
+            .await,
+        vec!["13002|13002".to_string()]
+    );
+    f.finish().await;
+}

@@ -1881,3 +1881,94 @@ async fn filters_never_reach_a_column_of_the_same_name() {
     }
     f.finish().await;
 }
+
+/// A large table is read as `ctid` page ranges at once, every part in the
+/// snapshot the first part exported: rows deleted (and committed) after
+/// the first part started are still read by the others, as one query would
+/// read them. The answers equal one query's (`scan_partitions=1`), and a
+/// plan run again exports a snapshot of its own. (`scan_partition_rows`
+/// makes 10,000 rows a large table.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tables_are_read_in_parts_in_one_snapshot() {
+    let f = Fixture::new(
+        "CREATE TABLE big AS SELECT g AS id, g % 7 AS k FROM generate_series(1, 11000) g;
+         ANALYZE big;
+         CREATE TABLE small AS SELECT g AS id FROM generate_series(1, 1000) g;
+         ANALYZE small;
+         CREATE VIEW everything AS SELECT * FROM big;",
+    )
+    .await;
+    // Pushed down and in parts; everything computed locally over the scan,
+    // in parts and as one query.
+    for (options, name) in [
+        ("scan_partition_rows=1000", "parts"),
+        ("pushdown=off&scan_partition_rows=1000", "local"),
+        (
+            "pushdown=off&scan_partition_rows=1000&scan_partitions=1",
+            "one",
+        ),
+    ] {
+        f.db.attach(&format!("{}?{options}", url()), name, false)
+            .await
+            .unwrap();
+    }
+    let explained = f.explain("SELECT id, k FROM parts.$S.big").await;
+    assert_eq!(
+        common::scan_parts(&explained),
+        Some((2, "ctid".to_string())),
+        "{explained}"
+    );
+    assert!(explained.contains("in one snapshot"), "{explained}");
+    for (sql, parts) in [
+        ("SELECT id FROM pg.$S.big", false),
+        ("SELECT id FROM parts.$S.small", false),
+        ("SELECT id FROM parts.$S.everything", false),
+        ("SELECT id FROM parts.$S.big LIMIT 5", false),
+        ("SELECT id, k FROM one.$S.big", false),
+        ("SELECT count(*) FROM local.$S.big", true),
+    ] {
+        let explained = f.explain(sql).await;
+        assert_eq!(
+            common::scan_parts(&explained).is_some(),
+            parts,
+            "{sql}: {explained}"
+        );
+    }
+    for sql in [
+        "SELECT count(*), sum(id), count(DISTINCT id), min(id), max(id) FROM SRC.$S.big",
+        "SELECT k, count(*), sum(id) FROM SRC.$S.big WHERE id % 3 = 1 GROUP BY k ORDER BY k",
+        "SELECT count(*) FROM SRC.$S.big b JOIN SRC.$S.small s ON b.id = s.id * 10",
+    ] {
+        let local = f.rows(&sql.replace("SRC", "local")).await;
+        assert_eq!(local, f.rows(&sql.replace("SRC", "one")).await, "{sql}");
+        assert_eq!(local, f.rows(&sql.replace("SRC", "pg")).await, "{sql}");
+    }
+    // One part started (its snapshot exported), then every row deleted
+    // and committed: the other part still reads its rows.
+    let sql = format!("SELECT id FROM parts.{}.big", f.schema);
+    let scan = common::remote_scan(&f.db, &sql).await;
+    assert_eq!(scan.properties().partitioning.partition_count(), 2);
+    let mut first = scan
+        .execute(0, f.db.context().task_ctx())
+        .expect("part 0 starts");
+    let first_batch = futures::StreamExt::next(&mut first)
+        .await
+        .expect("a batch")
+        .expect("part 0 reads");
+    f.client
+        .batch_execute(&format!("DELETE FROM {}.big", f.schema))
+        .await
+        .unwrap();
+    let rest = common::partition_rows(&f.db, &scan, 1).await;
+    let mut first_rows = first_batch.num_rows();
+    while let Some(batch) = futures::StreamExt::next(&mut first).await {
+        first_rows += batch.unwrap().num_rows();
+    }
+    assert_eq!(first_rows + rest, 11_000, "the parts read one snapshot");
+    assert!(rest > 0 && first_rows > 0, "{first_rows} + {rest}");
+    // The same plan run again: a new snapshot, after the delete.
+    let again = common::partition_rows(&f.db, &scan, 0).await
+        + common::partition_rows(&f.db, &scan, 1).await;
+    assert_eq!(again, 0);
+    f.finish().await;
+}

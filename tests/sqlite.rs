@@ -705,3 +705,86 @@ async fn conditions_cross_cast_join_keys_exactly() {
         "{explained}"
     );
 }
+
+/// A large table with a rowid is read as rowid ranges at once, under a
+/// name of the rowid no column takes; a `WITHOUT ROWID` table is one
+/// query. Answers equal one query's (`scan_partitions=1`), with rows
+/// deleted in the middle of the range. (`scan_partition_rows` makes
+/// 11,000 rows a large table.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn large_tables_are_read_in_rowid_ranges() {
+    let f = Fixture::new(
+        "CREATE TABLE big (id INTEGER PRIMARY KEY, v INT);
+         CREATE TABLE named (rowid TEXT, oid INT, v INT);
+         CREATE TABLE keyed (k INTEGER PRIMARY KEY, v INT) WITHOUT ROWID;
+         WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 11000)
+         INSERT INTO big SELECT i, i % 7 FROM n;
+         DELETE FROM big WHERE id BETWEEN 4000 AND 5000;
+         INSERT INTO big VALUES (-5, 1), (9000000000, 2);
+         INSERT INTO named SELECT 'r' || id, id, v FROM big;
+         INSERT INTO keyed SELECT id, v FROM big;
+         ANALYZE;",
+    )
+    .await;
+    // Everything computed locally over the scan: in parts, and as one query.
+    for (options, name) in [
+        ("scan_partition_rows=1000", "pushed"),
+        ("pushdown=off&scan_partition_rows=1000", "part"),
+        (
+            "pushdown=off&scan_partition_rows=1000&scan_partitions=1",
+            "one",
+        ),
+    ] {
+        f.db.attach(
+            &format!("sqlite:{}?{options}", f.path().display()),
+            name,
+            false,
+        )
+        .await
+        .unwrap();
+    }
+    for (table, parts) in [
+        ("big", Some((2, "rowid".to_string()))),
+        ("named", Some((2, "_rowid_".to_string()))),
+        ("keyed", None),
+    ] {
+        let explained = f.explain(&format!("SELECT * FROM pushed.{table}")).await;
+        assert_eq!(
+            common::scan_parts(&explained),
+            parts,
+            "{table}: {explained}"
+        );
+        let explained = f.explain(&format!("SELECT * FROM lite.{table}")).await;
+        assert_eq!(common::scan_parts(&explained), None, "{table}: {explained}");
+        let explained = f
+            .explain(&format!("SELECT count(*) FROM part.{table}"))
+            .await;
+        assert_eq!(
+            common::scan_parts(&explained),
+            parts,
+            "{table}: {explained}"
+        );
+        let one = f.explain(&format!("SELECT * FROM one.{table}")).await;
+        assert_eq!(common::scan_parts(&one), None, "{one}");
+        for sql in [
+            "SELECT count(*), sum(v), count(DISTINCT CAST(v AS VARCHAR) || '.' || CAST(v AS VARCHAR)) FROM SRC.T",
+            "SELECT v, count(*) FROM SRC.T WHERE v > 2 GROUP BY v ORDER BY v",
+        ] {
+            let sql = sql.replace(".T", &format!(".{table}"));
+            assert_eq!(
+                f.rows(&sql.replace("SRC", "part")).await,
+                f.rows(&sql.replace("SRC", "one")).await,
+                "{sql}"
+            );
+        }
+    }
+    assert_eq!(
+        f.rows("SELECT count(*), sum(id) FROM part.big").await,
+        f.rows("SELECT count(*), sum(id) FROM one.big").await
+    );
+    assert_eq!(
+        f.rows("SELECT count(*), sum(oid), count(DISTINCT rowid) FROM part.named")
+            .await,
+        vec!["10001|9056000995|10001".to_string()]
+    );
+}

@@ -17,10 +17,10 @@ use crate::{flag, peak_rss};
 
 /// Where each database is and how its table is declared (the types a DBA
 /// would pick; no indexes during the load, for loader and Moltres alike).
-struct Target {
-    name: &'static str,
-    url: String,
-    table: &'static str,
+pub struct Target {
+    pub name: &'static str,
+    pub url: String,
+    pub table: &'static str,
     ddl: &'static str,
 }
 
@@ -47,7 +47,8 @@ const LITE_DDL: &str = "CREATE TABLE {t} (l_orderkey INTEGER NOT NULL, l_partkey
     l_shipdate DATE NOT NULL, l_commitdate DATE NOT NULL, l_receiptdate DATE NOT NULL, \
     l_shipinstruct TEXT NOT NULL, l_shipmode TEXT NOT NULL, l_comment TEXT NOT NULL)";
 
-fn targets(data: &Path) -> Vec<Target> {
+/// The databases `load` fills (and `scan` reads), for data under `data`.
+pub fn lineitem_targets(data: &Path) -> Vec<Target> {
     let pg = std::env::var("MOLTRES_BENCH_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
     // Any database of the server; the benchmark's own is moltres_bench.
@@ -146,7 +147,7 @@ pub fn load(args: &[String]) {
     println!("| database | loader | rows | time (s) | rows/s | peak RSS |");
     println!("|---|---|---|---|---|---|");
     let exe = std::env::current_exe().expect("own path");
-    for target in targets(&dir) {
+    for target in lineitem_targets(&dir) {
         if only
             .as_deref()
             .is_some_and(|o| !o.split(',').any(|n| n == target.name))
@@ -205,7 +206,7 @@ pub fn load_one(name: &str, parquet: &Path, dir: &Path) {
         eprintln!("{}", e.to_string().replace('\n', " "));
         std::process::exit(1)
     };
-    let target = targets(dir)
+    let target = lineitem_targets(dir)
         .into_iter()
         .find(|t| t.name == name)
         .unwrap_or_else(|| fail(&format!("no target {name}")));

@@ -18,6 +18,7 @@
 //! DuckDB (see benches/README.md).
 
 mod load;
+mod scan;
 mod tpch_report;
 
 use std::io::Write;
@@ -46,8 +47,9 @@ fn usage() -> ! {
     eprintln!(
         "usage: moltres-benches spill [--size 2GB] [--memory-limit 256MiB] [--data DIR]\n       \
          moltres-benches load [--sf 1] [--data DIR] [--only postgres,mysql,sqlite]\n       \
+         moltres-benches scan [--sf 1] [--data DIR] [--parts 1,2,4] [--only SYSTEMS] [--connectorx VENV]\n       \
          moltres-benches tpch [--sf 1] [--data DIR] [--runs 3] [--reload] [--only SYSTEMS]\n       \
-         moltres-benches tpch-explain [--sf 0.1] [--analyze] [--parquet] q01 ...\n       \
+         moltres-benches tpch-explain [--sf 0.1] [--analyze] [--parquet | --apart] q01 ...\n       \
          moltres-benches spill-query NAME CSV LIMIT_BYTES SPILL_DIR   (internal)"
     );
     std::process::exit(2)
@@ -59,6 +61,7 @@ fn main() {
         Some("spill") => spill(&args[1..]),
         Some("load") => load::load(&args[1..]),
         Some("tpch") => tpch_report::tpch(&args[1..]),
+        Some("scan") => scan::scan(&args[1..]),
         Some("tpch-explain") => tpch_report::explain(&args[1..]),
         Some("load-one") if args.len() == 4 => {
             load::load_one(&args[1], Path::new(&args[2]), Path::new(&args[3]))

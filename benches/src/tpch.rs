@@ -448,9 +448,29 @@ pub struct Split {
     pub mysql: String,
     pub my_database: String,
     pub sqlite: PathBuf,
+    /// The second split: `orders` in MariaDB (beside `customer`), apart
+    /// from `lineitem` in PostgreSQL, so the two largest tables are joined
+    /// across databases.
+    pub orders_apart: bool,
 }
 
 impl Split {
+    /// Where `table` lives in this split.
+    pub fn place(&self, table: &str) -> Place {
+        match table {
+            "orders" if self.orders_apart => Place::Mysql,
+            _ => place(table),
+        }
+    }
+
+    /// Every table and where it lives in this split.
+    pub fn placement(&self) -> Vec<(&'static str, Place)> {
+        PLACEMENT
+            .iter()
+            .map(|(table, _)| (*table, self.place(table)))
+            .collect()
+    }
+
     fn mysql_url(&self) -> String {
         format!("{}/{}", self.mysql.trim_end_matches('/'), self.my_database)
     }
@@ -464,7 +484,7 @@ impl Split {
     /// The qualified Moltres name of `table` in the split, when it lives in
     /// a database (attached as `pg`, `my` and `lite`).
     fn remote_name(&self, table: &str) -> Option<String> {
-        match place(table) {
+        match self.place(table) {
             Place::Postgres => Some(format!("pg.{}.{table}", self.pg_schema)),
             Place::Mysql => Some(format!("my.{}.{table}", self.my_database)),
             Place::Sqlite => Some(format!("lite.main.{table}")),
@@ -545,7 +565,7 @@ pub async fn load_split(data: &Data, split: &Split, reload: bool) -> Result<Load
         .await
         .map_err(context("SQLite"))?;
     let mut report = LoadReport { tables: Vec::new() };
-    for (table, place) in PLACEMENT {
+    for (table, place) in split.placement() {
         let Some(name) = split.remote_name(table) else {
             continue;
         };
@@ -720,7 +740,7 @@ pub async fn split_session(data: &Data, split: &Split) -> Result<Moltres, BoxErr
     db.attach(&split.sqlite_url(false), "lite", true)
         .await
         .map_err(context("SQLite"))?;
-    for (table, place) in PLACEMENT {
+    for (table, place) in split.placement() {
         match split.remote_name(table) {
             Some(name) => {
                 let provider = db

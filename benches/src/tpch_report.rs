@@ -22,12 +22,14 @@ use moltres_benches::tpch::{self, Data, Outcome, Rows, Split};
 
 use crate::flag;
 
-const SYSTEMS: [(&str, &str); 5] = [
+const SYSTEMS: [(&str, &str); 7] = [
     ("moltres", "Moltres, split"),
+    ("moltres-apart", "Moltres, split apart"),
     ("moltres-parquet", "Moltres, all Parquet"),
     ("postgres", "PostgreSQL alone"),
     ("duckdb-parquet", "DuckDB, Parquet"),
     ("duckdb-federated", "DuckDB, split"),
+    ("duckdb-apart", "DuckDB, split apart"),
 ];
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -91,6 +93,15 @@ async fn run(args: &[String]) -> Result<(), Error> {
         let report = tpch::load_split(&data, &split, reload).await?;
         print_load("split", &report);
     }
+    let apart = Split {
+        orders_apart: true,
+        ..split.clone()
+    };
+    if uses("moltres-apart") || uses("duckdb-apart") {
+        // The same databases; orders loaded into MariaDB too.
+        let report = tpch::load_split(&data, &apart, reload).await?;
+        print_load("split apart", &report);
+    }
     if uses("postgres") {
         let report = tpch::load_postgres_alone(&data, &postgres, alone_schema, reload).await?;
         print_load("PostgreSQL alone", &report);
@@ -108,13 +119,15 @@ async fn run(args: &[String]) -> Result<(), Error> {
     if uses("moltres-parquet") {
         results.insert("moltres-parquet", parquet_outcomes);
     }
-    if uses("moltres") {
-        let db = tpch::split_session(&data, &split).await?;
-        let (outcomes, _) = tpch::run_all(&db, runs, Some(&reference), |name, o| {
-            progress("moltres", name, o)
-        })
-        .await;
-        results.insert("moltres", outcomes);
+    for (system, layout) in [("moltres", &split), ("moltres-apart", &apart)] {
+        if uses(system) {
+            let db = tpch::split_session(&data, layout).await?;
+            let (outcomes, _) = tpch::run_all(&db, runs, Some(&reference), |name, o| {
+                progress(system, name, o)
+            })
+            .await;
+            results.insert(system, outcomes);
+        }
     }
     if uses("postgres") {
         results.insert(
@@ -123,13 +136,14 @@ async fn run(args: &[String]) -> Result<(), Error> {
         );
     }
     let mut duckdb_version = None;
-    for (system, mode) in [
-        ("duckdb-parquet", "parquet"),
-        ("duckdb-federated", "federated"),
+    for (system, mode, layout) in [
+        ("duckdb-parquet", "parquet", &split),
+        ("duckdb-federated", "federated", &split),
+        ("duckdb-apart", "federated", &apart),
     ] {
         if uses(system) {
             // Without DuckDB the rest of the report still stands.
-            match duckdb(mode, &data, &split, runs, &reference) {
+            match duckdb(mode, &data, layout, runs, &reference) {
                 Ok((version, outcomes)) => {
                     duckdb_version = Some(version);
                     results.insert(system, outcomes);
@@ -188,7 +202,10 @@ pub fn explain(args: &[String]) {
         let data = Data::existing(&dir, sf).map_err(|e| {
             format!("{e}; run `moltres-benches tpch --sf {sf}` first to generate and load it")
         })?;
-        let split = bench_split(&dir);
+        let split = Split {
+            orders_apart: args.iter().any(|a| a == "--apart"),
+            ..bench_split(&dir)
+        };
         let db = if args.iter().any(|a| a == "--parquet") {
             tpch::parquet_session(&data).await?
         } else {
@@ -239,6 +256,7 @@ fn bench_split(dir: &Path) -> Split {
             .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306".into()),
         my_database: "moltres_tpch".into(),
         sqlite: dir.join("split.db"),
+        orders_apart: false,
     }
 }
 
@@ -365,6 +383,7 @@ fn duckdb(
         .args(["--mysql", &mysql])
         .arg("--sqlite")
         .arg(&split.sqlite)
+        .args(split.orders_apart.then_some("--orders-apart"))
         .stderr(std::process::Stdio::inherit())
         .output()
         .map_err(|e| format!("running python3 for DuckDB: {e}"))?;
@@ -540,13 +559,32 @@ fn report(
             .join(" | ")
     );
     let mut ratios = serde_json::Map::new();
-    if results.contains_key("moltres") {
-        let federated = total("moltres").as_secs_f64();
+    for (moltres, what, others) in [
+        (
+            "moltres",
+            "the split",
+            &[
+                "moltres-parquet",
+                "postgres",
+                "duckdb-parquet",
+                "duckdb-federated",
+            ][..],
+        ),
+        (
+            "moltres-apart",
+            "the split apart",
+            &["moltres-parquet", "postgres", "duckdb-apart", "moltres"][..],
+        ),
+    ] {
+        if !results.contains_key(moltres) {
+            continue;
+        }
+        let federated = total(moltres).as_secs_f64();
         let _ = writeln!(md);
-        for (other, label) in systems.iter().filter(|(s, _)| *s != "moltres") {
+        for (other, label) in systems.iter().filter(|(s, _)| others.contains(s)) {
             let ratio = federated / total(other).as_secs_f64().max(1e-9);
-            ratios.insert(format!("moltres/{other}"), ratio.into());
-            let _ = writeln!(md, "- Moltres over the split / {label}: {ratio:.2}x");
+            ratios.insert(format!("{moltres}/{other}"), ratio.into());
+            let _ = writeln!(md, "- Moltres over {what} / {label}: {ratio:.2}x");
         }
     }
     let _ = writeln!(

@@ -86,7 +86,7 @@ def setup(con, args):
     con.execute(f"ATTACH '{args.sqlite}' AS lite (TYPE sqlite, READ_ONLY)")
     views = {
         "lineitem": f"pg.{args.pg_schema}.lineitem",
-        "orders": f"pg.{args.pg_schema}.orders",
+        "orders": "my.orders" if args.orders_apart else f"pg.{args.pg_schema}.orders",
         "customer": "my.customer",
         "nation": "my.nation",
         "part": "lite.part",
@@ -124,6 +124,7 @@ def main():
     parser.add_argument("--pg-schema", default="moltres_tpch")
     parser.add_argument("--mysql", default="host=127.0.0.1 port=3306 user=root database=moltres_tpch")
     parser.add_argument("--sqlite", default="")
+    parser.add_argument("--orders-apart", action="store_true", help="orders from MariaDB (the second split)")
     args = parser.parse_args()
 
     con = duckdb.connect()

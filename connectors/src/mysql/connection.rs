@@ -43,7 +43,7 @@ pub struct Settings {
 }
 
 const KNOWN: &str = "sslmode, connect_timeout, prefer_socket, pool_max_size, pool_timeout, \
-                     pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown";
+                     pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown, scan_partitions, scan_partition_rows";
 
 /// Parses `mysql://user:password@host:port/database?params` (or
 /// `mariadb://`); parameters may also come as ATTACH options.
@@ -181,7 +181,7 @@ pub fn parse_url(
             "read_only" if value != "false" => {
                 read_only = true;
             }
-            "read_only" | "pushdown" => {}
+            "read_only" | "pushdown" | "scan_partitions" | "scan_partition_rows" => {}
             other => {
                 return Err(bad(format!(
                     "unknown MySQL URL parameter '{other}' (known: {KNOWN})"

@@ -34,8 +34,8 @@ pub use connection::filling_prefix;
 pub use dialect::{MysqlDialect, MysqlPushdown, MysqlWriter};
 
 use crate::remote::{
-    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
-    WriteMode,
+    PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    RemoteTransaction, RowRanges, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -76,6 +76,8 @@ pub struct MysqlSource {
     /// `pushdown = off`: nothing is pushed (see [`NothingPushed`](crate::remote::pushdown::NothingPushed)).
     pushdown_enabled: bool,
     server_version: String,
+    /// The `scan_partitions` and `scan_partition_rows` options.
+    scan_partitioning: crate::remote::ScanPartitioning,
 }
 
 impl std::fmt::Debug for MysqlSource {
@@ -113,6 +115,7 @@ impl MysqlSource {
             pushdown: MysqlPushdown,
             pushdown_enabled: crate::remote::pushdown::pushdown_enabled(name, url, options)?,
             server_version,
+            scan_partitioning: crate::remote::ScanPartitioning::from_options(name, url, options)?,
         })
     }
 
@@ -195,6 +198,59 @@ impl RemoteDatabase for MysqlSource {
             crate::remote::COUNTED_ROWS + 1
         );
         conn.query_first::<u64, _>(count).await.ok().flatten()
+    }
+
+    /// The first column of the primary key, when it is an integer (InnoDB
+    /// keeps rows in primary key order, so a range of it is a range of the
+    /// table), with its lowest and highest value (both read from the
+    /// key's index).
+    async fn row_ranges(&self, schema: &str, table: &str) -> Option<RowRanges> {
+        let mut conn = self.conn().await.ok()?;
+        let keys: Vec<(String, String)> = conn
+            .exec(
+                "SELECT k.COLUMN_NAME, c.DATA_TYPE \
+                 FROM information_schema.KEY_COLUMN_USAGE k \
+                 JOIN information_schema.COLUMNS c ON c.TABLE_SCHEMA = k.TABLE_SCHEMA \
+                  AND c.TABLE_NAME = k.TABLE_NAME AND c.COLUMN_NAME = k.COLUMN_NAME \
+                 WHERE k.TABLE_SCHEMA = ? AND k.TABLE_NAME = ? AND k.CONSTRAINT_NAME = 'PRIMARY' \
+                  AND k.ORDINAL_POSITION = 1",
+                (schema, table),
+            )
+            .await
+            .ok()?;
+        let [(column, data_type)] = keys.as_slice() else {
+            return None;
+        };
+        if !matches!(
+            data_type.to_ascii_lowercase().as_str(),
+            "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint"
+        ) {
+            return None;
+        }
+        let writer = self.sql_writer();
+        let name = writer.identifier(column).ok()?;
+        let bounds = format!(
+            "SELECT CAST(MIN({name}) AS SIGNED), CAST(MAX({name}) AS SIGNED) FROM {}.{}",
+            writer.identifier(schema).ok()?,
+            writer.identifier(table).ok()?
+        );
+        // Values past the signed range (BIGINT UNSIGNED) are not split.
+        let (low, high) = conn
+            .query_first::<(Option<i64>, Option<i64>), _>(bounds)
+            .await
+            .ok()??;
+        Some(RowRanges {
+            column: column.clone(),
+            hidden: None,
+            low: low?,
+            high: high?,
+            values: RangeValues::Integers,
+            shared_snapshot: false,
+        })
+    }
+
+    fn scan_partitioning(&self) -> crate::remote::ScanPartitioning {
+        self.scan_partitioning
     }
 
     /// The cardinality of the first column of each index

@@ -17,8 +17,9 @@ use futures::StreamExt;
 use tokio_postgres::NoTls;
 use tokio_postgres::types::{FromSql, ToSql, Type};
 
+use super::PostgresWriter;
 use super::types::{CAST_TO_TEXT, ColumnDecoder, PG_TYPE, can_encode, encode_copy_field};
-use crate::remote::{RemoteError, RemoteErrorKind};
+use crate::remote::{RemoteError, RemoteErrorKind, SharedSnapshot, SqlWriter};
 
 /// How the connection is encrypted (`sslmode`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -181,11 +182,15 @@ pub fn parse_url(
             // READ_ONLY: every transaction is read-only, set again each
             // time a pooled connection is handed out (see `build_pool`).
             "read_only" if value != "false" => settings.read_only = true,
-            "unsupported_types" | "read_only" | "pushdown" => {}
+            "unsupported_types"
+            | "read_only"
+            | "pushdown"
+            | "scan_partitions"
+            | "scan_partition_rows" => {}
             other if MOLTRES_PARAMS.contains(&other) => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
-                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown)"
+                    "unknown PostgreSQL URL parameter '{other}' (known: sslmode, sslrootcert, application_name, connect_timeout, statement_timeout, pool_max_size, pool_timeout, pool_pre_ping, pool_idle_timeout, pool_max_lifetime, unsupported_types, pushdown, scan_partitions, scan_partition_rows)"
                 )));
             }
         }
@@ -429,10 +434,30 @@ pub fn query_stream(
     schema: SchemaRef,
     batch_size: usize,
 ) -> SendableRecordBatchStream {
+    query_stream_in(pool, source, sql, schema, batch_size, None)
+}
+
+/// [`query_stream`] of one part of a parallel scan: in a read-only
+/// REPEATABLE READ transaction that imports `snapshot` (exported by the
+/// first part to start, see [`SharedSnapshot`]) when there is one.
+pub fn query_stream_in(
+    pool: Pool,
+    source: Arc<str>,
+    sql: String,
+    schema: SchemaRef,
+    batch_size: usize,
+    snapshot: Option<Arc<SharedSnapshot>>,
+) -> SendableRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
     let task_schema = Arc::clone(&schema);
     tokio::spawn(async move {
-        if let Err(e) = run_query(&pool, &source, &sql, task_schema, batch_size, &tx).await {
+        let run = match &snapshot {
+            None => run_query(&pool, &source, &sql, task_schema, batch_size, &tx).await,
+            Some(snapshot) => {
+                run_in_snapshot(&pool, &source, &sql, task_schema, batch_size, &tx, snapshot).await
+            }
+        };
+        if let Err(e) = run {
             let _ = tx.send(Err(e)).await;
         }
     });
@@ -454,8 +479,91 @@ async fn run_query(
         .get()
         .await
         .map_err(|e| pool_error(source, e).with_sql(sql))?;
+    read_all(client, source, sql, schema, batch_size, tx, false).await
+}
+
+/// Exports a snapshot on a connection of its own, whose transaction stays
+/// open until the returned sender is used or dropped.
+async fn export_snapshot(
+    pool: &Pool,
+    source: &str,
+) -> Result<(String, tokio::sync::oneshot::Sender<()>)> {
+    const EXPORT: &str = "SELECT pg_catalog.pg_export_snapshot()";
+    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+    let exported = async {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let row = client.query_one(EXPORT, &[]).await?;
+        row.try_get::<_, String>(0)
+    }
+    .await;
+    let name = match exported {
+        Ok(name) => name,
+        Err(e) => {
+            drop(deadpool_postgres::Object::take(client));
+            return Err(remote_error(source, e, Some(EXPORT)).into());
+        }
+    };
+    let (release, released) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        let _ = released.await;
+        if client.batch_execute("ROLLBACK").await.is_err() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    });
+    Ok((name, release))
+}
+
+/// [`run_query`] in `snapshot`: every part of one scan reads the same rows.
+async fn run_in_snapshot(
+    pool: &Pool,
+    source: &str,
+    sql: &str,
+    schema: SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    snapshot: &SharedSnapshot,
+) -> Result<()> {
+    let client = snapshot
+        .join(export_snapshot(pool, source), |name| async move {
+            let client = pool
+                .get()
+                .await
+                .map_err(|e| pool_error(source, e).with_sql(sql))?;
+            let import = format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
+                PostgresWriter.string(&name)?
+            );
+            if let Err(e) = client.batch_execute(&import).await {
+                drop(deadpool_postgres::Object::take(client));
+                return Err(remote_error(source, e, Some(&import)).into());
+            }
+            Ok(client)
+        })
+        .await?;
+    read_all(client, source, sql, schema, batch_size, tx, true).await
+}
+
+/// Streams the rows of `sql` on `client`; `in_transaction`: the client is
+/// inside a read-only transaction, ended once every row is read.
+async fn read_all(
+    client: deadpool_postgres::Object,
+    source: &str,
+    sql: &str,
+    schema: SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    in_transaction: bool,
+) -> Result<()> {
     let cancel = client.cancel_token();
-    let outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
+    let mut outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
+    if in_transaction
+        && matches!(outcome, Ok(Finished::Read))
+        && let Err(e) = client.batch_execute("COMMIT").await
+    {
+        outcome = Err(remote_error(source, e, Some("COMMIT")).into());
+    }
     if !matches!(outcome, Ok(Finished::Read)) {
         // The result was not read to its end (the reader went away, a
         // timeout dropped it, a row failed to decode, the connection

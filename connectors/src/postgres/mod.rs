@@ -31,8 +31,8 @@ pub use dialect::{PostgresDialect, PostgresPushdown, PostgresWriter};
 pub use schema::UnsupportedTypes;
 
 use crate::remote::{
-    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
-    WriteMode,
+    PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    RemoteTransaction, RowRanges, SharedSnapshot, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -75,6 +75,11 @@ pub struct PostgresSource {
     server_version: String,
     /// [`RemoteDatabase::aggregate_memory`], read once.
     aggregate_memory: tokio::sync::OnceCell<Option<u64>>,
+    /// The `scan_partitions` and `scan_partition_rows` options.
+    scan_partitioning: crate::remote::ScanPartitioning,
+    /// Whether parallel scans can share a snapshot: TID range scans
+    /// (PostgreSQL 14) and `pg_export_snapshot()` work; checked once.
+    parallel_scans: tokio::sync::OnceCell<bool>,
 }
 
 impl std::fmt::Debug for PostgresSource {
@@ -126,6 +131,8 @@ impl PostgresSource {
             unsupported,
             server_version,
             aggregate_memory: tokio::sync::OnceCell::new(),
+            scan_partitioning: crate::remote::ScanPartitioning::from_options(name, url, options)?,
+            parallel_scans: tokio::sync::OnceCell::new(),
         })
     }
 
@@ -321,6 +328,85 @@ impl RemoteDatabase for PostgresSource {
         }
         let per_page = counted as f64 / (last_page + 1) as f64;
         Some(((per_page * pages as f64) as u64).max(counted))
+    }
+
+    /// The table's pages (`ctid` ranges, compared as the hidden system column
+    /// `ctid`), for tables and materialized views, when TID range scans
+    /// exist (PostgreSQL 14) and a snapshot can be exported and imported
+    /// (not on servers that only speak PostgreSQL's protocol).
+    async fn row_ranges(&self, schema: &str, table: &str) -> Option<RowRanges> {
+        let usable = self
+            .parallel_scans
+            .get_or_try_init(|| async {
+                // A pool error is not remembered: the next lookup asks again.
+                let client = self.pool.get().await.map_err(|_| ())?;
+                let version = client
+                    .query_one(
+                        "SELECT pg_catalog.current_setting('server_version_num')::int4",
+                        &[],
+                    )
+                    .await
+                    .map(|row| row.get::<_, i32>(0))
+                    .unwrap_or(0);
+                let exported = client
+                    .batch_execute(
+                        "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                         SELECT pg_catalog.pg_export_snapshot(); ROLLBACK",
+                    )
+                    .await;
+                if exported.is_err() {
+                    // Never back to the pool inside a transaction.
+                    drop(deadpool_postgres::Object::take(client));
+                }
+                Ok::<_, ()>(version >= 140_000 && exported.is_ok())
+            })
+            .await
+            .is_ok_and(|usable| *usable);
+        if !usable {
+            return None;
+        }
+        let client = self.pool.get().await.ok()?;
+        let row = client
+            .query_opt(
+                "SELECT (pg_catalog.pg_relation_size(c.oid) \
+                  / pg_catalog.current_setting('block_size')::int8)::int8 \
+                 FROM pg_catalog.pg_class c \
+                 JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace \
+                 WHERE n.nspname = $1 AND c.relname = $2 AND c.relkind IN ('r', 'm')",
+                &[&schema, &table],
+            )
+            .await
+            .ok()??;
+        let pages: i64 = row.get(0);
+        Some(RowRanges {
+            column: "ctid".to_string(),
+            hidden: Some(DataType::Utf8),
+            low: 0,
+            high: pages.max(1) - 1,
+            values: RangeValues::PostgresPages,
+            shared_snapshot: true,
+        })
+    }
+
+    fn scan_partitioning(&self) -> crate::remote::ScanPartitioning {
+        self.scan_partitioning
+    }
+
+    fn execute_part(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+        snapshot: Option<Arc<SharedSnapshot>>,
+    ) -> Result<SendableRecordBatchStream> {
+        Ok(connection::query_stream_in(
+            self.pool.clone(),
+            Arc::clone(&self.name),
+            sql.as_str().to_string(),
+            schema,
+            batch_size,
+            snapshot,
+        ))
     }
 
     /// `work_mem` x `hash_mem_multiplier`: what a hash aggregate holds

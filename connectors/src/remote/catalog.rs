@@ -231,9 +231,17 @@ impl SchemaProvider for RemoteSchema {
             Some(_) => self.database.aggregate_memory().await,
             None => None,
         };
+        // Only a table large enough to be read in parts needs its ranges.
+        let ranges = match rows {
+            Some(rows) if self.database.scan_partitioning().splits(rows) => {
+                self.database.row_ranges(&self.schema, name).await
+            }
+            _ => None,
+        };
         let table = Arc::new(
             RemoteTable::new(Arc::clone(&self.database), &self.schema, name, schema)
                 .with_read_only(self.read_only)
+                .with_row_ranges(ranges)
                 .with_row_estimate(rows)
                 .with_distinct_estimates(distinct)
                 .with_aggregate_memory(memory),

@@ -32,9 +32,24 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::{RemoteDatabase, RemoteSql};
+use super::{RemoteDatabase, RemoteSql, SharedSnapshot};
 
-/// Sends one SQL query to a remote database; one partition.
+/// The parts of a parallel scan (see the `partitions` module): one plan
+/// and its SQL per part, each the scan's plan with one range's condition.
+#[derive(Debug, Clone)]
+pub struct ScanParts {
+    /// Each part's plan.
+    pub plans: Vec<LogicalPlan>,
+    /// Each part's SQL, rendered from its plan.
+    pub sqls: Vec<RemoteSql>,
+    /// The column whose ranges split the rows.
+    pub column: String,
+    /// The parts read in one snapshot the database shares.
+    pub shared_snapshot: bool,
+}
+
+/// Sends one SQL query to a remote database: one partition, or one per part
+/// of a parallel scan (see [`RemoteScanExec::with_parts`]).
 #[derive(Debug)]
 pub struct RemoteScanExec {
     database: Arc<dyn RemoteDatabase>,
@@ -55,6 +70,9 @@ pub struct RemoteScanExec {
     row_estimate: Option<usize>,
     /// About how many distinct values each column holds, where known.
     distinct_estimates: Vec<Option<u64>>,
+    /// The parts of a parallel scan, with the snapshot they share for this
+    /// plan's runs.
+    parts: Option<(ScanParts, Option<Arc<SharedSnapshot>>)>,
     /// The SQL actually sent, once a run added dynamic filters to it.
     sent_sql: Arc<parking_lot::Mutex<Option<String>>>,
     properties: Arc<PlanProperties>,
@@ -69,12 +87,7 @@ impl RemoteScanExec {
         schema: SchemaRef,
         batch_size: usize,
     ) -> Self {
-        let properties = Arc::new(PlanProperties::new(
-            EquivalenceProperties::new(Arc::clone(&schema)),
-            Partitioning::UnknownPartitioning(1),
-            EmissionType::Incremental,
-            Boundedness::Bounded,
-        ));
+        let properties = Self::properties_for(&schema, 1);
         Self {
             database,
             sql,
@@ -85,6 +98,7 @@ impl RemoteScanExec {
             dynamic_filters: Vec::new(),
             row_estimate: None,
             distinct_estimates: Vec::new(),
+            parts: None,
             sent_sql: Arc::default(),
             properties,
             metrics: ExecutionPlanMetricsSet::new(),
@@ -95,6 +109,33 @@ impl RemoteScanExec {
     pub fn with_logical_plan(mut self, plan: LogicalPlan) -> Self {
         self.logical_plan = Some(plan);
         self
+    }
+
+    fn properties_for(schema: &SchemaRef, partitions: usize) -> Arc<PlanProperties> {
+        Arc::new(PlanProperties::new(
+            EquivalenceProperties::new(Arc::clone(schema)),
+            Partitioning::UnknownPartitioning(partitions),
+            EmissionType::Incremental,
+            Boundedness::Bounded,
+        ))
+    }
+
+    /// Reads the scan as `parts` (one DataFusion partition each) instead of
+    /// its one query; the SQL and plan given to [`new`](Self::new) and
+    /// [`with_logical_plan`](Self::with_logical_plan) stay the whole scan's,
+    /// for rules that extend it.
+    pub fn with_parts(mut self, parts: ScanParts) -> Self {
+        self.properties = Self::properties_for(&self.schema, parts.sqls.len().max(1));
+        let snapshot = parts
+            .shared_snapshot
+            .then(|| SharedSnapshot::new(parts.sqls.len()));
+        self.parts = Some((parts, snapshot));
+        self
+    }
+
+    /// The parts of a parallel scan, if it is one.
+    pub fn parts(&self) -> Option<&ScanParts> {
+        self.parts.as_ref().map(|(parts, _)| parts)
     }
 
     /// Records the federated sub-plan the SQL was rendered from (see
@@ -137,7 +178,11 @@ impl RemoteScanExec {
         scan.federated = self.federated;
         scan.row_estimate = self.row_estimate;
         scan.distinct_estimates = self.distinct_estimates.clone();
-        scan
+        match &self.parts {
+            // A snapshot of its own for each new plan.
+            Some((parts, _)) => scan.with_parts(parts.clone()),
+            None => scan,
+        }
     }
 
     /// The database scanned.
@@ -194,6 +239,19 @@ impl DisplayAs for RemoteScanExec {
             self.database.source_name(),
             self.sql
         )?;
+        if let Some((parts, _)) = &self.parts {
+            write!(
+                f,
+                ", parts={} by {}{}",
+                parts.sqls.len(),
+                parts.column,
+                if parts.shared_snapshot {
+                    " in one snapshot"
+                } else {
+                    ""
+                }
+            )?;
+        }
         if !self.dynamic_filters.is_empty() {
             match self.sent_sql.lock().as_deref() {
                 // EXPLAIN ANALYZE: what was sent.
@@ -295,8 +353,29 @@ impl ExecutionPlan for RemoteScanExec {
         // The Arrow bytes received from the database.
         let bytes = datafusion::physical_plan::metrics::MetricBuilder::new(&self.metrics)
             .counter("bytes_received", partition);
+        // This partition's plan and SQL: the scan's, or its part's.
+        let (logical_plan, static_sql, snapshot) = match &self.parts {
+            Some((parts, snapshot)) => {
+                let (Some(plan), Some(sql)) =
+                    (parts.plans.get(partition), parts.sqls.get(partition))
+                else {
+                    return datafusion::common::internal_err!(
+                        "RemoteScanExec: partition {partition} of {}",
+                        parts.sqls.len()
+                    );
+                };
+                (Some(plan), sql.clone(), Some(snapshot.clone()))
+            }
+            None => (self.logical_plan.as_ref(), self.sql.clone(), None),
+        };
+        let database = Arc::clone(&self.database);
+        let batch_size = self.batch_size;
+        let run = move |sql: &RemoteSql, schema: SchemaRef| match snapshot {
+            Some(snapshot) => database.execute_part(sql, schema, batch_size, snapshot),
+            None => database.execute(sql, schema, batch_size),
+        };
         let stream: SendableRecordBatchStream =
-            match (&self.logical_plan, self.dynamic_filters.is_empty()) {
+            match (logical_plan, self.dynamic_filters.is_empty()) {
                 (Some(plan), false) => {
                     // Rendered at the first poll, when the filters have their
                     // values.
@@ -305,9 +384,7 @@ impl ExecutionPlan for RemoteScanExec {
                     let plan = plan.clone();
                     let federated = self.federated;
                     let filters = self.dynamic_filters.clone();
-                    let static_sql = self.sql.clone();
-                    let sent = Arc::clone(&self.sent_sql);
-                    let batch_size = self.batch_size;
+                    let sent = (partition == 0).then(|| Arc::clone(&self.sent_sql));
                     let rows = self.row_estimate;
                     let lazy = futures::stream::once(async move {
                         let remote = plan.schema().as_arrow().clone();
@@ -323,8 +400,10 @@ impl ExecutionPlan for RemoteScanExec {
                                 .unwrap_or(static_sql),
                             None => static_sql,
                         };
-                        *sent.lock() = Some(sql.to_string());
-                        database.execute(&sql, schema, batch_size)
+                        if let Some(sent) = sent {
+                            *sent.lock() = Some(sql.to_string());
+                        }
+                        run(&sql, schema)
                     })
                     .try_flatten();
                     Box::pin(RecordBatchStreamAdapter::new(
@@ -332,9 +411,7 @@ impl ExecutionPlan for RemoteScanExec {
                         lazy,
                     ))
                 }
-                _ => self
-                    .database
-                    .execute(&self.sql, Arc::clone(&self.schema), self.batch_size)?,
+                _ => run(&static_sql, Arc::clone(&self.schema))?,
             };
         let counted = stream.map(move |batch| {
             if let Ok(batch) = &batch {
@@ -359,12 +436,16 @@ impl ExecutionPlan for RemoteScanExec {
     fn statistics_from_inputs(
         &self,
         _input_stats: &[Arc<Statistics>],
-        _args: &StatisticsArgs,
+        args: &StatisticsArgs,
     ) -> Result<Arc<Statistics>> {
         let mut statistics = Statistics::new_unknown(&self.schema);
-        let Some(rows) = self.row_estimate else {
+        let Some(mut rows) = self.row_estimate else {
             return Ok(Arc::new(statistics));
         };
+        if let (Some(_), Some((parts, _))) = (args.partition(), &self.parts) {
+            // One part's share.
+            rows /= parts.sqls.len().max(1);
+        }
         statistics = statistics.with_num_rows(Precision::Inexact(rows));
         for (column, distinct) in statistics
             .column_statistics

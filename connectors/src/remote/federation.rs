@@ -583,6 +583,11 @@ fn judge_scan(scan: &TableScan) -> Verdict {
         return Verdict::Local;
     };
     let database = table.database();
+    if database.pushdown().pushes_nothing() {
+        // `pushdown = off`: no aggregate, join or DISTINCT either, not
+        // even the `count(*)` every database computes alike.
+        return Verdict::Local;
+    }
     let schema = table.schema();
     let filters = scan
         .filters

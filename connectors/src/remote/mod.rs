@@ -23,6 +23,7 @@ mod federation;
 mod grouping;
 mod implied;
 mod join_order;
+mod partitions;
 mod passthrough;
 mod plans;
 pub mod pushdown;
@@ -36,6 +37,7 @@ mod topk;
 mod transaction;
 
 use std::fmt::Debug;
+use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
@@ -46,8 +48,11 @@ use datafusion::sql::unparser::dialect::Dialect;
 pub use catalog::{RemoteCatalog, RemoteSchema};
 pub use dml::RemoteStatementExec;
 pub use error::{RemoteError, RemoteErrorKind};
-pub use exec::RemoteScanExec;
+pub use exec::{RemoteScanExec, ScanParts};
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
+pub use partitions::{
+    PARTITION_ROWS, RangeValues, RowRanges, ScanPartitioning, SharedSnapshot, part_count,
+};
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
 
@@ -361,6 +366,32 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
     /// input little (see the `grouping` module).
     async fn aggregate_memory(&self) -> Option<u64> {
         None
+    }
+
+    /// A column whose ranges split `schema.table` into parts read at once
+    /// (see the `partitions` module), with its current bounds; `None` when
+    /// the table has none or on any error (the table is then read as one
+    /// query).
+    async fn row_ranges(&self, _schema: &str, _table: &str) -> Option<RowRanges> {
+        None
+    }
+
+    /// How this source's scans are split (its `scan_partitions` and
+    /// `scan_partition_rows` options).
+    fn scan_partitioning(&self) -> ScanPartitioning {
+        ScanPartitioning::OFF
+    }
+
+    /// Runs one part of a parallel scan like [`execute`](Self::execute),
+    /// in `snapshot` when its [`RowRanges`] share one.
+    fn execute_part(
+        &self,
+        sql: &RemoteSql,
+        schema: SchemaRef,
+        batch_size: usize,
+        _snapshot: Option<Arc<SharedSnapshot>>,
+    ) -> Result<SendableRecordBatchStream> {
+        self.execute(sql, schema, batch_size)
     }
 
     /// One round trip on a pooled connection (`SELECT 1`).

@@ -95,6 +95,12 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
     fn equals_exactly_between(&self, left: &Field, right: &Field) -> bool {
         self.equals_exactly(left) && self.equals_exactly(right)
     }
+
+    /// Whether nothing at all is pushed ([`NothingPushed`]): no query is
+    /// federated to the database, whatever it would compute alike.
+    fn pushes_nothing(&self) -> bool {
+        false
+    }
 }
 
 /// Pushes nothing: the policy of a source attached with `pushdown = off`
@@ -105,7 +111,11 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
 #[derive(Debug, Default)]
 pub struct NothingPushed;
 
-impl PushdownPolicy for NothingPushed {}
+impl PushdownPolicy for NothingPushed {
+    fn pushes_nothing(&self) -> bool {
+        true
+    }
+}
 
 /// Classifies `expr`: AND is as good as its weaker side, OR likewise (a
 /// superset on either side is a superset of the OR), NOT only of an Exact

@@ -23,7 +23,9 @@ use datafusion::physical_plan::projection::ProjectionExec;
 use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
 use super::pushdown::{Capability, classify};
-use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, WriteMode};
+use super::{
+    CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RowRanges, ScanParts, WriteMode,
+};
 
 /// Writes the rows of an `INSERT` into a remote table.
 #[derive(Debug)]
@@ -88,6 +90,8 @@ pub struct RemoteTable {
     distinct: std::collections::HashMap<String, u64>,
     /// What one grouping may hold in memory on the server.
     aggregate_memory: Option<u64>,
+    /// A column whose ranges split the table for parallel scans.
+    ranges: Option<RowRanges>,
 }
 
 impl RemoteTable {
@@ -106,7 +110,15 @@ impl RemoteTable {
             rows: None,
             distinct: Default::default(),
             aggregate_memory: None,
+            ranges: None,
         }
+    }
+
+    /// A column whose ranges split the table into parts read at once (see
+    /// [`RemoteDatabase::row_ranges`]).
+    pub fn with_row_ranges(mut self, ranges: Option<RowRanges>) -> Self {
+        self.ranges = ranges;
+        self
     }
 
     /// The database's estimate of the table's rows, if it has one.
@@ -182,10 +194,45 @@ impl RemoteTable {
         pushed: &[Expr],
         limit: Option<usize>,
     ) -> Result<LogicalPlan> {
-        let source = Arc::new(LogicalTableSource::new(Arc::clone(&self.schema)));
+        self.part_plan(projection, pushed, limit, None)
+    }
+
+    /// [`scan_plan`](Self::scan_plan) of one part of a parallel scan: with
+    /// the condition of its range of `ranges`' column (a system column is
+    /// added to the scanned columns, and never selected).
+    fn part_plan(
+        &self,
+        projection: Option<&Vec<usize>>,
+        pushed: &[Expr],
+        limit: Option<usize>,
+        range: Option<(&RowRanges, Expr)>,
+    ) -> Result<LogicalPlan> {
+        let scanned = match range {
+            Some((
+                RowRanges {
+                    column,
+                    hidden: Some(data_type),
+                    ..
+                },
+                _,
+            )) => {
+                let mut fields: Vec<_> = self.schema.fields().iter().cloned().collect();
+                fields.push(Arc::new(datafusion::arrow::datatypes::Field::new(
+                    column,
+                    data_type.clone(),
+                    false,
+                )));
+                Arc::new(datafusion::arrow::datatypes::Schema::new(fields))
+            }
+            _ => Arc::clone(&self.schema),
+        };
+        let source = Arc::new(LogicalTableSource::new(scanned));
         let mut builder = LogicalPlanBuilder::scan(self.reference.clone(), source, None)?;
         for filter in pushed {
             builder = builder.filter(filter.clone())?;
+        }
+        if let Some((_, condition)) = range {
+            builder = builder.filter(condition)?;
         }
         let indices: Vec<usize> = match projection {
             Some(indices) => indices.clone(),
@@ -337,23 +384,58 @@ impl TableProvider for RemoteTable {
         let estimate = self
             .rows
             .map(|rows| super::plans::scan_row_estimate(rows, !remote.is_empty(), remote_limit));
-        let scan: Arc<dyn ExecutionPlan> = Arc::new(
-            RemoteScanExec::new(
-                Arc::clone(&self.database),
-                sql,
-                Arc::clone(&fetched_schema),
-                state.config().batch_size(),
-            )
-            .with_logical_plan(plan)
-            .with_row_estimate(estimate)
-            .with_distinct_estimates(
-                fetched_schema
-                    .fields()
-                    .iter()
-                    .map(|f| self.distinct.get(f.name()).copied())
-                    .collect(),
-            ),
+        let mut scan = RemoteScanExec::new(
+            Arc::clone(&self.database),
+            sql,
+            Arc::clone(&fetched_schema),
+            state.config().batch_size(),
+        )
+        .with_logical_plan(plan)
+        .with_row_estimate(estimate)
+        .with_distinct_estimates(
+            fetched_schema
+                .fields()
+                .iter()
+                .map(|f| self.distinct.get(f.name()).copied())
+                .collect(),
         );
+        if let (Some(ranges), Some(rows), None) = (&self.ranges, estimate, remote_limit) {
+            let wanted = super::part_count(
+                rows,
+                state.config().target_partitions(),
+                self.database.scan_partitioning(),
+                self.database.pool_status().map(|p| p.max_size),
+            );
+            if wanted > 1 {
+                let column =
+                    Expr::Column(Column::new(Some(self.reference.clone()), &ranges.column));
+                let mut plans = Vec::with_capacity(wanted);
+                let mut sqls = Vec::with_capacity(wanted);
+                let data_type = match &ranges.hidden {
+                    Some(data_type) => data_type.clone(),
+                    None => self
+                        .schema
+                        .field_with_name(&ranges.column)?
+                        .data_type()
+                        .clone(),
+                };
+                for condition in ranges.conditions(column, &data_type, wanted) {
+                    let plan =
+                        self.part_plan(Some(&fetched), &remote, None, Some((ranges, condition)))?;
+                    sqls.push(RemoteSql::from_plan(&plan, self.database.as_ref())?);
+                    plans.push(plan);
+                }
+                if plans.len() > 1 {
+                    scan = scan.with_parts(ScanParts {
+                        plans,
+                        sqls,
+                        column: ranges.column.clone(),
+                        shared_snapshot: ranges.shared_snapshot,
+                    });
+                }
+            }
+        }
+        let scan: Arc<dyn ExecutionPlan> = Arc::new(scan);
         let Some(predicate) = conjunction(local) else {
             return Ok(scan);
         };

@@ -106,11 +106,11 @@ pub fn parse_url(
             "pool_pre_ping" => {}
             // READ_ONLY: the file is opened read-only.
             "read_only" if value != "false" => mode = "ro".to_string(),
-            "read_only" | "pushdown" => {}
+            "read_only" | "pushdown" | "scan_partitions" | "scan_partition_rows" => {}
             other => {
                 return Err(DataFusionError::Configuration(format!(
                     "unknown SQLite URL parameter '{other}' (known: mode, pool_max_size, \
-                     pool_timeout, pool_idle_timeout, pool_max_lifetime, pool_pre_ping, pushdown)"
+                     pool_timeout, pool_idle_timeout, pool_max_lifetime, pool_pre_ping, pushdown, scan_partitions, scan_partition_rows)"
                 )));
             }
         }

@@ -27,7 +27,7 @@ pub use dialect::{SqliteDialect, SqlitePushdown, SqliteWriter};
 
 use crate::remote::{
     PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
-    TransactionState, WriteMode,
+    RowRanges, TransactionState, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -73,6 +73,8 @@ pub struct SqliteSource {
     pushdown_enabled: bool,
     /// Opened with `mode=ro`.
     read_only: bool,
+    /// The `scan_partitions` and `scan_partition_rows` options.
+    scan_partitioning: crate::remote::ScanPartitioning,
     /// Keeps an in-memory database alive while it is attached.
     _keeper: Option<deadpool_sqlite::Object>,
 }
@@ -118,6 +120,7 @@ impl SqliteSource {
             pushdown: SqlitePushdown,
             pushdown_enabled: crate::remote::pushdown::pushdown_enabled(name, url, options)?,
             read_only: settings.read_only,
+            scan_partitioning: crate::remote::ScanPartitioning::from_options(name, url, options)?,
             _keeper: (settings.path == ":memory:").then_some(keeper),
         })
     }
@@ -237,6 +240,19 @@ impl RemoteDatabase for SqliteSource {
             .await
             .ok()
             .flatten()
+    }
+
+    /// The rowid (see [`schema::row_ranges`]).
+    async fn row_ranges(&self, schema: &str, table: &str) -> Option<RowRanges> {
+        let (schema, table) = (schema.to_string(), table.to_string());
+        self.with_connection(move |c, _| Ok(schema::row_ranges(c, &schema, &table)))
+            .await
+            .ok()
+            .flatten()
+    }
+
+    fn scan_partitioning(&self) -> crate::remote::ScanPartitioning {
+        self.scan_partitioning
     }
 
     /// From `sqlite_stat1` (kept by ANALYZE): the first column of an index

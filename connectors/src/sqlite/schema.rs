@@ -222,3 +222,55 @@ pub fn distinct_estimates(
     }
     Ok(distinct)
 }
+
+/// See [`RemoteDatabase::row_ranges`](crate::remote::RemoteDatabase::row_ranges):
+/// the rowid of a table that has one (not a view or a `WITHOUT ROWID`
+/// table), under the first of its names (`rowid`, `_rowid_`, `oid`) that
+/// no column of the table takes.
+pub fn row_ranges(
+    connection: &rusqlite::Connection,
+    schema: &str,
+    table: &str,
+) -> Option<crate::remote::RowRanges> {
+    let kind = format!(
+        "SELECT type FROM {}.sqlite_schema WHERE name = ?1",
+        quote(schema)
+    );
+    let is_table = connection
+        .query_row(&kind, [table], |r| r.get::<_, String>(0))
+        .is_ok_and(|kind| kind == "table");
+    if !is_table {
+        return None;
+    }
+    let mut columns = connection
+        .prepare("SELECT name FROM pragma_table_info(?1, ?2)")
+        .ok()?;
+    let names: Vec<String> = columns
+        .query_map([table, schema], |r| r.get::<_, String>(0))
+        .ok()?
+        .collect::<rusqlite::Result<_>>()
+        .ok()?;
+    let alias = ["rowid", "_rowid_", "oid"]
+        .into_iter()
+        .find(|alias| !names.iter().any(|n| n.eq_ignore_ascii_case(alias)))?;
+    // Qualified, so a table without a rowid is an error, never the
+    // string 'rowid' (an unknown quoted name is a string in SQLite).
+    let bounds = format!(
+        "SELECT min(t.{alias}), max(t.{alias}) FROM {}.{} AS t",
+        quote(schema),
+        quote(table)
+    );
+    let (low, high) = connection
+        .query_row(&bounds, [], |r| {
+            Ok((r.get::<_, Option<i64>>(0)?, r.get::<_, Option<i64>>(1)?))
+        })
+        .ok()?;
+    Some(crate::remote::RowRanges {
+        column: alias.to_string(),
+        hidden: Some(datafusion::arrow::datatypes::DataType::Int64),
+        low: low?,
+        high: high?,
+        values: crate::remote::RangeValues::Integers,
+        shared_snapshot: false,
+    })
+}
