@@ -376,6 +376,14 @@ mod repl {
         p.send_control('c').unwrap();
         p.exp_string("query cancelled").unwrap();
         p.exp_string("moltres> ").unwrap();
+        // The progress line is gone with the query: it no longer ticks
+        // (it held the plan, and its remote connections, for good).
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        let mut after = String::new();
+        while let Some(c) = p.try_read() {
+            after.push(c);
+        }
+        assert!(!after.contains("rows read"), "{after:?}");
         p.send_line("SELECT 7 AS still_here;").unwrap();
         p.exp_string("| 7 ").unwrap();
 

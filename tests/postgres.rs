@@ -1943,6 +1943,64 @@ async fn large_tables_are_read_in_parts_in_one_snapshot() {
         assert_eq!(local, f.rows(&sql.replace("SRC", "one")).await, "{sql}");
         assert_eq!(local, f.rows(&sql.replace("SRC", "pg")).await, "{sql}");
     }
+    // Many scans in parts at once on a small pool: a scan always has one
+    // connection, and takes more only while the pool has them to spare,
+    // so none waits for the pool on another's behalf (this waited out
+    // pool_timeout when each part took its own connection).
+    f.db.attach(
+        &format!(
+            "{}?pushdown=off&scan_partition_rows=100&pool_max_size=4&pool_timeout=5",
+            url()
+        ),
+        "tiny",
+        false,
+    )
+    .await
+    .unwrap();
+    f.rows("SET datafusion.execution.target_partitions = 8")
+        .await;
+    let union = (0..6)
+        .map(|i| {
+            let table = if i % 2 == 0 { "big" } else { "small" };
+            format!("SELECT id FROM tiny.$S.{table}")
+        })
+        .collect::<Vec<_>>()
+        .join(" UNION ALL ");
+    let union = format!("SELECT count(*), sum(id) FROM ({union}) u");
+    let explained = f.explain(&union).await;
+    assert_eq!(
+        explained.matches("parts=2 by ctid").count(),
+        6,
+        "{explained}"
+    );
+    // (A wait for the pool fails after pool_timeout, 5 s.)
+    assert_eq!(
+        f.rows(&union).await,
+        vec![format!(
+            "{}|{}",
+            3 * 11_000 + 3 * 1000,
+            3 * (11_000 * 11_001 / 2 + 500_500)
+        )]
+    );
+    assert_eq!(
+        f.rows("SELECT count(*) FROM tiny.$S.big b JOIN tiny.$S.small s ON b.id = s.id")
+            .await,
+        vec!["1000".to_string()]
+    );
+    f.rows("SET datafusion.execution.target_partitions = 2")
+        .await;
+    // Every part's transaction ended with the query.
+    let open: i64 = f
+        .client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity \
+             WHERE state LIKE 'idle in transaction%' AND query LIKE '%' || $1 || '%'",
+            &[&f.schema],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(open, 0, "transactions left open");
     // One part started (its snapshot exported), then every row deleted
     // and committed: the other part still reads its rows.
     let sql = format!("SELECT id FROM parts.{}.big", f.schema);

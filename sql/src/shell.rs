@@ -434,6 +434,15 @@ impl Progress {
     }
 
     fn finish(self) {
+        drop(self);
+    }
+}
+
+/// Also when the query is dropped (Ctrl-C, a timeout): the task would tick
+/// on and keep the plan, and the remote scans and connections it holds,
+/// alive for the life of the shell.
+impl Drop for Progress {
+    fn drop(&mut self) {
         self.task.abort();
         self.bar.finish_and_clear();
     }

@@ -19,7 +19,7 @@ use tokio_postgres::types::{FromSql, ToSql, Type};
 
 use super::PostgresWriter;
 use super::types::{CAST_TO_TEXT, ColumnDecoder, PG_TYPE, can_encode, encode_copy_field};
-use crate::remote::{RemoteError, RemoteErrorKind, SharedSnapshot, SqlWriter};
+use crate::remote::{RemoteError, RemoteErrorKind, ScanGroup, SqlWriter, pool_has_spare};
 
 /// How the connection is encrypted (`sslmode`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -437,24 +437,23 @@ pub fn query_stream(
     query_stream_in(pool, source, sql, schema, batch_size, None)
 }
 
-/// [`query_stream`] of one part of a parallel scan: in a read-only
-/// REPEATABLE READ transaction that imports `snapshot` (exported by the
-/// first part to start, see [`SharedSnapshot`]) when there is one.
+/// [`query_stream`] of one part of a parallel scan: in the snapshot its
+/// scan's parts share (see [`SnapshotGroup`]) when `group` is given.
 pub fn query_stream_in(
     pool: Pool,
     source: Arc<str>,
     sql: String,
     schema: SchemaRef,
     batch_size: usize,
-    snapshot: Option<Arc<SharedSnapshot>>,
+    group: Option<Arc<ScanGroup>>,
 ) -> SendableRecordBatchStream {
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<RecordBatch>>(2);
     let task_schema = Arc::clone(&schema);
     tokio::spawn(async move {
-        let run = match &snapshot {
+        let run = match &group {
             None => run_query(&pool, &source, &sql, task_schema, batch_size, &tx).await,
-            Some(snapshot) => {
-                run_in_snapshot(&pool, &source, &sql, task_schema, batch_size, &tx, snapshot).await
+            Some(group) => {
+                run_in_snapshot(&pool, &source, &sql, task_schema, batch_size, &tx, group).await
             }
         };
         if let Err(e) = run {
@@ -479,91 +478,8 @@ async fn run_query(
         .get()
         .await
         .map_err(|e| pool_error(source, e).with_sql(sql))?;
-    read_all(client, source, sql, schema, batch_size, tx, false).await
-}
-
-/// Exports a snapshot on a connection of its own, whose transaction stays
-/// open until the returned sender is used or dropped.
-async fn export_snapshot(
-    pool: &Pool,
-    source: &str,
-) -> Result<(String, tokio::sync::oneshot::Sender<()>)> {
-    const EXPORT: &str = "SELECT pg_catalog.pg_export_snapshot()";
-    let client = pool.get().await.map_err(|e| pool_error(source, e))?;
-    let exported = async {
-        client
-            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            .await?;
-        let row = client.query_one(EXPORT, &[]).await?;
-        row.try_get::<_, String>(0)
-    }
-    .await;
-    let name = match exported {
-        Ok(name) => name,
-        Err(e) => {
-            drop(deadpool_postgres::Object::take(client));
-            return Err(remote_error(source, e, Some(EXPORT)).into());
-        }
-    };
-    let (release, released) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(async move {
-        let _ = released.await;
-        if client.batch_execute("ROLLBACK").await.is_err() {
-            drop(deadpool_postgres::Object::take(client));
-        }
-    });
-    Ok((name, release))
-}
-
-/// [`run_query`] in `snapshot`: every part of one scan reads the same rows.
-async fn run_in_snapshot(
-    pool: &Pool,
-    source: &str,
-    sql: &str,
-    schema: SchemaRef,
-    batch_size: usize,
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
-    snapshot: &SharedSnapshot,
-) -> Result<()> {
-    let client = snapshot
-        .join(export_snapshot(pool, source), |name| async move {
-            let client = pool
-                .get()
-                .await
-                .map_err(|e| pool_error(source, e).with_sql(sql))?;
-            let import = format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
-                PostgresWriter.string(&name)?
-            );
-            if let Err(e) = client.batch_execute(&import).await {
-                drop(deadpool_postgres::Object::take(client));
-                return Err(remote_error(source, e, Some(&import)).into());
-            }
-            Ok(client)
-        })
-        .await?;
-    read_all(client, source, sql, schema, batch_size, tx, true).await
-}
-
-/// Streams the rows of `sql` on `client`; `in_transaction`: the client is
-/// inside a read-only transaction, ended once every row is read.
-async fn read_all(
-    client: deadpool_postgres::Object,
-    source: &str,
-    sql: &str,
-    schema: SchemaRef,
-    batch_size: usize,
-    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
-    in_transaction: bool,
-) -> Result<()> {
     let cancel = client.cancel_token();
-    let mut outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
-    if in_transaction
-        && matches!(outcome, Ok(Finished::Read))
-        && let Err(e) = client.batch_execute("COMMIT").await
-    {
-        outcome = Err(remote_error(source, e, Some("COMMIT")).into());
-    }
+    let outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
     if !matches!(outcome, Ok(Finished::Read)) {
         // The result was not read to its end (the reader went away, a
         // timeout dropped it, a row failed to decode, the connection
@@ -574,6 +490,200 @@ async fn read_all(
         // behind the rest of this one's rows.
         let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
         drop(deadpool_postgres::Object::take(client));
+    }
+    outcome.map(|_| ())
+}
+
+/// The connections of one parallel scan's parts, all in one snapshot: the
+/// first part to start takes a connection as a single query would, opens
+/// a read-only REPEATABLE READ transaction and exports its snapshot
+/// (`pg_export_snapshot()`); a part that finds no free connection of the
+/// group takes a new one from the pool only while the pool has connections
+/// to spare ([`pool_has_spare`]) and imports the snapshot into it (`SET
+/// TRANSACTION SNAPSHOT`), and otherwise waits for a part of its scan to
+/// give its connection back. So a scan holds at least one connection and
+/// never waits for the pool on behalf of a part that could share its own,
+/// and the exporting transaction stays open, on a connection parts
+/// read with, until every part has finished. Then every connection ends its
+/// transaction and goes back to the pool; connections left in the group
+/// when it is dropped (a part never ran) are closed, never pooled inside a
+/// transaction.
+#[derive(Default)]
+struct SnapshotGroup {
+    state: tokio::sync::Mutex<SnapshotState>,
+}
+
+#[derive(Default)]
+struct SnapshotState {
+    /// The exported snapshot, while its transaction is open.
+    snapshot: Option<String>,
+    /// The exporting connection was closed (its part was abandoned):
+    /// parts not yet running can no longer join the snapshot.
+    exporter_lost: bool,
+    /// The group's connections no part is reading with.
+    idle: Vec<Member>,
+    /// Connections in the group (idle or reading).
+    open: usize,
+    /// Parts done (read to the end, failed or abandoned).
+    finished: usize,
+}
+
+/// A connection in a snapshot group.
+struct Member {
+    client: deadpool_postgres::Object,
+    exporter: bool,
+}
+
+impl Drop for SnapshotState {
+    fn drop(&mut self) {
+        for member in self.idle.drain(..) {
+            drop(deadpool_postgres::Object::take(member.client));
+        }
+    }
+}
+
+impl SnapshotGroup {
+    /// A connection in the snapshot for a part (see the type's docs).
+    async fn take(&self, pool: &Pool, source: &str, scan: &ScanGroup) -> Result<Member> {
+        loop {
+            let finished = scan.wait_for_a_part();
+            {
+                let mut state = self.state.lock().await;
+                if let Some(member) = state.idle.pop() {
+                    return Ok(member);
+                }
+                match state.snapshot.clone() {
+                    None => {
+                        let client = pool.get().await.map_err(|e| pool_error(source, e))?;
+                        let name = match export(&client, source).await {
+                            Ok(name) => name,
+                            Err(e) => {
+                                drop(deadpool_postgres::Object::take(client));
+                                return Err(e);
+                            }
+                        };
+                        state.snapshot = Some(name);
+                        state.open = 1;
+                        return Ok(Member {
+                            client,
+                            exporter: true,
+                        });
+                    }
+                    Some(_) if state.exporter_lost => {
+                        return Err(RemoteError::new(
+                            source,
+                            RemoteErrorKind::Connection,
+                            "a parallel scan's snapshot ended (its exporting part was \
+                             cancelled) before this part started",
+                        )
+                        .into());
+                    }
+                    Some(name)
+                        if state.open < scan.parts()
+                            && pool_has_spare(Some(crate::remote::PoolStatus::of_deadpool(
+                                pool.status(),
+                                source,
+                            ))) =>
+                    {
+                        let mut quick = pool.timeouts();
+                        quick.wait = Some(Duration::ZERO);
+                        if let Ok(client) = pool.timeout_get(&quick).await {
+                            let import = format!(
+                                "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; \
+                                 SET TRANSACTION SNAPSHOT {}",
+                                PostgresWriter.string(&name)?
+                            );
+                            if let Err(e) = client.batch_execute(&import).await {
+                                drop(deadpool_postgres::Object::take(client));
+                                return Err(remote_error(source, e, Some(&import)).into());
+                            }
+                            state.open += 1;
+                            return Ok(Member {
+                                client,
+                                exporter: false,
+                            });
+                        }
+                    }
+                    Some(_) => {}
+                }
+            }
+            // Every connection of the group is reading: wait for one.
+            finished.await;
+        }
+    }
+
+    /// A part is done: its connection back to the group (`None`: closed,
+    /// its result not read to the end). The last part ends every
+    /// connection's transaction and gives them back to the pool.
+    async fn done(&self, member: Option<Member>, lost_exporter: bool, scan: &ScanGroup) {
+        let mut state = self.state.lock().await;
+        state.finished += 1;
+        match member {
+            Some(member) => state.idle.push(member),
+            None => {
+                state.open = state.open.saturating_sub(1);
+                state.exporter_lost |= lost_exporter;
+            }
+        }
+        if state.finished >= scan.parts() {
+            let idle: Vec<Member> = state.idle.drain(..).collect();
+            *state = SnapshotState::default();
+            drop(state);
+            for member in idle {
+                if member.client.batch_execute("COMMIT").await.is_err() {
+                    drop(deadpool_postgres::Object::take(member.client));
+                }
+            }
+        }
+        scan.part_finished();
+    }
+}
+
+/// Opens a read-only REPEATABLE READ transaction on `client` and exports
+/// its snapshot.
+async fn export(client: &tokio_postgres::Client, source: &str) -> Result<String> {
+    const EXPORT: &str = "SELECT pg_catalog.pg_export_snapshot()";
+    let exported = async {
+        client
+            .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await?;
+        let row = client.query_one(EXPORT, &[]).await?;
+        row.try_get::<_, String>(0)
+    }
+    .await;
+    exported.map_err(|e| remote_error(source, e, Some(EXPORT)).into())
+}
+
+/// [`run_query`] in the snapshot of `scan`'s parts.
+async fn run_in_snapshot(
+    pool: &Pool,
+    source: &str,
+    sql: &str,
+    schema: SchemaRef,
+    batch_size: usize,
+    tx: &tokio::sync::mpsc::Sender<Result<RecordBatch>>,
+    scan: &Arc<ScanGroup>,
+) -> Result<()> {
+    let Some(group) = scan.state(SnapshotGroup::default) else {
+        return datafusion::common::internal_err!("a parallel scan's group of another kind");
+    };
+    let member = match group.take(pool, source, scan).await {
+        Ok(member) => member,
+        Err(e) => {
+            group.done(None, false, scan).await;
+            return Err(e.context(format!("remote SQL: {sql}")));
+        }
+    };
+    let exporter = member.exporter;
+    let cancel = member.client.cancel_token();
+    let outcome = stream_rows(&member.client, source, sql, schema, batch_size, tx).await;
+    if matches!(outcome, Ok(Finished::Read)) {
+        group.done(Some(member), false, scan).await;
+    } else {
+        // As in `run_query`: the result was not read to its end.
+        let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+        drop(deadpool_postgres::Object::take(member.client));
+        group.done(None, exporter, scan).await;
     }
     outcome.map(|_| ())
 }

@@ -32,7 +32,7 @@ pub use schema::UnsupportedTypes;
 
 use crate::remote::{
     PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction, RemoteSql,
-    RemoteTransaction, RowRanges, SharedSnapshot, WriteMode,
+    RemoteTransaction, RowRanges, ScanGroup, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -397,7 +397,7 @@ impl RemoteDatabase for PostgresSource {
         sql: &RemoteSql,
         schema: SchemaRef,
         batch_size: usize,
-        snapshot: Option<Arc<SharedSnapshot>>,
+        group: Arc<ScanGroup>,
     ) -> Result<SendableRecordBatchStream> {
         Ok(connection::query_stream_in(
             self.pool.clone(),
@@ -405,7 +405,7 @@ impl RemoteDatabase for PostgresSource {
             sql.as_str().to_string(),
             schema,
             batch_size,
-            snapshot,
+            Some(group),
         ))
     }
 

@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::{RemoteDatabase, RemoteSql, SharedSnapshot};
+use super::{RemoteDatabase, RemoteSql, ScanGroup};
 
 /// The parts of a parallel scan (see the `partitions` module): one plan
 /// and its SQL per part, each the scan's plan with one range's condition.
@@ -70,9 +70,8 @@ pub struct RemoteScanExec {
     row_estimate: Option<usize>,
     /// About how many distinct values each column holds, where known.
     distinct_estimates: Vec<Option<u64>>,
-    /// The parts of a parallel scan, with the snapshot they share for this
-    /// plan's runs.
-    parts: Option<(ScanParts, Option<Arc<SharedSnapshot>>)>,
+    /// The parts of a parallel scan, with what they share while they run.
+    parts: Option<(ScanParts, Arc<ScanGroup>)>,
     /// The SQL actually sent, once a run added dynamic filters to it.
     sent_sql: Arc<parking_lot::Mutex<Option<String>>>,
     properties: Arc<PlanProperties>,
@@ -126,10 +125,8 @@ impl RemoteScanExec {
     /// for rules that extend it.
     pub fn with_parts(mut self, parts: ScanParts) -> Self {
         self.properties = Self::properties_for(&self.schema, parts.sqls.len().max(1));
-        let snapshot = parts
-            .shared_snapshot
-            .then(|| SharedSnapshot::new(parts.sqls.len()));
-        self.parts = Some((parts, snapshot));
+        let group = ScanGroup::new(parts.sqls.len());
+        self.parts = Some((parts, group));
         self
     }
 
@@ -179,7 +176,7 @@ impl RemoteScanExec {
         scan.row_estimate = self.row_estimate;
         scan.distinct_estimates = self.distinct_estimates.clone();
         match &self.parts {
-            // A snapshot of its own for each new plan.
+            // A group (and snapshot) of its own for each new plan.
             Some((parts, _)) => scan.with_parts(parts.clone()),
             None => scan,
         }
@@ -233,12 +230,13 @@ fn filtered(
 
 impl DisplayAs for RemoteScanExec {
     fn fmt_as(&self, _t: DisplayFormatType, f: &mut fmt::Formatter) -> fmt::Result {
-        write!(
-            f,
-            "RemoteScanExec: source={}, sql={}",
-            self.database.source_name(),
-            self.sql
-        )?;
+        write!(f, "RemoteScanExec: source={}", self.database.source_name())?;
+        if let Some(rows) = self.row_estimate {
+            // The rows the planner expects (EXPLAIN ANALYZE's output_rows
+            // beside it are the rows returned).
+            write!(f, ", estimated_rows={rows}")?;
+        }
+        write!(f, ", sql={}", self.sql)?;
         if let Some((parts, _)) = &self.parts {
             write!(
                 f,
@@ -354,8 +352,8 @@ impl ExecutionPlan for RemoteScanExec {
         let bytes = datafusion::physical_plan::metrics::MetricBuilder::new(&self.metrics)
             .counter("bytes_received", partition);
         // This partition's plan and SQL: the scan's, or its part's.
-        let (logical_plan, static_sql, snapshot) = match &self.parts {
-            Some((parts, snapshot)) => {
+        let (logical_plan, static_sql, group) = match &self.parts {
+            Some((parts, group)) => {
                 let (Some(plan), Some(sql)) =
                     (parts.plans.get(partition), parts.sqls.get(partition))
                 else {
@@ -364,15 +362,39 @@ impl ExecutionPlan for RemoteScanExec {
                         parts.sqls.len()
                     );
                 };
-                (Some(plan), sql.clone(), Some(snapshot.clone()))
+                let group = (Arc::clone(group), parts.shared_snapshot);
+                (Some(plan), sql.clone(), Some(group))
             }
             None => (self.logical_plan.as_ref(), self.sql.clone(), None),
         };
         let database = Arc::clone(&self.database);
         let batch_size = self.batch_size;
-        let run = move |sql: &RemoteSql, schema: SchemaRef| match snapshot {
-            Some(snapshot) => database.execute_part(sql, schema, batch_size, snapshot),
-            None => database.execute(sql, schema, batch_size),
+        let run = move |sql: &RemoteSql, schema: SchemaRef| -> Result<SendableRecordBatchStream> {
+            match group {
+                // The connector shares its snapshot and connections.
+                Some((group, true)) => database.execute_part(sql, schema, batch_size, group),
+                // Admitted by the group, then one query.
+                Some((group, false)) => {
+                    let sql = sql.clone();
+                    let stream_schema = Arc::clone(&schema);
+                    let admitted = futures::stream::once(async move {
+                        let ticket = group
+                            .admit(|| super::pool_has_spare(database.pool_status()))
+                            .await;
+                        let rows = database.execute(&sql, schema, batch_size)?;
+                        Ok::<_, datafusion::common::DataFusionError>(rows.map(move |batch| {
+                            let _running = &ticket;
+                            batch
+                        }))
+                    })
+                    .try_flatten();
+                    Ok(Box::pin(RecordBatchStreamAdapter::new(
+                        stream_schema,
+                        admitted,
+                    )))
+                }
+                None => database.execute(sql, schema, batch_size),
+            }
         };
         let stream: SendableRecordBatchStream =
             match (logical_plan, self.dynamic_filters.is_empty()) {

@@ -51,7 +51,8 @@ pub use error::{RemoteError, RemoteErrorKind};
 pub use exec::{RemoteScanExec, ScanParts};
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use partitions::{
-    PARTITION_ROWS, RangeValues, RowRanges, ScanPartitioning, SharedSnapshot, part_count,
+    PARTITION_ROWS, PartTicket, RangeValues, RowRanges, ScanGroup, ScanPartitioning, part_count,
+    pool_has_spare,
 };
 pub use passthrough::{RemoteQueryFunction, RemoteQueryTable, RemoteSources, remote_database};
 pub use pushdown::{Capability, PushdownPolicy};
@@ -382,14 +383,17 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
         ScanPartitioning::OFF
     }
 
-    /// Runs one part of a parallel scan like [`execute`](Self::execute),
-    /// in `snapshot` when its [`RowRanges`] share one.
+    /// Runs one part of a parallel scan whose [`RowRanges`] share a
+    /// snapshot, like [`execute`](Self::execute), in the snapshot of
+    /// `group` (the other parts' group), taking connections as
+    /// [`ScanGroup`] says. Only called when [`row_ranges`](Self::row_ranges)
+    /// gave `shared_snapshot`.
     fn execute_part(
         &self,
         sql: &RemoteSql,
         schema: SchemaRef,
         batch_size: usize,
-        _snapshot: Option<Arc<SharedSnapshot>>,
+        _group: Arc<ScanGroup>,
     ) -> Result<SendableRecordBatchStream> {
         self.execute(sql, schema, batch_size)
     }

@@ -200,74 +200,98 @@ pub fn part_count(
         .max(1)
 }
 
-/// The snapshot the parts of one scan share, for a database whose
-/// connections can join one (PostgreSQL). The first part to start exports
-/// it on a connection of its own whose transaction stays open until every
-/// part has imported it, or this value is dropped with its plan; a plan run
-/// again exports a new one.
+/// What the parts of one scan share while it runs: a gate that keeps
+/// them from taking more than their share of the source's pool, and, for a
+/// database whose connections can join one snapshot (PostgreSQL), the
+/// connector's own state (its snapshot and the connections in it).
+///
+/// A scan always gets one connection as a single query would; a part
+/// beyond the first takes another only while fewer than half the pool's
+/// connections are in use, and otherwise waits for a part of its own scan
+/// to finish. So scans in parts never hold a pool that other scans of the
+/// same query wait for (a UNION of eight tables in four parts each on a
+/// pool of eight waited for its connections until `pool_timeout`).
 #[derive(Debug)]
-pub struct SharedSnapshot {
+pub struct ScanGroup {
     parts: usize,
-    state: tokio::sync::Mutex<SnapshotState>,
+    /// Parts running now (admitted by [`admit`](Self::admit)).
+    active: parking_lot::Mutex<usize>,
+    finished: tokio::sync::Notify,
+    /// The connector's state (see [`state`](Self::state)).
+    state: std::sync::OnceLock<Arc<dyn std::any::Any + Send + Sync>>,
 }
 
-#[derive(Debug, Default)]
-struct SnapshotState {
-    /// The exported snapshot's name, while its transaction is open.
-    name: Option<String>,
-    /// The parts that have taken `name` and finished importing it (or
-    /// failed to).
-    imported: usize,
-    /// Dropped or sent to end the exporting transaction.
-    holder: Option<tokio::sync::oneshot::Sender<()>>,
-}
-
-impl SharedSnapshot {
-    /// A snapshot shared by `parts` parts.
+impl ScanGroup {
+    /// The group of a scan in `parts` parts.
     pub fn new(parts: usize) -> Arc<Self> {
         Arc::new(Self {
             parts,
-            state: Default::default(),
+            active: parking_lot::Mutex::new(0),
+            finished: tokio::sync::Notify::new(),
+            state: std::sync::OnceLock::new(),
         })
     }
 
-    /// The snapshot's name, exported by `export` (a name and the sender that
-    /// ends its transaction) when no part has yet; then runs `import` with
-    /// it and counts the part as imported whatever the outcome.
-    pub async fn join<E, I, T>(&self, export: E, import: impl FnOnce(String) -> I) -> Result<T>
-    where
-        E: Future<Output = Result<(String, tokio::sync::oneshot::Sender<()>)>>,
-        I: Future<Output = Result<T>>,
-    {
-        let name = {
-            let mut state = self.state.lock().await;
-            match &state.name {
-                Some(name) => name.clone(),
-                None => {
-                    let (name, holder) = export.await?;
-                    *state = SnapshotState {
-                        name: Some(name.clone()),
-                        imported: 0,
-                        holder: Some(holder),
-                    };
-                    name
-                }
-            }
-        };
-        let outcome = import(name.clone()).await;
-        let mut state = self.state.lock().await;
-        if state.name.as_deref() == Some(name.as_str()) {
-            state.imported += 1;
-            if state.imported >= self.parts {
-                // Every part holds the snapshot now: the exporter may end.
-                if let Some(holder) = state.holder.take() {
-                    let _ = holder.send(());
-                }
-                *state = SnapshotState::default();
-            }
-        }
-        outcome
+    /// The scan's number of parts.
+    pub fn parts(&self) -> usize {
+        self.parts
     }
+
+    /// The connector's state for this scan, made by `init` on first use.
+    pub fn state<T: std::any::Any + Send + Sync>(
+        &self,
+        init: impl FnOnce() -> T,
+    ) -> Option<Arc<T>> {
+        Arc::clone(self.state.get_or_init(|| Arc::new(init())))
+            .downcast::<T>()
+            .ok()
+    }
+
+    /// Waits until a part may run: at once when no part of the scan runs,
+    /// or when `spare()` (fewer than half the pool's connections in use);
+    /// else when a part of the scan finishes. The part runs while the
+    /// returned ticket lives.
+    pub async fn admit(self: &Arc<Self>, spare: impl Fn() -> bool) -> PartTicket {
+        loop {
+            let finished = self.finished.notified();
+            {
+                let mut active = self.active.lock();
+                if *active == 0 || spare() {
+                    *active += 1;
+                    return PartTicket(Arc::clone(self));
+                }
+            }
+            finished.await;
+        }
+    }
+
+    /// Wakes one part waiting for a part of this scan to finish.
+    pub fn part_finished(&self) {
+        self.finished.notify_one();
+    }
+
+    /// Waits for [`part_finished`](Self::part_finished).
+    pub async fn wait_for_a_part(&self) {
+        self.finished.notified().await
+    }
+}
+
+/// A running part (see [`ScanGroup::admit`]); dropping it lets a waiting
+/// part of the same scan run.
+#[derive(Debug)]
+pub struct PartTicket(Arc<ScanGroup>);
+
+impl Drop for PartTicket {
+    fn drop(&mut self) {
+        *self.0.active.lock() -= 1;
+        self.0.part_finished();
+    }
+}
+
+/// Whether a pool has connections to spare for another part: fewer than
+/// half its connections are lent out or waited for.
+pub fn pool_has_spare(status: Option<super::PoolStatus>) -> bool {
+    status.is_some_and(|s| s.in_use + s.waiting < s.max_size / 2)
 }
 
 #[cfg(test)]
