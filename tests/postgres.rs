@@ -2030,3 +2030,37 @@ async fn large_tables_are_read_in_parts_in_one_snapshot() {
     assert_eq!(again, 0);
     f.finish().await;
 }
+
+/// Found by an outsider: joins computed locally (`pushdown=off`) over one
+/// small pool waited out `pool_timeout`. A join polls its probe side only
+/// once its build side is read, but each probe scan sent its query, taking
+/// a connection, when the plan started: a chain of nine joins on a pool of
+/// eight, or three on a pool of two, held every connection while the
+/// innermost build side waited for one. A scan now takes its connection
+/// at its first poll.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chain_of_local_joins_fits_a_small_pool() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id int PRIMARY KEY, val int);
+         INSERT INTO t SELECT g, g % 10 FROM generate_series(1, 2000) g;",
+    )
+    .await;
+    f.db.attach(
+        &format!("{}?pushdown=off&pool_max_size=2&pool_timeout=3", url()),
+        "small",
+        false,
+    )
+    .await
+    .unwrap();
+    let joins = (2..=6)
+        .map(|i| format!(" JOIN small.$S.t a{i} ON a{i}.id = a{}.id", i - 1))
+        .collect::<String>();
+    assert_eq!(
+        f.rows(&format!(
+            "SELECT count(*), sum(a1.val + a6.val) FROM small.$S.t a1{joins}"
+        ))
+        .await,
+        vec!["2000|18000".to_string()]
+    );
+    f.finish().await;
+}

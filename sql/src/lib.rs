@@ -8,6 +8,7 @@
 //! rolled back.
 
 pub mod args;
+mod interrupts;
 pub mod print;
 mod repl;
 pub mod shell;
@@ -100,9 +101,10 @@ pub async fn run(args: Args) -> i32 {
         // Ctrl-C stops the script: the running statement is dropped, which
         // rolls back its writes and starts their cleanups (a half-filled
         // MySQL table is dropped), and the caller waits for those.
+        let mark = interrupts::mark();
         let outcome = tokio::select! {
             outcome = shell.run_text(&text) => outcome,
-            _ = tokio::signal::ctrl_c() => {
+            _ = interrupts::after(mark) => {
                 eprintln!("Error: interrupted");
                 return INTERRUPTED;
             }

@@ -122,6 +122,9 @@ impl Shell {
 
     async fn run_statement(&mut self, sql: &str) -> Result<Outcome, Failed> {
         let started = Instant::now();
+        // Before anything runs: a Ctrl-C from now on cancels (see the
+        // `interrupts` module).
+        let interrupted = crate::interrupts::mark();
         let run = async {
             let df = self.db.statement(sql).await?;
             let plan = df.create_physical_plan().await?;
@@ -154,7 +157,7 @@ impl Shell {
         let result = if self.interactive {
             tokio::select! {
                 result = run => Some(result),
-                _ = tokio::signal::ctrl_c() => None,
+                _ = crate::interrupts::after(interrupted) => None,
             }
         } else {
             Some(run.await)

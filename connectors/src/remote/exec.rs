@@ -433,7 +433,20 @@ impl ExecutionPlan for RemoteScanExec {
                         lazy,
                     ))
                 }
-                _ => run(&static_sql, Arc::clone(&self.schema))?,
+                // Sent at the first poll, not now: a join polls its probe
+                // side only once its build side is read, and a probe scan
+                // that took its connection at once held it all that time
+                // (a chain of nine local joins on a pool of eight waited
+                // out pool_timeout).
+                _ => {
+                    let schema = Arc::clone(&self.schema);
+                    let lazy = futures::stream::once(async move { run(&static_sql, schema) })
+                        .try_flatten();
+                    Box::pin(RecordBatchStreamAdapter::new(
+                        Arc::clone(&self.schema),
+                        lazy,
+                    ))
+                }
             };
         let counted = stream.map(move |batch| {
             if let Ok(batch) = &batch {
