@@ -481,17 +481,21 @@ async fn run_query(
     let cancel = client.cancel_token();
     let outcome = stream_rows(&client, source, sql, schema, batch_size, tx).await;
     if !matches!(outcome, Ok(Finished::Read)) {
-        // The result was not read to its end (the reader went away, a
-        // timeout dropped it, a row failed to decode, the connection
-        // broke): the server may still be sending it, or the network may
-        // have stalled. The query is cancelled (with a bound, since a
-        // stalled network may not answer that either) and the connection
-        // never goes back to the pool, where the next query would wait
-        // behind the rest of this one's rows.
-        let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
-        drop(deadpool_postgres::Object::take(client));
+        abandon(client, cancel).await;
     }
     outcome.map(|_| ())
+}
+
+/// The result was not read to its end (the reader went away, a timeout
+/// dropped it, a row failed to decode, the connection broke): the server
+/// may still be sending it, or the network may have stalled. The query is
+/// cancelled (with a bound, since a stalled network may not answer that
+/// either) and the connection never goes back to the pool, where the next
+/// query would wait behind the rest of this one's rows (or, in a parallel
+/// scan, inside its snapshot's transaction).
+async fn abandon(client: deadpool_postgres::Object, cancel: tokio_postgres::CancelToken) {
+    let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
+    drop(deadpool_postgres::Object::take(client));
 }
 
 /// The connections of one parallel scan's parts, all in one snapshot: the
@@ -680,9 +684,7 @@ async fn run_in_snapshot(
     if matches!(outcome, Ok(Finished::Read)) {
         group.done(Some(member), false, scan).await;
     } else {
-        // As in `run_query`: the result was not read to its end.
-        let _ = tokio::time::timeout(CANCEL_WAIT, cancel.cancel_query(NoTls)).await;
-        drop(deadpool_postgres::Object::take(member.client));
+        abandon(member.client, cancel).await;
         group.done(None, exporter, scan).await;
     }
     outcome.map(|_| ())

@@ -13,6 +13,17 @@ fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
 }
 
+/// Whether `schema.table` is a table (not a view).
+fn is_table(connection: &rusqlite::Connection, schema: &str, table: &str) -> bool {
+    let kind = format!(
+        "SELECT type FROM {}.sqlite_schema WHERE name = ?1",
+        quote(schema)
+    );
+    connection
+        .query_row(&kind, [table], |r| r.get::<_, String>(0))
+        .is_ok_and(|kind| kind == "table")
+}
+
 /// See [`RemoteDatabase::row_estimate`](crate::remote::RemoteDatabase::row_estimate):
 /// `sqlite_stat1`'s count, else, for a table, a bounded count (past the
 /// bound, `max(rowid)` when larger: rowids grow by one per insert unless
@@ -29,14 +40,7 @@ pub fn row_estimate(connection: &rusqlite::Connection, schema: &str, table: &str
     if let Some(rows) = analyzed {
         return u64::try_from(rows).ok();
     }
-    let kind = format!(
-        "SELECT type FROM {}.sqlite_schema WHERE name = ?1",
-        quote(schema)
-    );
-    let is_table = connection
-        .query_row(&kind, [table], |r| r.get::<_, String>(0))
-        .is_ok_and(|kind| kind == "table");
-    if !is_table {
+    if !is_table(connection, schema, table) {
         return None;
     }
     let bound = crate::remote::COUNTED_ROWS;
@@ -232,14 +236,7 @@ pub fn row_ranges(
     schema: &str,
     table: &str,
 ) -> Option<crate::remote::RowRanges> {
-    let kind = format!(
-        "SELECT type FROM {}.sqlite_schema WHERE name = ?1",
-        quote(schema)
-    );
-    let is_table = connection
-        .query_row(&kind, [table], |r| r.get::<_, String>(0))
-        .is_ok_and(|kind| kind == "table");
-    if !is_table {
+    if !is_table(connection, schema, table) {
         return None;
     }
     let mut columns = connection
