@@ -150,3 +150,67 @@ async fn an_unterminated_quote_is_an_error_not_fewer_rows() {
         [["1", "9"], ["2", "3"]]
     );
 }
+
+/// Issue 18, part 1: files give statistics too. A CSV file's rows are
+/// estimated from its size and the lines at its start (a join over it
+/// needs them to choose its build side); a Parquet file's come from its
+/// footer, with each column's bounds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn files_give_row_estimates_and_footer_statistics() {
+    let db = common::session().await;
+    common::query(&db, "SET datafusion.explain.show_statistics = true").await;
+    let rows_of = |plan: &str| -> (String, usize) {
+        let at = plan.find("Rows=").expect(plan) + "Rows=".len();
+        let precision: String = plan[at..].chars().take_while(|c| *c != '(').collect();
+        let start = at + precision.len() + 1;
+        let digits: String = plan[start..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect();
+        (precision, digits.parse().expect(plan))
+    };
+    let explain = |sql: String| {
+        let db = &db;
+        async move {
+            common::query(db, &format!("EXPLAIN {sql}"))
+                .await
+                .into_iter()
+                .map(|r| r.join("|"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        }
+    };
+    let dir = tempfile::tempdir().unwrap();
+    // Lines of uneven length: 1 to 6 digits, and a name of 0 to 29 bytes.
+    let big = dir.path().join("big.csv");
+    let mut text = String::from("id,name\n");
+    for i in 0..150_000u32 {
+        text.push_str(&format!("{i},{}\n", "x".repeat((i % 30) as usize)));
+    }
+    std::fs::write(&big, &text).unwrap();
+    let plan = explain(format!("SELECT id FROM '{}'", big.display())).await;
+    let (precision, rows) = rows_of(&plan);
+    assert_eq!(precision, "Inexact", "{plan}");
+    assert!((135_000..=165_000).contains(&rows), "{rows}: {plan}");
+    // A small file: its lines, less the header.
+    let small = dir.path().join("small.csv");
+    std::fs::write(&small, "a,b\n1,2\n3,4\n5,6").unwrap();
+    let plan = explain(format!("SELECT a FROM '{}'", small.display())).await;
+    assert_eq!(rows_of(&plan), ("Inexact".to_string(), 3), "{plan}");
+    // Parquet: the footer's counts and bounds.
+    let parquet = dir.path().join("trips.parquet");
+    common::query(
+        &db,
+        &format!(
+            "COPY (SELECT trip_id, fare FROM 'testdata/trips.csv') TO '{}' STORED AS PARQUET",
+            parquet.display()
+        ),
+    )
+    .await;
+    let plan = explain(format!("SELECT trip_id FROM '{}'", parquet.display())).await;
+    assert_eq!(rows_of(&plan), ("Exact".to_string(), 2000), "{plan}");
+    assert!(
+        plan.contains("Min=Exact(Int64(1)) Max=Exact(Int64(2000))"),
+        "{plan}"
+    );
+}

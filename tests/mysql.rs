@@ -550,19 +550,98 @@ async fn estimates_come_from_index_statistics() {
         .join("\n");
     // InnoDB's estimates come from samples (MariaDB 10.11 says 800 and 8
     // for 400 parts and 4 suppliers): the right order of magnitude.
-    let distinct = |column: usize| -> u64 {
+    let column = |column: usize| -> &str {
         let at = explained
-            .find(&format!("Col[{column}]: Distinct=Inexact("))
-            .unwrap_or_else(|| panic!("no estimate for column {column}:\n{explained}"));
+            .find(&format!("(Col[{column}]:"))
+            .unwrap_or_else(|| panic!("no column {column}:\n{explained}"));
         let rest = &explained[at..];
-        let start = rest.find("Inexact(").unwrap() + "Inexact(".len();
-        rest[start..start + rest[start..].find(')').unwrap()]
+        &rest[..rest.find("),(").map_or(rest.len(), |end| end + 1)]
+    };
+    let distinct = |i: usize| -> u64 {
+        let stats = column(i);
+        let start = stats
+            .find("Distinct=Inexact(")
+            .unwrap_or_else(|| panic!("no estimate for column {i}:\n{explained}"))
+            + "Distinct=Inexact(".len();
+        stats[start..start + stats[start..].find(')').unwrap()]
             .parse()
             .unwrap()
     };
     assert!((100..=1600).contains(&distinct(0)), "{explained}");
     assert!((1..=16).contains(&distinct(1)), "{explained}");
+    // Issue 18, part 1: the bounds of the columns an index starts with,
+    // read with MIN() and MAX(); none for the others.
+    assert!(
+        column(0).contains("Min=Inexact(Int32(1)) Max=Inexact(Int32(400))"),
+        "{explained}"
+    );
+    assert!(
+        column(1).contains("Min=Inexact(Int32(1)) Max=Inexact(Int32(4))"),
+        "{explained}"
+    );
     assert!(explained.contains("(Col[2]:)"), "{explained}");
+    f.finish().await;
+}
+
+/// Issue 18, part 1: MariaDB's own column statistics (`ANALYZE TABLE ..
+/// PERSISTENT FOR ALL`) give every column's NULL fraction, distinct values
+/// and bounds, indexed or not, and they estimate what a filter keeps.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_column_statistics_estimate_filters() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id INT PRIMARY KEY, grade INT, day DATE, note VARCHAR(20));
+         INSERT INTO t SELECT seq, IF(seq % 2 = 0, NULL, seq % 10), DATE '2020-01-01' + INTERVAL (seq % 1000) DAY,
+                              CONCAT('n', seq)
+           FROM seq_1_to_10000;
+         ANALYZE TABLE t PERSISTENT FOR ALL;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    let explained = f
+        .rows("EXPLAIN SELECT id, grade, day, note FROM my.t")
+        .await
+        .join("\n");
+    for expected in [
+        "(Col[0]: Min=Inexact(Int32(1)) Max=Inexact(Int32(10000)) Null=Inexact(0)",
+        // InnoDB's row estimate is a sample's (10,330 rows here): the NULLs
+        // are its half.
+        "(Col[1]: Min=Inexact(Int32(1)) Max=Inexact(Int32(9)) Null=Inexact(",
+        " Distinct=Inexact(5))",
+        "(Col[2]: Min=Inexact(Date32(\"2020-01-01\")) Max=Inexact(Date32(\"2022-09-26\")) Null=Inexact(0)",
+        "(Col[3]: Null=Inexact(0) Distinct=Inexact(10000))",
+    ] {
+        assert!(
+            explained.contains(expected),
+            "no {expected} in\n{explained}"
+        );
+    }
+    let estimated = |plan: &str| -> usize {
+        let at = plan.find("estimated_rows=").expect(plan) + "estimated_rows=".len();
+        plan[at..]
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap()
+    };
+    for (sql, low, high) in [
+        (
+            "EXPLAIN SELECT id FROM my.t WHERE grade IS NULL",
+            4500,
+            5700,
+        ),
+        ("EXPLAIN SELECT id FROM my.t WHERE grade = 3", 900, 1150),
+        (
+            "EXPLAIN SELECT id FROM my.t WHERE day < DATE '2020-04-10'",
+            900,
+            1150,
+        ),
+    ] {
+        let plan = f.rows(sql).await.join("\n");
+        let rows = estimated(&plan);
+        assert!((low..=high).contains(&rows), "{sql}: {rows}\n{plan}");
+    }
     f.finish().await;
 }
 

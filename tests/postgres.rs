@@ -1455,8 +1455,8 @@ async fn join_keys_reach_the_remote_query_at_run_time() {
     // Distinct values from pg_stats (ANALYZE): one per row for the key,
     // 500 for `k`; DataFusion estimates what a semi join keeps from them.
     assert!(
-        explained.contains("Col[0]: Distinct=Inexact(20001)")
-            && explained.contains("Col[1]: Distinct=Inexact(500)"),
+        explained.contains("Null=Inexact(0) Distinct=Inexact(20001))")
+            && explained.contains("Null=Inexact(0) Distinct=Inexact(500))"),
         "the columns' distinct values in the plan:\n{explained}"
     );
     // A federated query's estimate follows from its tables': half the rows
@@ -1823,6 +1823,92 @@ async fn tables_never_analyzed_are_counted() {
     );
     let view = f.explain("SELECT id FROM pg.$S.everything").await;
     assert_eq!(rows(&view), None, "{view}");
+    f.finish().await;
+}
+
+/// Issue 18, part 1: `pg_stats` gives every column's distinct values, NULL
+/// fraction and bounds (text gets none: its order is the collation's), as
+/// DataFusion statistics, and they estimate what a filter keeps (a range's
+/// share of the bounds, `IS NULL` the NULL fraction) where a fifth of the
+/// table was assumed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn statistics_give_bounds_nulls_and_filtered_rows() {
+    let f = Fixture::new(
+        "CREATE TABLE t (id int PRIMARY KEY, flag boolean, day date, amount numeric(10, 2),
+                         stamp timestamptz, note text);
+         INSERT INTO t SELECT g, CASE WHEN g % 2 = 0 THEN NULL ELSE g % 4 = 1 END,
+                              DATE '2020-01-01' + (g % 1000), g / 100.0,
+                              TIMESTAMPTZ '2021-06-01 00:00:00+00' + g * INTERVAL '1 minute',
+                              'n' || g
+           FROM generate_series(1, 10000) g;
+         CREATE TABLE u (k int);
+         INSERT INTO u SELECT g FROM generate_series(1, 100) g;
+         ANALYZE t; ANALYZE u;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    let explained = f
+        .explain("SELECT id, flag, day, amount, stamp, note FROM pg.$S.t")
+        .await;
+    for expected in [
+        "Rows=Inexact(10000)",
+        "(Col[0]: Min=Inexact(Int32(1)) Max=Inexact(Int32(10000)) Null=Inexact(0) Distinct=Inexact(10000))",
+        "(Col[1]: Null=Inexact(5000) Distinct=Inexact(2))",
+        "(Col[2]: Min=Inexact(Date32(\"2020-01-01\")) Max=Inexact(Date32(\"2022-09-26\")) Null=Inexact(0) Distinct=Inexact(1000))",
+        "(Col[3]: Min=Inexact(Decimal128(0.01,10,2)) Max=Inexact(Decimal128(100.00,10,2))",
+        "(Col[4]: Min=Inexact(TimestampMicrosecond(1622505660000000, Some(\"UTC\"))) Max=Inexact(TimestampMicrosecond(1623105600000000, Some(\"UTC\")))",
+        "(Col[5]: Null=Inexact(0) Distinct=Inexact(10000))",
+    ] {
+        assert!(
+            explained.contains(expected),
+            "no {expected} in\n{explained}"
+        );
+    }
+    let estimated = |sql: &'static str| {
+        let f = &f;
+        async move {
+            let plan = f.explain(sql).await;
+            let scan = plan
+                .lines()
+                .find(|l| l.contains("RemoteScanExec"))
+                .unwrap_or_else(|| panic!("no remote scan:\n{plan}"));
+            let at = scan.find("estimated_rows=").expect(scan) + "estimated_rows=".len();
+            let digits: String = scan[at..]
+                .chars()
+                .take_while(char::is_ascii_digit)
+                .collect();
+            digits.parse::<usize>().unwrap()
+        }
+    };
+    let within = |got: usize, want: usize| got.abs_diff(want) <= want / 10 + 1;
+    let cases = [
+        ("SELECT id FROM pg.$S.t WHERE id <= 1000", 1000),
+        ("SELECT id FROM pg.$S.t WHERE id > 9500", 500),
+        (
+            "SELECT id FROM pg.$S.t WHERE day >= DATE '2022-01-01'",
+            2680,
+        ),
+        (
+            "SELECT id FROM pg.$S.t WHERE amount BETWEEN 10 AND 20",
+            1000,
+        ),
+        ("SELECT id FROM pg.$S.t WHERE flag IS NULL", 5000),
+        ("SELECT id FROM pg.$S.t WHERE flag", 2500),
+        ("SELECT id FROM pg.$S.t WHERE id = 77", 1),
+        ("SELECT id FROM pg.$S.t WHERE id IN (1, 2, 3)", 3),
+        ("SELECT id FROM pg.$S.t WHERE id < 0", 10),
+        // A join one database runs: 10,000 x 100 rows over the larger
+        // side's 10,000 distinct keys, not the larger side.
+        ("SELECT t.id FROM pg.$S.t JOIN pg.$S.u ON t.id = u.k", 100),
+    ];
+    for (sql, want) in cases {
+        let got = estimated(sql).await;
+        assert!(
+            within(got, want),
+            "{sql}: estimated {got}, about {want} expected"
+        );
+    }
     f.finish().await;
 }
 

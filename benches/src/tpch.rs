@@ -795,10 +795,21 @@ pub type Rows = Vec<Vec<String>>;
 /// Runs `sql` to completion; returns its rows and the wall time from
 /// planning to the last batch.
 pub async fn run(db: &Moltres, sql: &str) -> Result<(Rows, Duration), BoxError> {
+    let (rows, elapsed, _) = run_planned(db, sql).await?;
+    Ok((rows, elapsed))
+}
+
+/// [`run`], with the time spent planning (parsing, optimizing, physical
+/// planning, which reads remote statistics on first use) apart.
+pub async fn run_planned(db: &Moltres, sql: &str) -> Result<(Rows, Duration, Duration), BoxError> {
     let started = Instant::now();
-    let batches = db.sql(sql).await?.collect().await?;
+    let frame = db.sql(sql).await?;
+    let context = std::sync::Arc::new(frame.task_ctx());
+    let plan = frame.create_physical_plan().await?;
+    let planning = started.elapsed();
+    let batches = datafusion::physical_plan::collect(plan, context).await?;
     let elapsed = started.elapsed();
-    Ok((rows(&batches)?, elapsed))
+    Ok((rows(&batches)?, elapsed, planning))
 }
 
 pub fn rows(batches: &[RecordBatch]) -> Result<Rows, BoxError> {
@@ -885,6 +896,8 @@ fn same_value(expected: &str, actual: &str) -> bool {
 #[derive(Clone, Debug)]
 pub struct Outcome {
     pub times: Vec<Duration>,
+    /// The planning part of each time (Moltres only; empty elsewhere).
+    pub planning: Vec<Duration>,
     /// None when the answer matched the reference; the difference or the
     /// error otherwise.
     pub problem: Option<String>,
@@ -893,6 +906,13 @@ pub struct Outcome {
 impl Outcome {
     pub fn median(&self) -> Option<Duration> {
         let mut times = self.times.clone();
+        times.sort();
+        times.get(times.len() / 2).copied()
+    }
+
+    /// The median planning time, where measured.
+    pub fn median_planning(&self) -> Option<Duration> {
+        let mut times = self.planning.clone();
         times.sort();
         times.get(times.len() / 2).copied()
     }
@@ -916,13 +936,15 @@ pub async fn run_all(
     for (i, (name, sql)) in QUERIES.iter().enumerate() {
         let mut outcome = Outcome {
             times: Vec::new(),
+            planning: Vec::new(),
             problem: None,
         };
         let mut answer = Rows::new();
         for run_number in 0..runs.max(1) {
-            match run(db, sql).await {
-                Ok((rows, time)) => {
+            match run_planned(db, sql).await {
+                Ok((rows, time, planning)) => {
                     outcome.times.push(time);
+                    outcome.planning.push(planning);
                     if run_number == 0 {
                         answer = rows;
                     }

@@ -303,6 +303,7 @@ async fn postgres_alone(
     for ((name, sql), expected) in tpch::QUERIES.iter().zip(reference) {
         let mut outcome = Outcome {
             times: Vec::new(),
+            planning: Vec::new(),
             problem: None,
         };
         let mut answer = Rows::new();
@@ -427,7 +428,11 @@ fn duckdb(
                 tpch::compare(expected, &rows).err()
             }
         };
-        let outcome = Outcome { times, problem };
+        let outcome = Outcome {
+            times,
+            planning: Vec::new(),
+            problem,
+        };
         progress(&format!("duckdb-{mode}"), name, &outcome);
         outcomes.push(outcome);
     }
@@ -587,6 +592,46 @@ fn report(
             let _ = writeln!(md, "- Moltres over {what} / {label}: {ratio:.2}x");
         }
     }
+    // Planning: parsing, optimizing and physical planning, per query.
+    let planned: Vec<&(&str, &str)> = systems
+        .iter()
+        .filter(|(s, _)| results[s].iter().any(|o| o.median_planning().is_some()))
+        .collect();
+    if !planned.is_empty() {
+        let _ = writeln!(md, "\nPlanning time, median, milliseconds:\n");
+        let _ = writeln!(
+            md,
+            "| query | {} |\n|---|{}",
+            planned
+                .iter()
+                .map(|(_, l)| *l)
+                .collect::<Vec<_>>()
+                .join(" | "),
+            "---:|".repeat(planned.len())
+        );
+        let milliseconds = |d: Option<Duration>| {
+            d.map_or("-".to_string(), |d| format!("{:.1}", d.as_secs_f64() * 1e3))
+        };
+        for (i, (name, _)) in tpch::QUERIES.iter().enumerate() {
+            let cells: Vec<String> = planned
+                .iter()
+                .map(|(s, _)| milliseconds(results[s][i].median_planning()))
+                .collect();
+            let _ = writeln!(md, "| {name} | {} |", cells.join(" | "));
+        }
+        let _ = writeln!(
+            md,
+            "| **most** | {} |",
+            planned
+                .iter()
+                .map(|(s, _)| {
+                    let most = results[s].iter().filter_map(Outcome::median_planning).max();
+                    format!("**{}**", milliseconds(most))
+                })
+                .collect::<Vec<_>>()
+                .join(" | ")
+        );
+    }
     let _ = writeln!(
         md,
         "\nMachine: {}",
@@ -616,6 +661,7 @@ fn report(
                     (q.to_string(), serde_json::json!({
                         "times": o.times.iter().map(Duration::as_secs_f64).collect::<Vec<_>>(),
                         "median": o.median().map(|t| t.as_secs_f64()),
+                        "planning_median": o.median_planning().map(|t| t.as_secs_f64()),
                         "correct": o.correct(),
                         "problem": o.problem,
                     }))

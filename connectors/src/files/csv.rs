@@ -52,7 +52,7 @@ use datafusion::physical_plan::sort_pushdown::SortOrderPushdownResult;
 use datafusion::physical_plan::{DisplayFormatType, ExecutionPlan};
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
-use object_store::{GetOptions, ObjectMeta, ObjectStore};
+use object_store::{GetOptions, ObjectMeta, ObjectStore, ObjectStoreExt};
 
 use super::line_check::LineBreakCheckStore;
 use super::record_filter::RecordFilterStore;
@@ -147,6 +147,32 @@ fn take_bool_option(options: &mut HashMap<String, String>, key: &str) -> Result<
             ))),
         })
         .transpose()
+}
+
+/// Bytes read from the start of a CSV file to estimate its rows.
+const ROW_SAMPLE: u64 = 64 * 1024;
+
+/// About how many rows (lines, less the header) a CSV file holds: its
+/// lines, when it is no longer than [`ROW_SAMPLE`], else its size over the
+/// mean length of the whole lines in its first [`ROW_SAMPLE`] bytes.
+/// `None` when the sample holds no whole line, or on any error (it only
+/// guides join order and hash-table sides).
+async fn sampled_rows(
+    store: &Arc<dyn ObjectStore>,
+    object: &ObjectMeta,
+    has_header: Option<bool>,
+) -> Option<usize> {
+    let end = object.size.min(ROW_SAMPLE);
+    let sample = store.get_range(&object.location, 0..end).await.ok()?;
+    let header = usize::from(has_header.unwrap_or(true));
+    let breaks = sample.iter().filter(|b| **b == b'\n').count();
+    if end == object.size {
+        let unterminated = usize::from(sample.last().is_some_and(|b| *b != b'\n'));
+        return Some((breaks + unterminated).saturating_sub(header));
+    }
+    let whole = sample.iter().rposition(|b| *b == b'\n')? + 1;
+    let lines = (object.size as f64 / (whole as f64 / breaks as f64)) as usize;
+    Some(lines.saturating_sub(header))
 }
 
 /// DataFusion's [`CsvFormat`] with file-naming errors and optional row skipping.
@@ -277,6 +303,13 @@ impl FileFormat for CheckedCsvFormat {
         if statistics.total_byte_size == Precision::Absent {
             statistics.total_byte_size =
                 Precision::Inexact(usize::try_from(object.size).unwrap_or(usize::MAX));
+        }
+        // Its rows: its size over the length of the lines at its start.
+        if statistics.num_rows == Precision::Absent
+            && self.options.compression == CompressionTypeVariant::UNCOMPRESSED
+            && let Some(rows) = sampled_rows(store, object, self.options.has_header).await
+        {
+            statistics.num_rows = Precision::Inexact(rows);
         }
         Ok(statistics)
     }

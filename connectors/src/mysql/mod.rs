@@ -19,10 +19,11 @@ mod schema;
 mod transaction;
 pub mod types;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
@@ -34,10 +35,25 @@ pub use connection::filling_prefix;
 pub use dialect::{MysqlDialect, MysqlPushdown, MysqlWriter};
 
 use crate::remote::{
-    PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction, RemoteSql,
-    RemoteTransaction, RowRanges, WriteMode,
+    ColumnEstimate, PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction,
+    RemoteSql, RemoteTransaction, RowRanges, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
+
+/// Most columns whose bounds are read with `MIN()` and `MAX()` (see
+/// `column_estimates`).
+const BOUNDED_COLUMNS: usize = 8;
+
+/// A row of MariaDB's `mysql.column_stats`: the column, its bounds as text,
+/// its NULL fraction, rows per distinct value, and the table's rows.
+type MariaColumnStats = (
+    String,
+    Option<String>,
+    Option<String>,
+    Option<f64>,
+    Option<f64>,
+    Option<u64>,
+);
 
 /// The `mysql://` / `mariadb://` kind of source.
 #[derive(Debug, Default)]
@@ -253,23 +269,106 @@ impl RemoteDatabase for MysqlSource {
         self.scan_partitioning
     }
 
-    /// The cardinality of the first column of each index
-    /// (`information_schema.STATISTICS`, kept by ANALYZE TABLE).
-    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
+    /// Distinct values: the cardinality of the first column of each index
+    /// (`information_schema.STATISTICS`, kept by ANALYZE TABLE). MariaDB's
+    /// own statistics (`mysql.column_stats`, kept by ANALYZE TABLE), where
+    /// present, add every column's NULL fraction, bounds and distinct
+    /// values. The bounds of the other columns that lead an index are read
+    /// with `MIN()` and `MAX()` (one index lookup each), for at most
+    /// [`BOUNDED_COLUMNS`] columns.
+    async fn column_estimates(
+        &self,
+        schema: &str,
+        table: &str,
+        columns: &Schema,
+    ) -> HashMap<String, ColumnEstimate> {
         let Ok(mut conn) = self.conn().await else {
-            return Vec::new();
+            return HashMap::new();
         };
-        conn.exec::<(String, Option<u64>), _, _>(
-            "SELECT COLUMN_NAME, MAX(CARDINALITY) FROM information_schema.STATISTICS \
-             WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
-             GROUP BY COLUMN_NAME",
-            (schema, table),
-        )
-        .await
-        .unwrap_or_default()
-        .into_iter()
-        .filter_map(|(name, count)| Some((name, count.filter(|c| *c > 0)?)))
-        .collect()
+        let mut estimates: HashMap<String, ColumnEstimate> = HashMap::new();
+        // With whether a B-tree index (where MIN() and MAX() are one
+        // lookup) starts with the column.
+        let indexed: Vec<(String, Option<u64>, Option<i64>)> = conn
+            .exec(
+                "SELECT COLUMN_NAME, MAX(CARDINALITY), MAX(INDEX_TYPE = 'BTREE') \
+                 FROM information_schema.STATISTICS \
+                 WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
+                 GROUP BY COLUMN_NAME",
+                (schema, table),
+            )
+            .await
+            .unwrap_or_default();
+        for (name, count, _) in &indexed {
+            if let Some(count) = count.filter(|c| *c > 0) {
+                estimates.entry(name.clone()).or_default().distinct = Some(count);
+            }
+        }
+        // MariaDB only; elsewhere (MySQL) the table is missing.
+        let kept: Vec<MariaColumnStats> = conn
+            .exec(
+                "SELECT c.column_name, c.min_value, c.max_value, \
+                        CAST(c.nulls_ratio AS DOUBLE), CAST(c.avg_frequency AS DOUBLE), \
+                        CAST(t.cardinality AS UNSIGNED) \
+                 FROM mysql.column_stats c \
+                 LEFT JOIN mysql.table_stats t \
+                   ON t.db_name = c.db_name AND t.table_name = c.table_name \
+                 WHERE c.db_name = ? AND c.table_name = ?",
+                (schema, table),
+            )
+            .await
+            .unwrap_or_default();
+        for (name, min, max, nulls, frequency, rows) in kept {
+            let Ok(field) = columns.field_with_name(&name) else {
+                continue;
+            };
+            let estimate = estimates.entry(name).or_default();
+            estimate.null_fraction = nulls.filter(|n| (0.0..=1.0).contains(n));
+            if let (Some(frequency), Some(rows)) = (frequency, rows)
+                && frequency >= 1.0
+            {
+                let non_null = rows as f64 * (1.0 - estimate.null_fraction.unwrap_or(0.0));
+                estimate.distinct = Some((non_null / frequency).max(1.0) as u64);
+            }
+            let bounds = [min, max];
+            *estimate = std::mem::take(estimate).with_bounds_from_text(
+                bounds.iter().flatten().map(String::as_str),
+                field.data_type(),
+            );
+        }
+        let writer = self.sql_writer();
+        let (Ok(schema), Ok(table)) = (writer.identifier(schema), writer.identifier(table)) else {
+            return estimates;
+        };
+        let unbounded = indexed
+            .iter()
+            .filter(|(_, _, btree)| *btree == Some(1))
+            .filter_map(|(name, ..)| Some((name, columns.field_with_name(name).ok()?)))
+            .filter(|(name, field)| {
+                crate::remote::ranged(field.data_type())
+                    && estimates.get(*name).is_none_or(|e| e.min.is_none())
+            })
+            .take(BOUNDED_COLUMNS)
+            .collect::<Vec<_>>();
+        for (name, field) in unbounded {
+            let Ok(column) = writer.identifier(name) else {
+                continue;
+            };
+            let bounds = format!(
+                "SELECT CAST(MIN({column}) AS CHAR), CAST(MAX({column}) AS CHAR) FROM {schema}.{table}"
+            );
+            if let Ok(Some((min, max))) = conn
+                .query_first::<(Option<String>, Option<String>), _>(bounds)
+                .await
+            {
+                let estimate = estimates.entry(name.clone()).or_default();
+                *estimate = std::mem::take(estimate).with_bounds_from_text(
+                    [min, max].iter().flatten().map(String::as_str),
+                    field.data_type(),
+                );
+            }
+        }
+        estimates.retain(|_, e| !e.is_empty());
+        estimates
     }
 
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {

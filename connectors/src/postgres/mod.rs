@@ -17,10 +17,11 @@ mod schema;
 mod transaction;
 pub mod types;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
@@ -31,8 +32,8 @@ pub use dialect::{PostgresDialect, PostgresPushdown, PostgresWriter};
 pub use schema::UnsupportedTypes;
 
 use crate::remote::{
-    PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction, RemoteSql,
-    RemoteTransaction, RowRanges, ScanGroup, WriteMode,
+    ColumnEstimate, PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction,
+    RemoteSql, RemoteTransaction, RowRanges, ScanGroup, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -431,15 +432,23 @@ impl RemoteDatabase for PostgresSource {
             .await
     }
 
-    /// `pg_stats.n_distinct` (kept by ANALYZE; negative: a fraction of the
-    /// rows).
-    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
+    /// From `pg_stats` (kept by ANALYZE and autovacuum): `n_distinct`
+    /// (negative: a fraction of the rows), `null_frac`, and the bounds of
+    /// `histogram_bounds` and `most_common_vals` (the histogram leaves the
+    /// common values out) for columns with an order Arrow shares.
+    async fn column_estimates(
+        &self,
+        schema: &str,
+        table: &str,
+        columns: &Schema,
+    ) -> HashMap<String, ColumnEstimate> {
         let Ok(client) = self.pool.get().await else {
-            return Vec::new();
+            return HashMap::new();
         };
         let rows = client
             .query(
-                "SELECT s.attname::text, s.n_distinct::float8, c.reltuples::float8 \
+                "SELECT s.attname::text, s.n_distinct::float8, c.reltuples::float8, \
+                        s.null_frac::float8, s.histogram_bounds::text, s.most_common_vals::text \
                  FROM pg_catalog.pg_stats s \
                  JOIN pg_catalog.pg_namespace n ON n.nspname = s.schemaname \
                  JOIN pg_catalog.pg_class c ON c.relnamespace = n.oid AND c.relname = s.tablename \
@@ -450,14 +459,28 @@ impl RemoteDatabase for PostgresSource {
             .unwrap_or_default();
         rows.iter()
             .filter_map(|row| {
-                let (name, distinct, rows): (String, f64, f64) =
-                    (row.get(0), row.get(1), row.get(2));
-                let count = if distinct < 0.0 {
-                    -distinct * rows
-                } else {
-                    distinct
+                let name: String = row.try_get(0).ok()?;
+                let field = columns.field_with_name(&name).ok()?;
+                let (distinct, rows): (Option<f64>, Option<f64>) =
+                    (row.try_get(1).ok()?, row.try_get(2).ok()?);
+                let count = match (distinct, rows) {
+                    (Some(d), Some(rows)) if d < 0.0 => -d * rows,
+                    (Some(d), _) => d,
+                    _ => 0.0,
                 };
-                (count >= 1.0).then_some((name, count as u64))
+                let mut values = Vec::new();
+                for i in [4, 5] {
+                    if let Ok(Some(text)) = row.try_get::<_, Option<String>>(i) {
+                        values.extend(array_elements(&text));
+                    }
+                }
+                let estimate = ColumnEstimate {
+                    distinct: (count >= 1.0).then_some(count as u64),
+                    null_fraction: row.try_get::<_, Option<f64>>(3).ok()?,
+                    ..Default::default()
+                }
+                .with_bounds_from_text(values.iter().map(String::as_str), field.data_type());
+                Some((name, estimate))
             })
             .collect()
     }
@@ -479,5 +502,79 @@ impl RemoteDatabase for PostgresSource {
             schema,
             batch_size,
         ))
+    }
+}
+
+/// The elements of an array's text form (`{1,2}`, `{"a b",c}`) without
+/// its NULLs; nested arrays are not split (their elements are not bounds).
+fn array_elements(text: &str) -> Vec<String> {
+    let Some(inner) = text.strip_prefix('{').and_then(|t| t.strip_suffix('}')) else {
+        return Vec::new();
+    };
+    let mut elements = Vec::new();
+    let mut chars = inner.chars();
+    loop {
+        let mut element = String::new();
+        let mut quoted = false;
+        let mut ended = true;
+        match chars.next() {
+            None => break,
+            Some('"') => {
+                quoted = true;
+                while let Some(c) = chars.next() {
+                    match c {
+                        '\\' => element.extend(chars.next()),
+                        '"' => break,
+                        c => element.push(c),
+                    }
+                }
+                // Up to the separator.
+                for c in chars.by_ref() {
+                    if c == ',' {
+                        ended = false;
+                        break;
+                    }
+                }
+            }
+            Some('{') => return Vec::new(),
+            Some(c) => {
+                element.push(c);
+                for c in chars.by_ref() {
+                    if c == ',' {
+                        ended = false;
+                        break;
+                    }
+                    element.push(c);
+                }
+            }
+        }
+        if quoted || !element.eq_ignore_ascii_case("NULL") {
+            elements.push(element);
+        }
+        if ended {
+            break;
+        }
+    }
+    elements
+}
+
+#[cfg(test)]
+mod tests {
+    use super::array_elements;
+
+    #[test]
+    fn array_text_is_split_into_elements() {
+        assert_eq!(array_elements("{1,2,30}"), ["1", "2", "30"]);
+        assert_eq!(
+            array_elements(r#"{"a, b","c\"d",NULL,"NULL",e}"#),
+            ["a, b", "c\"d", "NULL", "e"]
+        );
+        assert_eq!(
+            array_elements(r#"{"1995-01-01 00:00:00+00"}"#),
+            ["1995-01-01 00:00:00+00"]
+        );
+        assert!(array_elements("{}").is_empty());
+        assert!(array_elements("{{1,2},{3,4}}").is_empty());
+        assert!(array_elements("not an array").is_empty());
     }
 }

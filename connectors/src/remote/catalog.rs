@@ -223,9 +223,13 @@ impl SchemaProvider for RemoteSchema {
             };
         };
         let rows = self.database.row_estimate(&self.schema, name).await;
-        let distinct = match rows {
-            Some(_) => self.database.distinct_estimates(&self.schema, name).await,
-            None => Vec::new(),
+        let columns = match rows {
+            Some(_) => {
+                self.database
+                    .column_estimates(&self.schema, name, &schema)
+                    .await
+            }
+            None => Default::default(),
         };
         let memory = match rows {
             Some(_) => self.database.aggregate_memory().await,
@@ -243,7 +247,7 @@ impl SchemaProvider for RemoteSchema {
                 .with_read_only(self.read_only)
                 .with_row_ranges(ranges)
                 .with_row_estimate(rows)
-                .with_distinct_estimates(distinct)
+                .with_column_estimates(columns)
                 .with_aggregate_memory(memory),
         );
         self.definitions

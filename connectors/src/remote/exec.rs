@@ -32,7 +32,7 @@ use datafusion::physical_plan::{
 };
 use futures::{StreamExt, TryStreamExt};
 
-use super::{RemoteDatabase, RemoteSql, ScanGroup};
+use super::{ColumnEstimate, RemoteDatabase, RemoteSql, ScanGroup};
 
 /// The parts of a parallel scan (see the `partitions` module): one plan
 /// and its SQL per part, each the scan's plan with one range's condition.
@@ -69,7 +69,7 @@ pub struct RemoteScanExec {
     /// statistics), for DataFusion's choice of join build sides.
     row_estimate: Option<usize>,
     /// About how many distinct values each column holds, where known.
-    distinct_estimates: Vec<Option<u64>>,
+    column_estimates: Vec<ColumnEstimate>,
     /// The parts of a parallel scan, with what they share while they run.
     parts: Option<(ScanParts, Arc<ScanGroup>)>,
     /// The SQL actually sent, once a run added dynamic filters to it.
@@ -96,7 +96,7 @@ impl RemoteScanExec {
             federated: false,
             dynamic_filters: Vec::new(),
             row_estimate: None,
-            distinct_estimates: Vec::new(),
+            column_estimates: Vec::new(),
             parts: None,
             sent_sql: Arc::default(),
             properties,
@@ -155,10 +155,10 @@ impl RemoteScanExec {
         self
     }
 
-    /// About how many distinct values each column holds (`None` where
-    /// unknown), in the order of the scan's columns.
-    pub fn with_distinct_estimates(mut self, distinct: Vec<Option<u64>>) -> Self {
-        self.distinct_estimates = distinct;
+    /// What the table's statistics say of each column (distinct values,
+    /// NULLs, bounds), in the order of the scan's columns.
+    pub fn with_column_estimates(mut self, columns: Vec<ColumnEstimate>) -> Self {
+        self.column_estimates = columns;
         self
     }
 
@@ -174,7 +174,7 @@ impl RemoteScanExec {
         scan.logical_plan = self.logical_plan.clone();
         scan.federated = self.federated;
         scan.row_estimate = self.row_estimate;
-        scan.distinct_estimates = self.distinct_estimates.clone();
+        scan.column_estimates = self.column_estimates.clone();
         match &self.parts {
             // A group (and snapshot) of its own for each new plan.
             Some((parts, _)) => scan.with_parts(parts.clone()),
@@ -482,15 +482,14 @@ impl ExecutionPlan for RemoteScanExec {
             rows /= parts.sqls.len().max(1);
         }
         statistics = statistics.with_num_rows(Precision::Inexact(rows));
-        for (column, distinct) in statistics
+        for (column, estimate) in statistics
             .column_statistics
             .iter_mut()
-            .zip(&self.distinct_estimates)
+            .zip(&self.column_estimates)
         {
-            if let Some(distinct) = distinct.and_then(|d| usize::try_from(d).ok()) {
-                // A filtered scan returns at most its rows' values.
-                column.distinct_count = Precision::Inexact(distinct.min(rows));
-            }
+            // A filtered scan returns at most its rows' values, within the
+            // table's bounds.
+            *column = super::estimates::column_statistics(estimate, Some(rows));
         }
         Ok(Arc::new(statistics))
     }

@@ -52,7 +52,7 @@ use datafusion::execution::context::QueryPlanner;
 use datafusion::logical_expr::logical_plan::{FetchType, SkipType};
 use datafusion::logical_expr::physical_planning_context::PhysicalPlanningContext;
 use datafusion::logical_expr::{
-    Distinct, Expr, Extension, JoinType, LogicalPlan, LogicalTableSource, Projection, Sort,
+    Distinct, Expr, Extension, Join, JoinType, LogicalPlan, LogicalTableSource, Projection, Sort,
     TableScan, TableScanBuilder, UserDefinedLogicalNode, UserDefinedLogicalNodeCore,
 };
 use datafusion::physical_plan::ExecutionPlan;
@@ -60,7 +60,7 @@ use datafusion::physical_planner::{DefaultPhysicalPlanner, ExtensionPlanner, Phy
 
 use super::average::{finish_averages, split_decimal_averages};
 use super::grouping::local_groupings;
-use super::plans::{is_column_projection, join_like, scan_row_estimate, with_columns_of};
+use super::plans::{is_column_projection, join_like, with_columns_of};
 use super::pushdown::{Capability, PushdownPolicy, classify};
 use super::{CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RemoteTable};
 
@@ -1045,7 +1045,7 @@ fn aliased_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&TableReferenc
 /// `[NOT] EXISTS` in the left side's SELECT and would drop the left scan's
 /// filters; over the join they become that SELECT's WHERE.
 fn lift_semi_join_filters(
-    join: &datafusion::logical_expr::Join,
+    join: &Join,
 ) -> Result<Transformed<LogicalPlan>> {
     // Only the outermost of nested aliases names anything above them (the
     // unparser would keep the innermost).
@@ -1388,12 +1388,9 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = remote_table(scan)?;
-            let rows = provider.downcast_ref::<RemoteTable>()?.row_estimate()?;
-            Some(scan_row_estimate(
-                rows,
-                !scan.filters.is_empty(),
-                scan.fetch,
-            ))
+            provider
+                .downcast_ref::<RemoteTable>()?
+                .filtered_rows(&scan.filters, scan.fetch)
         }
         LogicalPlan::Filter(_) => input(0).map(|rows| rows / 5),
         LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => input(0),
@@ -1407,7 +1404,7 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
         LogicalPlan::Join(join) => {
             let (left, right) = (input(0)?, input(1)?);
             match join.join_type {
-                JoinType::Inner => Some(left.max(right)),
+                JoinType::Inner => Some(inner_join_rows(join, left, right)),
                 JoinType::Left => Some(left),
                 JoinType::Right => Some(right),
                 JoinType::Full => Some(left.saturating_add(right)),
@@ -1417,6 +1414,29 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
         }
         _ => None,
     }
+}
+
+/// About how many rows an inner join of `left` and `right` rows returns:
+/// for a key of plain columns whose distinct values both sides estimate,
+/// `left x right / max(distinct)` (each value of the side with fewer meets
+/// its share of the other), the smallest over its keys; else the larger
+/// side (a key joined to a unique key, the usual case).
+pub(super) fn inner_join_rows(join: &Join, left: usize, right: usize) -> usize {
+    let by_keys = join
+        .on
+        .iter()
+        .filter_map(|(l, r)| {
+            let (Expr::Column(l), Expr::Column(r)) = (l, r) else {
+                return None;
+            };
+            let distinct = super::grouping::distinct_keys(&join.left, l)?
+                .max(super::grouping::distinct_keys(&join.right, r)?)
+                .max(1);
+            let rows = (left as u128 * right as u128) / u128::from(distinct);
+            Some(usize::try_from(rows).unwrap_or(usize::MAX))
+        })
+        .min();
+    by_keys.unwrap_or(left.max(right))
 }
 
 /// The remote scan for `node`, or `None` (logged at debug level with the

@@ -23,7 +23,7 @@ use datafusion::logical_expr::{Aggregate, Expr, JoinType, LogicalPlan, TableScan
 
 use super::RemoteTable;
 use super::federation::remote_table;
-use super::plans::{is_column_projection, scan_row_estimate};
+use super::plans::is_column_projection;
 
 /// Bytes a hash aggregate holds per group besides keys and states: the
 /// entry, the tuple header, the allocator's share.
@@ -109,13 +109,12 @@ fn collect(plan: &LogicalPlan, narrowed_to: Option<u64>, local: &mut HashSet<Log
 /// About how many distinct values `column` takes in `plan`'s rows, from the
 /// remote tables' statistics: at most a filtered scan's estimated rows, and
 /// through an inner join on it, at most the other key's.
-fn distinct_keys(plan: &LogicalPlan, column: &Column) -> Option<u64> {
+pub(super) fn distinct_keys(plan: &LogicalPlan, column: &Column) -> Option<u64> {
     match plan {
         LogicalPlan::TableScan(scan) => {
             let provider = remote_table(scan)?;
             let table = provider.downcast_ref::<RemoteTable>()?;
-            let rows =
-                scan_row_estimate(table.row_estimate()?, !scan.filters.is_empty(), scan.fetch);
+            let rows = table.filtered_rows(&scan.filters, scan.fetch)?;
             Some(table.distinct_estimate(&column.name)?.min(rows as u64))
         }
         LogicalPlan::Filter(filter) => {

@@ -18,6 +18,7 @@ mod average;
 mod catalog;
 mod dml;
 mod error;
+mod estimates;
 mod exec;
 mod federation;
 mod grouping;
@@ -36,11 +37,12 @@ mod table;
 mod topk;
 mod transaction;
 
+use std::collections::HashMap;
 use std::fmt::Debug;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::common::{Result, TableReference};
 use datafusion::execution::SendableRecordBatchStream;
 use datafusion::sql::unparser::dialect::Dialect;
@@ -48,6 +50,7 @@ use datafusion::sql::unparser::dialect::Dialect;
 pub use catalog::{RemoteCatalog, RemoteSchema};
 pub use dml::RemoteStatementExec;
 pub use error::{RemoteError, RemoteErrorKind};
+pub use estimates::{ColumnEstimate, filtered_rows, ranged, selectivity, table_statistics};
 pub use exec::{RemoteScanExec, ScanParts};
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use partitions::{
@@ -214,9 +217,8 @@ impl PoolStatus {
     }
 }
 
-static ACQUIRE_TIMEOUTS: std::sync::LazyLock<
-    std::sync::Mutex<std::collections::HashMap<String, u64>>,
-> = std::sync::LazyLock::new(Default::default);
+static ACQUIRE_TIMEOUTS: std::sync::LazyLock<std::sync::Mutex<HashMap<String, u64>>> =
+    std::sync::LazyLock::new(Default::default);
 
 /// Counts a request of `source` that gave up waiting for a connection.
 pub fn count_acquire_timeout(source: &str) {
@@ -351,13 +353,21 @@ pub trait RemoteDatabase: Debug + Send + Sync + 'static {
         None
     }
 
-    /// About how many distinct values columns of `schema.table` hold, from
-    /// the database's own statistics, for the columns it keeps them for
-    /// (empty when it keeps none, or on any error). With the row estimate
-    /// they let DataFusion estimate what a semi join keeps (TPC-H Q20:
-    /// `partsupp` rows whose part is one of a few filtered parts).
-    async fn distinct_estimates(&self, _schema: &str, _table: &str) -> Vec<(String, u64)> {
-        Vec::new()
+    /// What the database's own statistics say of the columns of
+    /// `schema.table` (whose columns are `columns`), by name: distinct
+    /// values, the fraction of NULLs, the smallest and largest values (see
+    /// the `estimates` module). Only the columns it keeps statistics for;
+    /// empty when it keeps none, or on any error. With the row estimate
+    /// they estimate what a filter keeps (`o_orderdate < DATE
+    /// '1995-03-15'`) and what a semi join keeps (TPC-H Q20: `partsupp`
+    /// rows whose part is one of a few filtered parts).
+    async fn column_estimates(
+        &self,
+        _schema: &str,
+        _table: &str,
+        _columns: &Schema,
+    ) -> HashMap<String, ColumnEstimate> {
+        HashMap::new()
     }
 
     /// About how many bytes one grouping query may hold in memory on the

@@ -40,11 +40,3 @@ pub(super) fn with_columns_of(schema: &DFSchema, plan: LogicalPlan) -> Result<Lo
         Arc::new(plan),
     )?))
 }
-
-/// A table scan's estimated rows: a fifth of the table's under filters (as
-/// DataFusion assumes of a filter it cannot estimate), at most the limit.
-pub(super) fn scan_row_estimate(table_rows: u64, filtered: bool, limit: Option<usize>) -> usize {
-    let rows = usize::try_from(table_rows).unwrap_or(usize::MAX);
-    let rows = if filtered { rows / 5 } else { rows };
-    limit.map_or(rows, |limit| rows.min(limit))
-}

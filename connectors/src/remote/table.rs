@@ -1,12 +1,15 @@
 //! [`RemoteTable`]: one table of a remote database as a DataFusion table.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use datafusion::arrow::datatypes::{DataType, SchemaRef};
 use datafusion::catalog::{Session, TableProvider};
 use datafusion::common::tree_node::{Transformed, TreeNode};
-use datafusion::common::{Column, DFSchema, Result, TableReference, not_impl_err, plan_err};
+use datafusion::common::{
+    Column, DFSchema, Result, Statistics, TableReference, not_impl_err, plan_err,
+};
 use datafusion::datasource::TableType;
 use datafusion::datasource::sink::{DataSink, DataSinkExec};
 use datafusion::execution::{SendableRecordBatchStream, TaskContext};
@@ -24,7 +27,8 @@ use datafusion::physical_plan::{DisplayAs, DisplayFormatType};
 
 use super::pushdown::{Capability, classify};
 use super::{
-    CAST_TO_TEXT, RemoteDatabase, RemoteScanExec, RemoteSql, RowRanges, ScanParts, WriteMode,
+    CAST_TO_TEXT, ColumnEstimate, RemoteDatabase, RemoteScanExec, RemoteSql, RowRanges, ScanParts,
+    WriteMode,
 };
 
 /// Writes the rows of an `INSERT` into a remote table.
@@ -86,8 +90,8 @@ pub struct RemoteTable {
     read_only: bool,
     /// The database's estimate of the table's rows.
     rows: Option<u64>,
-    /// Its estimates of distinct values, by column.
-    distinct: std::collections::HashMap<String, u64>,
+    /// Its statistics of columns, by name.
+    columns: HashMap<String, ColumnEstimate>,
     /// What one grouping may hold in memory on the server.
     aggregate_memory: Option<u64>,
     /// A column whose ranges split the table for parallel scans.
@@ -108,7 +112,7 @@ impl RemoteTable {
             schema: arrow_schema,
             read_only: false,
             rows: None,
-            distinct: Default::default(),
+            columns: HashMap::new(),
             aggregate_memory: None,
             ranges: None,
         }
@@ -133,16 +137,28 @@ impl RemoteTable {
         self
     }
 
-    /// The database's estimates of distinct values by column (see
-    /// [`RemoteDatabase::distinct_estimates`]).
-    pub fn with_distinct_estimates(mut self, distinct: Vec<(String, u64)>) -> Self {
-        self.distinct = distinct.into_iter().collect();
+    /// The database's statistics of the table's columns (see
+    /// [`RemoteDatabase::column_estimates`]).
+    pub fn with_column_estimates(mut self, columns: HashMap<String, ColumnEstimate>) -> Self {
+        self.columns = columns;
         self
     }
 
     /// The database's estimate of distinct values in `column`, if it has one.
     pub fn distinct_estimate(&self, column: &str) -> Option<u64> {
-        self.distinct.get(column).copied()
+        self.columns.get(column)?.distinct
+    }
+
+    /// The estimated rows a scan returns under `filters` (conjuncts the
+    /// database runs) and `limit`, from the table's statistics (see the
+    /// `estimates` module); `None` without a row estimate.
+    pub fn filtered_rows(&self, filters: &[Expr], limit: Option<usize>) -> Option<usize> {
+        Some(super::filtered_rows(
+            self.rows?,
+            filters,
+            &self.columns,
+            limit,
+        ))
     }
 
     /// What one grouping may hold in memory on the server (see
@@ -268,6 +284,17 @@ impl TableProvider for RemoteTable {
         TableType::Base
     }
 
+    /// The database's statistics of the table (see the `estimates`
+    /// module), every figure inexact; `None` when it has no row estimate.
+    fn statistics(&self) -> Option<Statistics> {
+        self.rows?;
+        Some(super::table_statistics(
+            &self.schema,
+            self.rows,
+            &self.columns,
+        ))
+    }
+
     fn supports_filters_pushdown(
         &self,
         filters: &[&Expr],
@@ -381,9 +408,7 @@ impl TableProvider for RemoteTable {
         let plan = self.scan_plan(Some(&fetched), &remote, remote_limit)?;
         let sql = RemoteSql::from_plan(&plan, self.database.as_ref())?;
         let fetched_schema = Arc::new(self.schema.project(&fetched)?);
-        let estimate = self
-            .rows
-            .map(|rows| super::plans::scan_row_estimate(rows, !remote.is_empty(), remote_limit));
+        let estimate = self.filtered_rows(&remote, remote_limit);
         let mut scan = RemoteScanExec::new(
             Arc::clone(&self.database),
             sql,
@@ -392,11 +417,11 @@ impl TableProvider for RemoteTable {
         )
         .with_logical_plan(plan)
         .with_row_estimate(estimate)
-        .with_distinct_estimates(
+        .with_column_estimates(
             fetched_schema
                 .fields()
                 .iter()
-                .map(|f| self.distinct.get(f.name()).copied())
+                .map(|f| self.columns.get(f.name()).cloned().unwrap_or_default())
                 .collect(),
         );
         if let (Some(ranges), Some(rows), None) = (&self.ranges, estimate, remote_limit) {

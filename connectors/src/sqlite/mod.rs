@@ -13,10 +13,11 @@ mod dialect;
 mod schema;
 pub mod types;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use datafusion::arrow::datatypes::{DataType, Field, SchemaRef};
+use datafusion::arrow::datatypes::{DataType, Field, Schema, SchemaRef};
 use datafusion::catalog::TableFunctionImpl;
 use datafusion::common::Result;
 use datafusion::execution::SendableRecordBatchStream;
@@ -26,8 +27,8 @@ use deadpool_sqlite::Pool;
 pub use dialect::{SqliteDialect, SqlitePushdown, SqliteWriter};
 
 use crate::remote::{
-    PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql, RemoteTransaction,
-    RowRanges, TransactionState, WriteMode,
+    ColumnEstimate, PoolStatus, PushdownPolicy, RemoteDatabase, RemoteQueryFunction, RemoteSql,
+    RemoteTransaction, RowRanges, TransactionState, WriteMode,
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
@@ -257,14 +258,19 @@ impl RemoteDatabase for SqliteSource {
 
     /// From `sqlite_stat1` (kept by ANALYZE): the first column of an index
     /// holds its rows divided by the rows per value; an `INTEGER PRIMARY
-    /// KEY` (the rowid) holds one value per row.
-    async fn distinct_estimates(&self, schema: &str, table: &str) -> Vec<(String, u64)> {
-        let (schema, table) = (schema.replace('"', "\"\""), table.to_string());
-        self.with_connection(move |c, _| {
-            Ok(schema::distinct_estimates(c, &schema, &table).unwrap_or_default())
-        })
-        .await
-        .unwrap_or_default()
+    /// KEY` (the rowid) holds one value per row. Bounds from `min()` and
+    /// `max()` of the columns indexes start with (see
+    /// [`schema::column_estimates`]).
+    async fn column_estimates(
+        &self,
+        schema: &str,
+        table: &str,
+        columns: &Schema,
+    ) -> HashMap<String, ColumnEstimate> {
+        let (schema, table, columns) = (schema.to_string(), table.to_string(), columns.clone());
+        self.with_connection(move |c, _| Ok(schema::column_estimates(c, &schema, &table, &columns)))
+            .await
+            .unwrap_or_default()
     }
 
     async fn table_schema(&self, schema: &str, table: &str) -> Result<Option<SchemaRef>> {
@@ -364,7 +370,7 @@ impl RemoteDatabase for SqliteSource {
             &connection,
             &self.name,
             table,
-            Arc::new(datafusion::arrow::datatypes::Schema::new(declared)),
+            Arc::new(Schema::new(declared)),
             data,
             WriteMode::Append,
             Some(create),

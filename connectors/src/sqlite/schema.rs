@@ -1,13 +1,16 @@
 //! Schemas (`main` and attached databases), tables, views and their
 //! declared column types.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use datafusion::arrow::datatypes::{Schema, SchemaRef};
 use datafusion::common::Result;
+use rusqlite::types::Value;
 
 use super::connection::remote_error;
 use super::types::{SQLITE_TABLE, field};
+use crate::remote::ColumnEstimate;
 
 fn quote(identifier: &str) -> String {
     format!("\"{}\"", identifier.replace('"', "\"\""))
@@ -167,8 +170,8 @@ pub fn query_schema(
 }
 
 /// Distinct values per column from `sqlite_stat1` (see
-/// `SqliteSource::distinct_estimates`); `schema` is quoted already.
-pub fn distinct_estimates(
+/// [`column_estimates`]); `schema` is quoted already.
+fn distinct_estimates(
     c: &rusqlite::Connection,
     schema: &str,
     table: &str,
@@ -225,6 +228,91 @@ pub fn distinct_estimates(
         distinct.push((name.clone(), rows));
     }
     Ok(distinct)
+}
+
+/// Most columns whose bounds are read with `min()` and `max()` (see
+/// [`column_estimates`]).
+const BOUNDED_COLUMNS: usize = 8;
+
+/// See [`RemoteDatabase::column_estimates`](crate::remote::RemoteDatabase::column_estimates):
+/// distinct values from `sqlite_stat1` (see [`distinct_estimates`]), and the
+/// bounds of the columns an index starts with (or the `INTEGER PRIMARY
+/// KEY`), read with `min()` and `max()`, one index lookup each. SQLite
+/// keeps no count of NULLs.
+pub fn column_estimates(
+    c: &rusqlite::Connection,
+    schema: &str,
+    table: &str,
+    columns: &Schema,
+) -> HashMap<String, ColumnEstimate> {
+    let mut estimates: HashMap<String, ColumnEstimate> = HashMap::new();
+    for (name, distinct) in
+        distinct_estimates(c, &schema.replace('"', "\"\""), table).unwrap_or_default()
+    {
+        estimates.entry(name).or_default().distinct = Some(distinct);
+    }
+    let leading = leading_columns(c, schema, table).unwrap_or_default();
+    let ranged = leading
+        .iter()
+        .filter_map(|name| Some((name, columns.field_with_name(name).ok()?)))
+        .filter(|(_, field)| crate::remote::ranged(field.data_type()))
+        .take(BOUNDED_COLUMNS);
+    for (name, field) in ranged {
+        let mut values = Vec::new();
+        // One aggregate per query: SQLite answers `min(x)` from an index
+        // only when it is the query's one aggregate.
+        for bound in ["min", "max"] {
+            let sql = format!(
+                "SELECT {bound}({}) FROM {}.{}",
+                quote(name),
+                quote(schema),
+                quote(table)
+            );
+            match c.query_row(&sql, [], |r| r.get::<_, Value>(0)) {
+                Ok(Value::Integer(n)) => values.push(n.to_string()),
+                Ok(Value::Real(n)) => values.push(n.to_string()),
+                Ok(Value::Text(text)) => values.push(text),
+                _ => {}
+            }
+        }
+        let estimate = estimates.entry(name.clone()).or_default();
+        *estimate = std::mem::take(estimate)
+            .with_bounds_from_text(values.iter().map(String::as_str), field.data_type());
+    }
+    estimates.retain(|_, e| !e.is_empty());
+    estimates
+}
+
+/// The columns that whole (not partial) indexes of `schema.table` start
+/// with, and its `INTEGER PRIMARY KEY`, if it has one.
+fn leading_columns(
+    c: &rusqlite::Connection,
+    schema: &str,
+    table: &str,
+) -> rusqlite::Result<Vec<String>> {
+    let literal = schema.replace('\'', "''");
+    let mut names: Vec<String> = c
+        .prepare(&format!(
+            "SELECT ii.name FROM pragma_index_list(?1, '{literal}') AS il, \
+                    pragma_index_info(il.name, '{literal}') AS ii \
+             WHERE il.partial = 0 AND ii.seqno = 0 AND ii.name IS NOT NULL"
+        ))?
+        .query_map([table], |r| r.get(0))?
+        .collect::<rusqlite::Result<_>>()?;
+    let keys: Vec<(String, String)> = c
+        .prepare(&format!(
+            "SELECT name, type FROM pragma_table_info(?1, '{literal}') WHERE pk > 0"
+        ))?
+        .query_map([table], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<rusqlite::Result<_>>()?;
+    if let [(name, declared)] = keys.as_slice()
+        && declared.eq_ignore_ascii_case("INTEGER")
+        && is_table(c, schema, table)
+    {
+        names.push(name.clone());
+    }
+    names.dedup();
+    Ok(names)
 }
 
 /// See [`RemoteDatabase::row_ranges`](crate::remote::RemoteDatabase::row_ranges):
