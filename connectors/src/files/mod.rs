@@ -11,6 +11,7 @@
 mod atomic_write;
 mod csv;
 mod directory;
+mod estimated;
 mod line_check;
 mod object_stores;
 mod parquet;
@@ -321,7 +322,7 @@ async fn open_file_table_inner(
         config.infer_partitions_from_path(state).await?
     };
     let config = config.infer_schema(state).await?;
-    Ok(Arc::new(ListingTable::try_new(config)?))
+    Ok(estimated::with_row_estimate(state, &store, ListingTable::try_new(config)?).await)
 }
 
 /// True when the file's first non-blank byte is `[` (a JSON array document).

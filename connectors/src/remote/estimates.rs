@@ -77,7 +77,8 @@ impl ColumnEstimate {
             else {
                 continue;
             };
-            if value.is_null() {
+            // NaN and infinities order differently in every database.
+            if value.is_null() || as_number(&value).is_none() {
                 continue;
             }
             if self.min.as_ref().is_none_or(|min| value < *min) {
@@ -576,5 +577,9 @@ mod tests {
         assert_eq!(e.max, Some(ScalarValue::Int64(Some(12))));
         let e = ColumnEstimate::default().with_bounds_from_text(["b", "a"], &DataType::Utf8);
         assert_eq!(e.min, None);
+        let e = ColumnEstimate::default()
+            .with_bounds_from_text(["NaN", "1.5", "Infinity", "-Infinity"], &DataType::Float64);
+        assert_eq!(e.min, Some(ScalarValue::Float64(Some(1.5))));
+        assert_eq!(e.max, Some(ScalarValue::Float64(Some(1.5))));
     }
 }

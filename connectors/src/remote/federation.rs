@@ -1044,9 +1044,7 @@ fn aliased_scan(plan: &LogicalPlan) -> Option<(&TableScan, Option<&TableReferenc
 /// scan isolated as a derived table. The unparser renders a semi join as
 /// `[NOT] EXISTS` in the left side's SELECT and would drop the left scan's
 /// filters; over the join they become that SELECT's WHERE.
-fn lift_semi_join_filters(
-    join: &Join,
-) -> Result<Transformed<LogicalPlan>> {
+fn lift_semi_join_filters(join: &Join) -> Result<Transformed<LogicalPlan>> {
     // Only the outermost of nested aliases names anything above them (the
     // unparser would keep the innermost).
     let flat = outermost_alias_only(join.right.as_ref().clone())?;
@@ -1376,8 +1374,10 @@ impl ExtensionPlanner for RemoteQueryPlanner {
 /// About how many rows a federated sub-plan returns, from its tables'
 /// estimates, for DataFusion's choice of join build sides (TPC-H Q18: the
 /// 57 orders of `IN (SELECT .. GROUP BY .. HAVING ..)` are built on, not
-/// the 1.5 M orders probed with them). A filter keeps a fifth (as
-/// DataFusion assumes), a grouping half, an inner join its larger side.
+/// the 1.5 M orders probed with them), and for the join order. A table's
+/// filters keep what its statistics say (see the `estimates` module; a
+/// file table knows only its rows), a filter above a fifth (as DataFusion
+/// assumes), a grouping half, an inner join see [`inner_join_rows`].
 pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
     let input = |i: usize| plan.inputs().get(i).and_then(|p| row_estimate(p));
     let limited = |rows: Option<usize>, fetch: Option<usize>| match (rows, fetch) {
@@ -1387,10 +1387,19 @@ pub(super) fn row_estimate(plan: &LogicalPlan) -> Option<usize> {
     };
     match plan {
         LogicalPlan::TableScan(scan) => {
-            let provider = remote_table(scan)?;
-            provider
-                .downcast_ref::<RemoteTable>()?
-                .filtered_rows(&scan.filters, scan.fetch)
+            let provider = source_as_provider(&scan.source).ok()?;
+            if let Some(table) = provider.downcast_ref::<RemoteTable>() {
+                return table.filtered_rows(&scan.filters, scan.fetch);
+            }
+            // A file table that knows its rows (see the files module's
+            // `estimated`), without column statistics.
+            let rows = *provider.statistics()?.num_rows.get_value()?;
+            Some(super::filtered_rows(
+                rows as u64,
+                &scan.filters,
+                &HashMap::new(),
+                scan.fetch,
+            ))
         }
         LogicalPlan::Filter(_) => input(0).map(|rows| rows / 5),
         LogicalPlan::Projection(_) | LogicalPlan::SubqueryAlias(_) => input(0),

@@ -40,10 +40,11 @@
 //! `(a JOIN b) JOIN d ON d.k = a.k` is `(d JOIN a ON d.k = a.k) JOIN b`
 //! (and the same for `b`, and through projections of columns), with the
 //! columns put back in their order. A
-//! table counts as small when it is a remote table whose estimated rows
-//! under its filters (see [`row_estimate`](super::federation)) are at most
-//! [`SMALL`], and it has a filter: an unfiltered dimension removes nothing.
-//! Tables without an estimate (files) are never moved, and a small table is
+//! table counts as small when its estimated rows under its filters (see
+//! [`row_estimate`](super::federation): a remote table's statistics, or a
+//! file's rows read when it was opened) are at most [`SMALL`], and it has a
+//! filter: an unfiltered dimension removes nothing. Tables without an
+//! estimate (views, JSON files) are never moved, and a small table is
 //! never moved below a join whose other side is small too (the two would
 //! trade places without end).
 
@@ -549,7 +550,7 @@ fn plain_inner(join: &Join) -> bool {
         && join.null_equality == datafusion::common::NullEquality::NullEqualsNothing
 }
 
-/// A remote table, filtered, of at most [`SMALL`] estimated rows.
+/// A table, filtered, of at most [`SMALL`] estimated rows.
 fn is_small(plan: &LogicalPlan) -> bool {
     let mut filtered = false;
     let mut node = plan;
