@@ -80,6 +80,13 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
         false
     }
 
+    /// The longest list of a join's keys worth sending as `IN (...)` (see
+    /// the `runtime_filter` module); past it the bounds go alone. By
+    /// default as many as DataFusion builds.
+    fn key_list_limit(&self) -> usize {
+        usize::MAX
+    }
+
     /// The type the database gives `sum` of a value of Arrow type
     /// `argument`, when it is not DataFusion's (PostgreSQL and MySQL sum
     /// integers as `numeric`/`DECIMAL`): an expression over the sum in the

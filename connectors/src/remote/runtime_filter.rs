@@ -51,7 +51,9 @@ pub fn remote_filter(
         return None;
     }
     let target = Target { scan, remote };
-    let max_keys = rows.map_or(MAX_IN_LIST, |rows| (rows / 20).clamp(1000, MAX_IN_LIST));
+    let max_keys = rows
+        .map_or(MAX_IN_LIST, |rows| (rows / 20).clamp(1000, MAX_IN_LIST))
+        .min(policy.key_list_limit());
     let mut exact = Vec::new();
     for filter in filters {
         let Some(current) = snapshot(filter) else {
@@ -631,6 +633,24 @@ mod tests {
         let with = |rows| remote_filter(&filters, &schema(), &schema(), &PostgresPushdown, rows);
         assert!(with(Some(1_000_000)).is_some());
         assert!(with(Some(30_000)).is_none());
+        // MySQL tests long lists slowly: past 1,000 keys, the bounds alone.
+        let mysql = |rows| {
+            remote_filter(
+                &filters,
+                &schema(),
+                &schema(),
+                &crate::mysql::MysqlPushdown,
+                rows,
+            )
+            .map(|e| e.to_string())
+        };
+        assert_eq!(mysql(Some(1_000_000)), None);
+        filters[0]
+            .downcast_ref::<DynamicFilterPhysicalExpr>()
+            .unwrap()
+            .update(in_list(&keys[..900]))
+            .unwrap();
+        assert!(mysql(Some(1_000_000)).is_some_and(|s| s.starts_with("k IN (")));
     }
 
     #[test]
