@@ -499,6 +499,25 @@ async fn estimates_come_from_sqlite_stat1() {
     assert!((140..=180).contains(&rows), "{explained}");
 }
 
+/// Found by an outsider: SQLite's `max()` of an indexed `INTEGER` column
+/// holding a blob is the blob; the bounds kept were `min` twice (1 to 1),
+/// and `k = 3` was estimated at one row. Bounds are now both or neither.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bounds_of_a_column_holding_other_types_are_left_out() {
+    let f = Fixture::new(
+        "CREATE TABLE mixed (k INTEGER); CREATE INDEX mk ON mixed (k);
+         INSERT INTO mixed VALUES (1), (2), (3), (4.5), (X'00'), ('zzz'); ANALYZE;",
+    )
+    .await;
+    f.rows("SET datafusion.explain.show_statistics = true")
+        .await;
+    let explained = f.explain("SELECT k FROM lite.mixed").await;
+    assert!(
+        explained.contains("statistics=[Rows=") && !explained.contains("Min="),
+        "{explained}"
+    );
+}
+
 /// Issue 18, part 1: a file never `ANALYZE`d still gives its tables' sizes
 /// (join order and hash-table sides depend on them): counted up to 100,000
 /// rows, past that `max(rowid)`; a WITHOUT ROWID table past the bound gives

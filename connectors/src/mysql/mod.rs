@@ -40,10 +40,6 @@ use crate::remote::{
 };
 use crate::source::{AttachRequest, AttachedSource, SourceKind};
 
-/// Most columns whose bounds are read with `MIN()` and `MAX()` (see
-/// `column_estimates`).
-const BOUNDED_COLUMNS: usize = 8;
-
 /// A row of MariaDB's `mysql.column_stats`: the column, its bounds as text,
 /// its NULL fraction, rows per distinct value, and the table's rows.
 type MariaColumnStats = (
@@ -275,7 +271,7 @@ impl RemoteDatabase for MysqlSource {
     /// present, add every column's NULL fraction, bounds and distinct
     /// values. The bounds of the other columns that lead an index are read
     /// with `MIN()` and `MAX()` (one index lookup each), for at most
-    /// [`BOUNDED_COLUMNS`] columns.
+    /// [`BOUNDED_COLUMNS`](crate::remote::BOUNDED_COLUMNS) columns.
     async fn column_estimates(
         &self,
         schema: &str,
@@ -329,9 +325,9 @@ impl RemoteDatabase for MysqlSource {
                 let non_null = rows as f64 * (1.0 - estimate.null_fraction.unwrap_or(0.0));
                 estimate.distinct = Some((non_null / frequency).max(1.0) as u64);
             }
-            let bounds = [min, max];
-            *estimate = std::mem::take(estimate).with_bounds_from_text(
-                bounds.iter().flatten().map(String::as_str),
+            *estimate = std::mem::take(estimate).with_bounds(
+                min.as_deref(),
+                max.as_deref(),
                 field.data_type(),
             );
         }
@@ -347,7 +343,7 @@ impl RemoteDatabase for MysqlSource {
                 crate::remote::ranged(field.data_type())
                     && estimates.get(*name).is_none_or(|e| e.min.is_none())
             })
-            .take(BOUNDED_COLUMNS)
+            .take(crate::remote::BOUNDED_COLUMNS)
             .collect::<Vec<_>>();
         for (name, field) in unbounded {
             let Ok(column) = writer.identifier(name) else {
@@ -361,8 +357,9 @@ impl RemoteDatabase for MysqlSource {
                 .await
             {
                 let estimate = estimates.entry(name.clone()).or_default();
-                *estimate = std::mem::take(estimate).with_bounds_from_text(
-                    [min, max].iter().flatten().map(String::as_str),
+                *estimate = std::mem::take(estimate).with_bounds(
+                    min.as_deref(),
+                    max.as_deref(),
                     field.data_type(),
                 );
             }

@@ -39,6 +39,10 @@ use datafusion::common::stats::Precision;
 use datafusion::common::{ColumnStatistics, ScalarValue, Statistics};
 use datafusion::logical_expr::{Between, BinaryExpr, Expr, Operator};
 
+/// Most columns of a table whose bounds a connector reads with `MIN()`
+/// and `MAX()` where its database keeps none (one index lookup each).
+pub const BOUNDED_COLUMNS: usize = 8;
+
 /// What a database's statistics say of one column. Every figure is an
 /// estimate.
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -57,6 +61,29 @@ impl ColumnEstimate {
     /// Whether it says nothing.
     pub fn is_empty(&self) -> bool {
         self == &Self::default()
+    }
+
+    /// `min` and `max` from the database's `MIN()` and `MAX()` of a column
+    /// of type `data_type`, as text: both, or neither when either is
+    /// missing or does not parse (SQLite's `max()` of an `INTEGER` column
+    /// holding a blob is the blob; the bound left would be no bound).
+    pub fn with_bounds(self, min: Option<&str>, max: Option<&str>, data_type: &DataType) -> Self {
+        let (Some(min), Some(max)) = (min, max) else {
+            return self;
+        };
+        let bounds = Self::default().with_bounds_from_text([min, max], data_type);
+        let parses = |text: &str| {
+            ScalarValue::try_from_string(text.trim().to_string(), data_type)
+                .is_ok_and(|v| !v.is_null() && as_number(&v).is_some())
+        };
+        if !(parses(min) && parses(max)) {
+            return self;
+        }
+        Self {
+            min: bounds.min,
+            max: bounds.max,
+            ..self
+        }
     }
 
     /// `min` and `max` parsed from the database's text of values of a
@@ -577,6 +604,19 @@ mod tests {
         assert_eq!(e.max, Some(ScalarValue::Int64(Some(12))));
         let e = ColumnEstimate::default().with_bounds_from_text(["b", "a"], &DataType::Utf8);
         assert_eq!(e.min, None);
+        // Found by an outsider: `max()` a blob left `max` = `min`.
+        let e = ColumnEstimate::default().with_bounds(Some("1"), Some("zzz"), &DataType::Int64);
+        assert_eq!((e.min, e.max), (None, None));
+        let e = ColumnEstimate::default().with_bounds(Some("1"), None, &DataType::Int64);
+        assert_eq!((e.min, e.max), (None, None));
+        let e = ColumnEstimate::default().with_bounds(Some("1"), Some("9"), &DataType::Int64);
+        assert_eq!(
+            (e.min, e.max),
+            (
+                Some(ScalarValue::Int64(Some(1))),
+                Some(ScalarValue::Int64(Some(9)))
+            )
+        );
         let e = ColumnEstimate::default()
             .with_bounds_from_text(["NaN", "1.5", "Infinity", "-Infinity"], &DataType::Float64);
         assert_eq!(e.min, Some(ScalarValue::Float64(Some(1.5))));

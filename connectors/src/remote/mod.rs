@@ -50,7 +50,9 @@ use datafusion::sql::unparser::dialect::Dialect;
 pub use catalog::{RemoteCatalog, RemoteSchema};
 pub use dml::RemoteStatementExec;
 pub use error::{RemoteError, RemoteErrorKind};
-pub use estimates::{ColumnEstimate, filtered_rows, ranged, selectivity, table_statistics};
+pub use estimates::{
+    BOUNDED_COLUMNS, ColumnEstimate, filtered_rows, ranged, selectivity, table_statistics,
+};
 pub use exec::{RemoteScanExec, ScanParts};
 pub use federation::{FederatingQueryPlanner, RemoteQueryNode, federate};
 pub use partitions::{

@@ -230,10 +230,6 @@ fn distinct_estimates(
     Ok(distinct)
 }
 
-/// Most columns whose bounds are read with `min()` and `max()` (see
-/// [`column_estimates`]).
-const BOUNDED_COLUMNS: usize = 8;
-
 /// See [`RemoteDatabase::column_estimates`](crate::remote::RemoteDatabase::column_estimates):
 /// distinct values from `sqlite_stat1` (see [`distinct_estimates`]), and the
 /// bounds of the columns an index starts with (or the `INTEGER PRIMARY
@@ -256,9 +252,9 @@ pub fn column_estimates(
         .iter()
         .filter_map(|name| Some((name, columns.field_with_name(name).ok()?)))
         .filter(|(_, field)| crate::remote::ranged(field.data_type()))
-        .take(BOUNDED_COLUMNS);
+        .take(crate::remote::BOUNDED_COLUMNS);
     for (name, field) in ranged {
-        let mut values = Vec::new();
+        let mut values: Vec<Option<String>> = Vec::new();
         // One aggregate per query: SQLite answers `min(x)` from an index
         // only when it is the query's one aggregate.
         for bound in ["min", "max"] {
@@ -268,16 +264,19 @@ pub fn column_estimates(
                 quote(schema),
                 quote(table)
             );
-            match c.query_row(&sql, [], |r| r.get::<_, Value>(0)) {
-                Ok(Value::Integer(n)) => values.push(n.to_string()),
-                Ok(Value::Real(n)) => values.push(n.to_string()),
-                Ok(Value::Text(text)) => values.push(text),
-                _ => {}
-            }
+            values.push(match c.query_row(&sql, [], |r| r.get::<_, Value>(0)) {
+                Ok(Value::Integer(n)) => Some(n.to_string()),
+                Ok(Value::Real(n)) => Some(n.to_string()),
+                Ok(Value::Text(text)) => Some(text),
+                _ => None,
+            });
         }
         let estimate = estimates.entry(name.clone()).or_default();
-        *estimate = std::mem::take(estimate)
-            .with_bounds_from_text(values.iter().map(String::as_str), field.data_type());
+        *estimate = std::mem::take(estimate).with_bounds(
+            values[0].as_deref(),
+            values[1].as_deref(),
+            field.data_type(),
+        );
     }
     estimates.retain(|_, e| !e.is_empty());
     estimates
