@@ -107,6 +107,20 @@ pub async fn mysql_database(database: &str, setup: &str) -> mysql_async::Conn {
     conn
 }
 
+/// The `estimated_rows=` of the first remote scan in an EXPLAIN output.
+pub fn estimated_rows(plan: &str) -> usize {
+    let at = plan
+        .find("estimated_rows=")
+        .unwrap_or_else(|| panic!("no estimated_rows in\n{plan}"))
+        + "estimated_rows=".len();
+    plan[at..]
+        .chars()
+        .take_while(char::is_ascii_digit)
+        .collect::<String>()
+        .parse()
+        .unwrap_or_else(|_| panic!("no number after estimated_rows in\n{plan}"))
+}
+
 /// The lines of an EXPLAIN output that are remote scans.
 pub fn remote_scans(plan: &str) -> Vec<&str> {
     plan.lines()

@@ -616,15 +616,6 @@ async fn mariadb_column_statistics_estimate_filters() {
             "no {expected} in\n{explained}"
         );
     }
-    let estimated = |plan: &str| -> usize {
-        let at = plan.find("estimated_rows=").expect(plan) + "estimated_rows=".len();
-        plan[at..]
-            .chars()
-            .take_while(char::is_ascii_digit)
-            .collect::<String>()
-            .parse()
-            .unwrap()
-    };
     for (sql, low, high) in [
         (
             "EXPLAIN SELECT id FROM my.t WHERE grade IS NULL",
@@ -639,7 +630,7 @@ async fn mariadb_column_statistics_estimate_filters() {
         ),
     ] {
         let plan = f.rows(sql).await.join("\n");
-        let rows = estimated(&plan);
+        let rows = common::estimated_rows(&plan);
         assert!((low..=high).contains(&rows), "{sql}: {rows}\n{plan}");
     }
     f.finish().await;

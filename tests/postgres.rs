@@ -1920,19 +1920,7 @@ async fn statistics_give_bounds_nulls_and_filtered_rows() {
     }
     let estimated = |sql: &'static str| {
         let f = &f;
-        async move {
-            let plan = f.explain(sql).await;
-            let scan = plan
-                .lines()
-                .find(|l| l.contains("RemoteScanExec"))
-                .unwrap_or_else(|| panic!("no remote scan:\n{plan}"));
-            let at = scan.find("estimated_rows=").expect(scan) + "estimated_rows=".len();
-            let digits: String = scan[at..]
-                .chars()
-                .take_while(char::is_ascii_digit)
-                .collect();
-            digits.parse::<usize>().unwrap()
-        }
+        async move { common::estimated_rows(&f.explain(sql).await) }
     };
     let within = |got: usize, want: usize| got.abs_diff(want) <= want / 10 + 1;
     let cases = [

@@ -489,13 +489,7 @@ async fn estimates_come_from_sqlite_stat1() {
     let explained = f
         .explain("SELECT part, qty FROM lite.supply WHERE part <= 40")
         .await;
-    let at = explained.find("estimated_rows=").expect(&explained) + "estimated_rows=".len();
-    let rows: usize = explained[at..]
-        .chars()
-        .take_while(char::is_ascii_digit)
-        .collect::<String>()
-        .parse()
-        .unwrap();
+    let rows = common::estimated_rows(&explained);
     assert!((140..=180).contains(&rows), "{explained}");
 }
 
