@@ -869,3 +869,80 @@ async fn large_tables_are_read_in_key_ranges() {
     );
     f.finish().await;
 }
+
+/// MariaDB joins by nested loops and reaches a secondary index's rows one
+/// lookup at a time, so (the `cost` module): a join of two of its tables
+/// runs there only when it returns few rows beside its inputs, and a
+/// join's keys from elsewhere reach a primary key as a list however many
+/// they are (up to what pays), but a secondary index only when they reach
+/// few of its rows. Answers equal the same joins over local copies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joins_and_key_lists_follow_the_cost_model() {
+    let f = Fixture::new(
+        "CREATE TABLE c (ck INT PRIMARY KEY, nk INT);
+         INSERT INTO c SELECT seq, seq % 25 FROM seq_1_to_5000;
+         CREATE TABLE o (ok INT PRIMARY KEY, ck INT, v INT, KEY (ck));
+         INSERT INTO o SELECT seq, seq % 5000 + 1, seq % 7 FROM seq_1_to_50000;
+         ANALYZE TABLE c, o PERSISTENT FOR ALL;",
+    )
+    .await;
+    f.copy_locally("c", "local_c").await;
+    f.copy_locally("o", "local_o").await;
+    // Every order with its customer: 50 K joined rows, read apart.
+    let every = "SELECT count(*), sum(o.v), sum(c.nk) FROM {o} o JOIN {c} c ON o.ck = c.ck";
+    // One customer's orders: joined there.
+    let one = "SELECT count(*), sum(o.v) FROM {o} o JOIN {c} c ON o.ck = c.ck WHERE c.ck = 7";
+    for (sql, federated) in [(every, false), (one, true)] {
+        let remote = sql.replace("{o}", "my.o").replace("{c}", "my.c");
+        let local = sql.replace("{o}", "local_o").replace("{c}", "local_c");
+        assert_eq!(f.rows(&remote).await, f.rows(&local).await, "{remote}");
+        let explained = common::explain(&f.db, &remote).await;
+        let scans = common::remote_scans(&explained);
+        let joined = scans.iter().any(|s| s.contains(" JOIN "));
+        assert_eq!(
+            (scans.len(), joined),
+            if federated { (1, true) } else { (2, false) },
+            "{remote}:\n{explained}"
+        );
+    }
+
+    // Keys from elsewhere, as EXPLAIN ANALYZE shows them sent.
+    let db = &f.db;
+    let sent = |sql: String| async move {
+        let analyzed = common::explain(db, &format!("ANALYZE {sql}")).await;
+        let line = common::remote_scans(&analyzed)
+            .into_iter()
+            .find(|l| l.contains("sent="))
+            .unwrap_or_else(|| panic!("no scan ran:\n{analyzed}"));
+        line.contains(" IN (")
+    };
+    for (i, (end, step, column, listed)) in [
+        // 5,000 of 50,000 primary keys: 5,000 lookups for a tenth of the
+        // rows (past the 1,000 keys MySQL sources were once limited to).
+        (50_001, 10, "ok", true),
+        // A third of the customers through `KEY (ck)`: a third of the
+        // orders, one lookup each.
+        (5_001, 3, "ck", false),
+        // 20 customers: 200 orders through the index.
+        (5_001, 250, "ck", true),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        // A memory table: its rows are known, so its side is built on.
+        f.rows(&format!(
+            "CREATE TABLE keys_{i} AS SELECT CAST(value AS INT) AS k FROM range(1, {end}, {step})"
+        ))
+        .await;
+        let sql =
+            format!("SELECT count(*), sum(o.v) FROM keys_{i} x JOIN {{o}} o ON o.{column} = x.k");
+        let remote = sql.replace("{o}", "my.o");
+        assert_eq!(
+            f.rows(&remote).await,
+            f.rows(&sql.replace("{o}", "local_o")).await,
+            "{remote}"
+        );
+        assert_eq!(sent(remote.clone()).await, listed, "{remote}");
+    }
+    f.finish().await;
+}

@@ -211,14 +211,21 @@ fn comparable(left: Kind, right: Kind) -> bool {
 }
 
 impl PushdownPolicy for MysqlPushdown {
-    /// MySQL and MariaDB test a long `IN` list slowly where PostgreSQL
-    /// hashes it, above all on an indexed column, where every value
-    /// becomes a range of its own: TPC-H Q3 with `orders` in MariaDB and
-    /// 30 K customer keys took 13 s against 0.17 s without the list and
-    /// 0.5 s with 1,000 keys (MariaDB 10.11, 1.5 M rows). Past 1,000 keys
-    /// the bounds go alone.
-    fn key_list_limit(&self) -> usize {
-        1000
+    /// MariaDB 10.11 on the benchmark machine (default 128 MiB buffer
+    /// pool): 230 K rows/s of `lineitem` over the wire; 40 K keys of a
+    /// primary key found in 0.3 to 0.8 s (8 us a key, 12 with writing it); a row reached through a secondary index
+    /// 13 to 30 us once the table outgrows the buffer pool (300 K orders
+    /// of 30 K customers through `o_custkey`: 5.6 s, against 0.6 s to scan
+    /// all 1.5 M); joins by nested loops (two years of `orders` joined to
+    /// `customer`: 20 s).
+    fn costs(&self) -> crate::remote::cost::Costs {
+        crate::remote::cost::Costs {
+            query: 500.0,
+            row: 2.5,
+            key: 12.0,
+            lookup: 13.0,
+            nested_loop_joins: true,
+        }
     }
 
     /// `sum` of integers is `DECIMAL` in MySQL (`bigint` in DataFusion).

@@ -34,6 +34,7 @@ use mysql_async::prelude::Queryable;
 pub use connection::filling_prefix;
 pub use dialect::{MysqlDialect, MysqlPushdown, MysqlWriter};
 
+use crate::remote::cost::Index;
 use crate::remote::{
     ColumnEstimate, PoolStatus, PushdownPolicy, RangeValues, RemoteDatabase, RemoteQueryFunction,
     RemoteSql, RemoteTransaction, RowRanges, WriteMode,
@@ -283,10 +284,12 @@ impl RemoteDatabase for MysqlSource {
         };
         let mut estimates: HashMap<String, ColumnEstimate> = HashMap::new();
         // With whether a B-tree index (where MIN() and MAX() are one
-        // lookup) starts with the column.
-        let indexed: Vec<(String, Option<u64>, Option<i64>)> = conn
+        // lookup) starts with the column, and whether the primary key
+        // (InnoDB's clustered index) does.
+        let indexed: Vec<(String, Option<u64>, Option<i64>, Option<i64>)> = conn
             .exec(
-                "SELECT COLUMN_NAME, MAX(CARDINALITY), MAX(INDEX_TYPE = 'BTREE') \
+                "SELECT COLUMN_NAME, MAX(CARDINALITY), MAX(INDEX_TYPE = 'BTREE'), \
+                        MAX(INDEX_NAME = 'PRIMARY') \
                  FROM information_schema.STATISTICS \
                  WHERE TABLE_SCHEMA = ? AND TABLE_NAME = ? AND SEQ_IN_INDEX = 1 \
                  GROUP BY COLUMN_NAME",
@@ -294,10 +297,16 @@ impl RemoteDatabase for MysqlSource {
             )
             .await
             .unwrap_or_default();
-        for (name, count, _) in &indexed {
+        for (name, count, _, primary) in &indexed {
+            let estimate = estimates.entry(name.clone()).or_default();
             if let Some(count) = count.filter(|c| *c > 0) {
-                estimates.entry(name.clone()).or_default().distinct = Some(count);
+                estimate.distinct = Some(count);
             }
+            estimate.index = Some(if *primary == Some(1) {
+                Index::Primary
+            } else {
+                Index::Secondary
+            });
         }
         // MariaDB only; elsewhere (MySQL) the table is missing.
         let kept: Vec<MariaColumnStats> = conn
@@ -337,7 +346,7 @@ impl RemoteDatabase for MysqlSource {
         };
         let unbounded = indexed
             .iter()
-            .filter(|(_, _, btree)| *btree == Some(1))
+            .filter(|(_, _, btree, _)| *btree == Some(1))
             .filter_map(|(name, ..)| Some((name, columns.field_with_name(name).ok()?)))
             .filter(|(name, field)| {
                 crate::remote::ranged(field.data_type())

@@ -55,6 +55,9 @@ pub struct ColumnEstimate {
     pub min: Option<ScalarValue>,
     /// The largest value, of the column's Arrow type.
     pub max: Option<ScalarValue>,
+    /// The index the column starts, where the connector reads it (weighed
+    /// by the `cost` module).
+    pub index: Option<super::cost::Index>,
 }
 
 impl ColumnEstimate {
@@ -398,6 +401,7 @@ static NOTHING: ColumnEstimate = ColumnEstimate {
     null_fraction: None,
     min: None,
     max: None,
+    index: None,
 };
 
 /// The fraction of non-NULL values of column `c` (read by `expr`) that
@@ -536,6 +540,7 @@ mod tests {
                     null_fraction: Some(0.0),
                     min: Some(ScalarValue::Int32(Some(1))),
                     max: Some(ScalarValue::Int32(Some(10_000))),
+                    index: None,
                 },
             ),
             (

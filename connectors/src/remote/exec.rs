@@ -68,6 +68,8 @@ pub struct RemoteScanExec {
     /// About how many rows the query returns (from the database's
     /// statistics), for DataFusion's choice of join build sides.
     row_estimate: Option<usize>,
+    /// The rows of the table, for a scan of one table.
+    table_rows: Option<usize>,
     /// About how many distinct values each column holds, where known.
     column_estimates: Vec<ColumnEstimate>,
     /// The parts of a parallel scan, with what they share while they run.
@@ -96,6 +98,7 @@ impl RemoteScanExec {
             federated: false,
             dynamic_filters: Vec::new(),
             row_estimate: None,
+            table_rows: None,
             column_estimates: Vec::new(),
             parts: None,
             sent_sql: Arc::default(),
@@ -155,6 +158,13 @@ impl RemoteScanExec {
         self
     }
 
+    /// The rows of the whole table, for a scan of one table (what a key
+    /// list that reaches its rows through an index is weighed against).
+    pub fn with_table_rows(mut self, rows: Option<usize>) -> Self {
+        self.table_rows = rows;
+        self
+    }
+
     /// What the table's statistics say of each column (distinct values,
     /// NULLs, bounds), in the order of the scan's columns.
     pub fn with_column_estimates(mut self, columns: Vec<ColumnEstimate>) -> Self {
@@ -174,6 +184,7 @@ impl RemoteScanExec {
         scan.logical_plan = self.logical_plan.clone();
         scan.federated = self.federated;
         scan.row_estimate = self.row_estimate;
+        scan.table_rows = self.table_rows;
         scan.column_estimates = self.column_estimates.clone();
         match &self.parts {
             // A group (and snapshot) of its own for each new plan.
@@ -407,15 +418,27 @@ impl ExecutionPlan for RemoteScanExec {
                     let federated = self.federated;
                     let filters = self.dynamic_filters.clone();
                     let sent = (partition == 0).then(|| Arc::clone(&self.sent_sql));
-                    let rows = self.row_estimate;
+                    // A part's share, for one part of a parallel scan (its
+                    // list costs it the same).
+                    let share = self.parts.as_ref().map_or(1, |(p, _)| p.sqls.len().max(1));
+                    let (rows, table_rows) = (
+                        self.row_estimate.map(|r| r / share),
+                        self.table_rows.map(|r| r / share),
+                    );
+                    let columns = self.column_estimates.clone();
                     let lazy = futures::stream::once(async move {
                         let remote = plan.schema().as_arrow().clone();
+                        let sizing = super::runtime_filter::Sizing {
+                            rows,
+                            table_rows,
+                            columns: &columns,
+                        };
                         let sql = match super::runtime_filter::remote_filter(
                             &filters,
                             &schema,
                             &remote,
                             database.pushdown(),
-                            rows,
+                            sizing,
                         ) {
                             Some(filter) => filtered(plan, filter, federated)
                                 .and_then(|p| RemoteSql::from_plan(&p, database.as_ref()))

@@ -427,7 +427,7 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
                 && join.null_equality == datafusion::common::NullEquality::NullEqualsNothing
                 && !join.null_aware;
             let filter = join.filter.as_ref().is_none_or(|f| schema.predicate(f));
-            (kind && keys && filter).then(|| remote(false, true))
+            (kind && keys && filter && joins_there(join, plan, policy)).then(|| remote(false, true))
         }
         LogicalPlan::Aggregate(agg) => {
             let schema = Judge::of(policy, &agg.input);
@@ -456,6 +456,22 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
         _ => None,
     };
     Ok(verdict.unwrap_or(Verdict::Local))
+}
+
+/// Whether `join` (the node `plan`) costs its database less than
+/// sending both inputs here (see the `cost` module: a database that joins
+/// by nested loops looks up every joined row).
+fn joins_there(join: &Join, plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> bool {
+    let costs = policy.costs();
+    if !costs.nested_loop_joins {
+        return true;
+    }
+    super::cost::remote_join_pays(
+        &costs,
+        row_estimate(&join.left),
+        row_estimate(&join.right),
+        row_estimate(plan),
+    )
 }
 
 /// The types the database gives the output columns of `plan` where they

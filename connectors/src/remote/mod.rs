@@ -16,6 +16,7 @@
 
 mod average;
 mod catalog;
+pub mod cost;
 mod dml;
 mod error;
 mod estimates;

@@ -80,11 +80,11 @@ pub trait PushdownPolicy: std::fmt::Debug + Send + Sync {
         false
     }
 
-    /// The longest list of a join's keys worth sending as `IN (...)` (see
-    /// the `runtime_filter` module); past it the bounds go alone. By
-    /// default as many as DataFusion builds.
-    fn key_list_limit(&self) -> usize {
-        usize::MAX
+    /// What work costs the database (see the `cost` module): whether a
+    /// join's keys are worth sending as `IN (...)`, and whether a join of
+    /// two of its tables is worth running there. By default PostgreSQL's.
+    fn costs(&self) -> super::cost::Costs {
+        super::cost::Costs::default()
     }
 
     /// The type the database gives `sum` of a value of Arrow type

@@ -7,8 +7,10 @@
 //! `IS NULL`, AND, OR, and the per-partition `CASE` a partitioned join
 //! builds (the OR of its branches). Anything else is left out, which only
 //! widens the predicate, and so is an `IN` list of integers that fills half
-//! of its own range (the bounds beside it say nearly as much). Of the result, only the conjuncts the database
-//! computes exactly (its [`PushdownPolicy`]) are kept.
+//! of its own range (the bounds beside it say nearly as much) and one that
+//! costs the database more than the rows it removes (see the `cost`
+//! module). Of the result, only the conjuncts the database computes exactly
+//! (its [`PushdownPolicy`]) are kept.
 
 use std::sync::Arc;
 
@@ -23,6 +25,8 @@ use datafusion::physical_expr::expressions::{
     DynamicFilterPhysicalExpr, InListExpr, IsNullExpr, Literal,
 };
 
+use super::ColumnEstimate;
+use super::cost::{Costs, KeyTarget, key_list_pays};
 use super::pushdown::{Capability, PushdownPolicy, classify};
 
 /// Longest `IN` list sent (DataFusion bounds the lists it builds too).
@@ -34,32 +38,45 @@ pub fn is_dynamic(expr: &Arc<dyn PhysicalExpr>) -> bool {
         .unwrap_or(false)
 }
 
+/// What a scan's key lists are weighed against (see the `cost` module).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Sizing<'a> {
+    /// Rows the scan returns without run-time filters.
+    pub rows: Option<usize>,
+    /// Rows of its table, for a scan of one table.
+    pub table_rows: Option<usize>,
+    /// The statistics of the scan's columns, in its order (empty when
+    /// unknown).
+    pub columns: &'a [ColumnEstimate],
+}
+
 /// The predicate to add to a remote scan with output `scan` (named
 /// `remote` in the remote query, column by column) for the current values
-/// of `filters`, or `None` when nothing useful is exact.
-/// `rows` is the scan's row estimate: a key list longer than a twentieth of it
-/// is left out (the database would parse and test a long list to remove
-/// few rows; the bounds beside it stay).
+/// of `filters`, or `None` when nothing useful is exact. A list of keys is
+/// sent only where the database's [`Costs`] say it costs less than the rows
+/// it removes (see [`key_list_pays`]; the bounds beside it go anyway).
 pub fn remote_filter(
     filters: &[Arc<dyn PhysicalExpr>],
     scan: &Schema,
     remote: &Schema,
     policy: &dyn PushdownPolicy,
-    rows: Option<usize>,
+    sizing: Sizing,
 ) -> Option<Expr> {
     if scan.fields().len() != remote.fields().len() {
         return None;
     }
-    let target = Target { scan, remote };
-    let max_keys = rows
-        .map_or(MAX_IN_LIST, |rows| (rows / 20).clamp(1000, MAX_IN_LIST))
-        .min(policy.key_list_limit());
+    let target = Target {
+        scan,
+        remote,
+        costs: policy.costs(),
+        sizing,
+    };
     let mut exact = Vec::new();
     for filter in filters {
         let Some(current) = snapshot(filter) else {
             continue;
         };
-        let Some(implied) = implied(&current, &target, max_keys) else {
+        let Some(implied) = implied(&current, &target) else {
             continue;
         };
         for conjunct in split_conjunction(&implied) {
@@ -84,20 +101,20 @@ fn snapshot(expr: &Arc<dyn PhysicalExpr>) -> Option<Arc<dyn PhysicalExpr>> {
 
 /// A logical predicate true for every row `expr` is true for; `None` for
 /// "no restriction".
-fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target, max_keys: usize) -> Option<Expr> {
+fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target) -> Option<Expr> {
     if let Some(binary) = expr.downcast_ref::<PhysicalBinary>() {
         let op = *binary.op();
         return match op {
             Operator::And => match (
-                implied(binary.left(), target, max_keys),
-                implied(binary.right(), target, max_keys),
+                implied(binary.left(), target),
+                implied(binary.right(), target),
             ) {
                 (Some(l), Some(r)) => Some(l.and(r)),
                 (l, r) => l.or(r),
             },
             Operator::Or => any_of(vec![
-                implied(binary.left(), target, max_keys)?,
-                implied(binary.right(), target, max_keys)?,
+                implied(binary.left(), target)?,
+                implied(binary.right(), target)?,
             ]),
             Operator::Eq
             | Operator::NotEq
@@ -142,7 +159,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target, max_keys: usize) -> Op
                 .into_iter()
                 .filter(|v| !v.is_null())
                 .filter_map(|v| narrowed(v, own_type.as_ref()));
-            return key_list(column, values.collect(), max_keys);
+            return key_list(column, values.collect(), target);
         }
         // A join on several keys: `struct(a, b) IN ((1, 2), ...)`, which
         // implies `a IN (1, ...) AND b IN (2, ...)` (TPC-H Q9's partsupp,
@@ -167,7 +184,7 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target, max_keys: usize) -> Op
         let lists = keys
             .into_iter()
             .zip(values)
-            .filter_map(|(column, values)| key_list(column, values, max_keys));
+            .filter_map(|(column, values)| key_list(column, values, target));
         return conjunction(lists);
     }
     if let Some(is_null) = expr.downcast_ref::<IsNullExpr>() {
@@ -184,13 +201,13 @@ fn implied(expr: &Arc<dyn PhysicalExpr>, target: &Target, max_keys: usize) -> Op
         let mut implied_branches = Vec::with_capacity(branches.len());
         for branch in branches {
             if !is_false(branch) {
-                implied_branches.push(implied(branch, target, max_keys)?);
+                implied_branches.push(implied(branch, target)?);
             }
         }
         if implied_branches.is_empty() {
             return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
         }
-        return any_of(implied_branches);
+        return any_of(paid_lists_only(implied_branches, target)?);
     }
     if is_false(expr) {
         return Some(Expr::Literal(ScalarValue::Boolean(Some(false)), None));
@@ -222,6 +239,44 @@ fn any_of(branches: Vec<Expr>) -> Option<Expr> {
     kept.into_iter().reduce(Expr::or)
 }
 
+/// `branches` (a partitioned join's, OR-ed) without the key lists of each
+/// column whose lists, all branches' keys together, cost more than the rows
+/// they remove: the database gets all of them, so each branch's list
+/// paying for itself is not enough (TPC-H Q14's two partitions each sent
+/// 31 K part keys to SQLite). `None`: a branch was left with no
+/// restriction, so the OR has none.
+fn paid_lists_only(branches: Vec<Expr>, target: &Target) -> Option<Vec<Expr>> {
+    let mut keys: Vec<(Expr, usize)> = Vec::new();
+    for branch in &branches {
+        for conjunct in split_conjunction(branch) {
+            if let Expr::InList(list) = conjunct {
+                match keys.iter_mut().find(|(c, _)| c == list.expr.as_ref()) {
+                    Some((_, n)) => *n += list.list.len(),
+                    None => keys.push((list.expr.as_ref().clone(), list.list.len())),
+                }
+            }
+        }
+    }
+    let unpaid: Vec<Expr> = keys
+        .into_iter()
+        .filter(|(column, n)| !key_list_pays(&target.costs, *n, &target.key_target(column)))
+        .map(|(column, _)| column)
+        .collect();
+    if unpaid.is_empty() {
+        return Some(branches);
+    }
+    branches
+        .into_iter()
+        .map(|branch| {
+            let kept = split_conjunction(&branch)
+                .into_iter()
+                .filter(|c| !matches!(c, Expr::InList(l) if unpaid.contains(&l.expr)))
+                .cloned();
+            conjunction(kept)
+        })
+        .collect()
+}
+
 /// `expr`'s conjuncts but its key lists; `None` when nothing is left.
 fn without_key_lists(expr: Expr) -> Option<Expr> {
     let rest = split_conjunction(&expr)
@@ -233,11 +288,13 @@ fn without_key_lists(expr: Expr) -> Option<Expr> {
 
 /// `column IN (values)`, the build side's keys once each and in order (a
 /// join's build side repeats them); `None` for a list longer than
-/// `max_keys` or one its bounds say nearly as much as (see [`dense`]).
-fn key_list(column: Expr, mut values: Vec<ScalarValue>, max_keys: usize) -> Option<Expr> {
+/// [`MAX_IN_LIST`], one its bounds say nearly as much as (see [`dense`]),
+/// or one that costs the database more than the rows it removes (see
+/// [`key_list_pays`]).
+fn key_list(column: Expr, mut values: Vec<ScalarValue>, target: &Target) -> Option<Expr> {
     values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
     values.dedup();
-    if values.len() > max_keys {
+    if values.len() > MAX_IN_LIST {
         return None;
     }
     if values.is_empty() {
@@ -246,6 +303,9 @@ fn key_list(column: Expr, mut values: Vec<ScalarValue>, max_keys: usize) -> Opti
     if dense(&values) {
         // The bounds (a separate conjunct) say nearly as much, and a long
         // list costs the database to parse and to test each row.
+        return None;
+    }
+    if !key_list_pays(&target.costs, values.len(), &target.key_target(&column)) {
         return None;
     }
     let values = values.into_iter().map(|v| Expr::Literal(v, None)).collect();
@@ -304,6 +364,36 @@ fn is_false(expr: &Arc<dyn PhysicalExpr>) -> bool {
 struct Target<'a> {
     scan: &'a Schema,
     remote: &'a Schema,
+    costs: Costs,
+    sizing: Sizing<'a>,
+}
+
+impl Target<'_> {
+    /// The scan a list of keys of `column` (a column of the remote query)
+    /// would filter, with that column's statistics where known.
+    fn key_target(&self, column: &Expr) -> KeyTarget {
+        let estimate = match column {
+            Expr::Column(c) => {
+                let mut at = self
+                    .remote
+                    .fields()
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, f)| f.name() == &c.name);
+                match (at.next(), at.next()) {
+                    (Some((i, _)), None) => self.sizing.columns.get(i),
+                    _ => None,
+                }
+            }
+            _ => None,
+        };
+        KeyTarget {
+            rows: self.sizing.rows,
+            table_rows: self.sizing.table_rows,
+            distinct: estimate.and_then(|e| e.distinct),
+            index: estimate.and_then(|e| e.index),
+        }
+    }
 }
 
 /// A column of the scan's output, named as in the remote query.
@@ -428,8 +518,14 @@ mod tests {
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(expr).unwrap();
         assert!(is_dynamic(&dynamic));
-        remote_filter(&[dynamic], &schema(), &schema(), &PostgresPushdown, None)
-            .map(|e| e.to_string())
+        remote_filter(
+            &[dynamic],
+            &schema(),
+            &schema(),
+            &PostgresPushdown,
+            Sizing::default(),
+        )
+        .map(|e| e.to_string())
     }
 
     #[test]
@@ -468,8 +564,14 @@ mod tests {
                 Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
             let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
             filter.update(expr).unwrap();
-            remote_filter(&[dynamic], &narrow, &narrow, &PostgresPushdown, None)
-                .map(|e| e.to_string())
+            remote_filter(
+                &[dynamic],
+                &narrow,
+                &narrow,
+                &PostgresPushdown,
+                Sizing::default(),
+            )
+            .map(|e| e.to_string())
         };
         let wide = || cast(DataType::Int64);
         let keys: Vec<Arc<dyn PhysicalExpr>> = [7i64, 3, 5_000_000_000]
@@ -495,6 +597,54 @@ mod tests {
         assert_eq!(render(narrowing), None);
         let text = binary(cast(DataType::Utf8), Operator::Eq, lit("3"));
         assert_eq!(render(text), None);
+    }
+
+    #[test]
+    fn partitioned_lists_are_weighed_together() {
+        // Two partitions of 600 keys each, for a scan of 2,000 rows: each
+        // list would pay alone (it removes 70%), both together do not.
+        let branch = |from: i64| {
+            let keys: Vec<Option<i64>> = (0..600).map(|i| Some((from + i) * 10)).collect();
+            binary(
+                binary(
+                    binary(k(), Operator::GtEq, lit(from * 10)),
+                    Operator::And,
+                    binary(k(), Operator::LtEq, lit((from + 599) * 10)),
+                ),
+                Operator::And,
+                in_list(&keys),
+            )
+        };
+        let route = binary(k(), Operator::Modulo, lit(2i64));
+        let case = |branches: Vec<Arc<dyn PhysicalExpr>>| -> Arc<dyn PhysicalExpr> {
+            let arms = branches
+                .into_iter()
+                .enumerate()
+                .map(|(i, b)| (lit(i as i64), b))
+                .collect();
+            Arc::new(CaseExpr::try_new(Some(Arc::clone(&route)), arms, Some(lit(false))).unwrap())
+        };
+        let sent = |expr: Arc<dyn PhysicalExpr>| {
+            let dynamic: Arc<dyn PhysicalExpr> =
+                Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
+            let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
+            filter.update(expr).unwrap();
+            let sizing = Sizing {
+                rows: Some(2_000),
+                table_rows: Some(2_000),
+                columns: &[],
+            };
+            remote_filter(&[dynamic], &schema(), &schema(), &PostgresPushdown, sizing)
+                .map(|e| e.to_string())
+                .unwrap_or_default()
+        };
+        let one = sent(case(vec![branch(0)]));
+        assert!(one.contains(" IN ("), "{one}");
+        let both = sent(case(vec![branch(0), branch(1000)]));
+        assert!(
+            !both.contains(" IN (") && both.contains(" OR "),
+            "the bounds alone: {both}"
+        );
     }
 
     #[test]
@@ -623,34 +773,58 @@ mod tests {
     }
 
     #[test]
-    fn long_lists_for_small_tables_are_left_to_the_bounds() {
+    fn key_lists_go_where_they_cost_less_than_the_rows_they_remove() {
         let keys: Vec<Option<i64>> = (1..=2000).map(|i| Some(i * 10)).collect();
         let dynamic: Arc<dyn PhysicalExpr> =
             Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(in_list(&keys)).unwrap();
         let filters = [dynamic];
-        let with = |rows| remote_filter(&filters, &schema(), &schema(), &PostgresPushdown, rows);
-        assert!(with(Some(1_000_000)).is_some());
-        assert!(with(Some(30_000)).is_none());
-        // MySQL tests long lists slowly: past 1,000 keys, the bounds alone.
-        let mysql = |rows| {
-            remote_filter(
-                &filters,
-                &schema(),
-                &schema(),
-                &crate::mysql::MysqlPushdown,
-                rows,
-            )
-            .map(|e| e.to_string())
+        let sent = |policy: &dyn PushdownPolicy, rows, columns: &[ColumnEstimate]| {
+            let sizing = Sizing {
+                rows: Some(rows),
+                table_rows: Some(rows),
+                columns,
+            };
+            remote_filter(&filters, &schema(), &schema(), policy, sizing)
+                .map(|e| e.to_string())
+                .is_some_and(|s| s.contains(" IN ("))
         };
-        assert_eq!(mysql(Some(1_000_000)), None);
-        filters[0]
-            .downcast_ref::<DynamicFilterPhysicalExpr>()
-            .unwrap()
-            .update(in_list(&keys[..900]))
-            .unwrap();
-        assert!(mysql(Some(1_000_000)).is_some_and(|s| s.starts_with("k IN (")));
+        // 2,000 keys of a million rows remove most of them; of 2,000 rows
+        // (taken as one row a key), none.
+        assert!(sent(&PostgresPushdown, 1_000_000, &[]));
+        assert!(!sent(&PostgresPushdown, 2_000, &[]));
+        // 2,000 keys of a column of 2,000 distinct values keep every row.
+        let common = ColumnEstimate {
+            distinct: Some(2_000),
+            ..Default::default()
+        };
+        assert!(!sent(
+            &PostgresPushdown,
+            1_000_000,
+            std::slice::from_ref(&common)
+        ));
+        // In MySQL, the same keys on a primary key are looked up; on a
+        // secondary index, the 40% of rows they reach cost a lookup each.
+        let mysql = crate::mysql::MysqlPushdown;
+        let primary = ColumnEstimate {
+            distinct: Some(1_000_000),
+            index: Some(crate::remote::cost::Index::Primary),
+            ..Default::default()
+        };
+        assert!(sent(&mysql, 1_000_000, std::slice::from_ref(&primary)));
+        let secondary = ColumnEstimate {
+            distinct: Some(5_000),
+            index: Some(crate::remote::cost::Index::Secondary),
+            ..Default::default()
+        };
+        assert!(!sent(&mysql, 1_000_000, std::slice::from_ref(&secondary)));
+        // Without the index, the database filters as it scans.
+        let unindexed = ColumnEstimate {
+            index: None,
+            ..secondary
+        };
+        assert!(sent(&mysql, 1_000_000, std::slice::from_ref(&unindexed)));
     }
 
     #[test]

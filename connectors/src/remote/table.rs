@@ -417,6 +417,7 @@ impl TableProvider for RemoteTable {
         )
         .with_logical_plan(plan)
         .with_row_estimate(estimate)
+        .with_table_rows(self.rows.and_then(|r| usize::try_from(r).ok()))
         .with_column_estimates(
             fetched_schema
                 .fields()
