@@ -179,13 +179,8 @@ mod tests {
 
     /// MariaDB's, as the MySQL connector declares them.
     fn nested() -> Costs {
-        Costs {
-            query: 500.0,
-            row: 2.5,
-            key: 12.0,
-            lookup: 13.0,
-            nested_loop_joins: true,
-        }
+        use crate::remote::PushdownPolicy;
+        crate::mysql::MysqlPushdown.costs()
     }
 
     #[test]

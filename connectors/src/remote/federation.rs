@@ -464,6 +464,7 @@ fn judge(plan: &LogicalPlan, inputs: &[&Verdict], local: &HashSet<LogicalPlan>) 
 fn joins_there(join: &Join, plan: &LogicalPlan, policy: &dyn PushdownPolicy) -> bool {
     let costs = policy.costs();
     if !costs.nested_loop_joins {
+        // Always (see `remote_join_pays`), without estimating the inputs.
         return true;
     }
     super::cost::remote_join_pays(

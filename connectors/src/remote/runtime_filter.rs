@@ -512,11 +512,17 @@ mod tests {
         Arc::new(InListExpr::try_new(k(), list, false, &schema()).unwrap())
     }
 
-    fn render(expr: Arc<dyn PhysicalExpr>) -> Option<String> {
+    /// A dynamic filter on `k` whose current value is `expr`.
+    fn dynamic(expr: Arc<dyn PhysicalExpr>) -> Arc<dyn PhysicalExpr> {
         let dynamic: Arc<dyn PhysicalExpr> =
             Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
         let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
         filter.update(expr).unwrap();
+        dynamic
+    }
+
+    fn render(expr: Arc<dyn PhysicalExpr>) -> Option<String> {
+        let dynamic = dynamic(expr);
         assert!(is_dynamic(&dynamic));
         remote_filter(
             &[dynamic],
@@ -560,10 +566,7 @@ mod tests {
             ))
         };
         let render = |expr: Arc<dyn PhysicalExpr>| {
-            let dynamic: Arc<dyn PhysicalExpr> =
-                Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
-            let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
-            filter.update(expr).unwrap();
+            let dynamic = dynamic(expr);
             remote_filter(
                 &[dynamic],
                 &narrow,
@@ -625,10 +628,7 @@ mod tests {
             Arc::new(CaseExpr::try_new(Some(Arc::clone(&route)), arms, Some(lit(false))).unwrap())
         };
         let sent = |expr: Arc<dyn PhysicalExpr>| {
-            let dynamic: Arc<dyn PhysicalExpr> =
-                Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
-            let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
-            filter.update(expr).unwrap();
+            let dynamic = dynamic(expr);
             let sizing = Sizing {
                 rows: Some(2_000),
                 table_rows: Some(2_000),
@@ -775,11 +775,7 @@ mod tests {
     #[test]
     fn key_lists_go_where_they_cost_less_than_the_rows_they_remove() {
         let keys: Vec<Option<i64>> = (1..=2000).map(|i| Some(i * 10)).collect();
-        let dynamic: Arc<dyn PhysicalExpr> =
-            Arc::new(DynamicFilterPhysicalExpr::new(vec![k()], lit(true)));
-        let filter = dynamic.downcast_ref::<DynamicFilterPhysicalExpr>().unwrap();
-        filter.update(in_list(&keys)).unwrap();
-        let filters = [dynamic];
+        let filters = [dynamic(in_list(&keys))];
         let sent = |policy: &dyn PushdownPolicy, rows, columns: &[ColumnEstimate]| {
             let sizing = Sizing {
                 rows: Some(rows),
